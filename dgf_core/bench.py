@@ -85,3 +85,109 @@ def bench_generate(ctx: BenchContext) -> dict[str, Any]:
             "one_image_reference_path_ms": ref_one * 1e3, "batch64_ms": batch * 1e3,
             "batch64_images_per_s": 64 / batch, "target_one_image_ms": 5.0 if pipe.resolution <= 64 else None,
             "target_met": (one * 1e3 <= 5.0) if pipe.resolution <= 64 else None}
+
+
+def _synthetic_faces(root: Path, n: int = 1024) -> Path:
+    """A folder of n random 178x218 JPEGs (CelebA's size), for throughput when no --data is given."""
+    import numpy as np
+    from PIL import Image
+
+    folder = root / "synthetic" / "faces"
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        rng = np.random.default_rng(0)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)).save(folder / f"{i:06d}.jpg", quality=90)
+    return folder.parent
+
+
+def baseline_throughput(data: list[str], steps: int, batch_size: int = 128, device: str = "cpu", workers: int = 2) -> float:
+    """images/s of the pytorch/examples DCGAN pipeline: torchvision ImageFolder + DataLoader decoding and
+    resizing every image at every step, fp32, separate real/fake backward passes. Median over steps after
+    the first (which pays the worker start-up)."""
+    import torchvision.datasets as dset
+    import torchvision.transforms as T
+    from torch.utils.data import ConcatDataset, DataLoader
+
+    from .models.dcgan import DCGANConfig, Discriminator, Generator
+
+    dev = torch.device(device)
+    tf = T.Compose([T.Resize(64), T.CenterCrop(64), T.ToTensor(), T.Normalize((0.5,) * 3, (0.5,) * 3)])
+    # ImageFolder wants class sub-folders: each --data folder's parent is the root, the folder a class
+    sets = [dset.ImageFolder(str(Path(d).resolve().parent), transform=tf,
+                             is_valid_file=lambda p, d=str(Path(d).resolve()): p.startswith(d + os.sep)) for d in data]
+    loader = DataLoader(ConcatDataset(sets), batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True)
+    cfg = DCGANConfig()
+    netG, netD = Generator(cfg).to(dev), Discriminator(cfg).to(dev)
+    crit = torch.nn.BCEWithLogitsLoss()
+    optD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    optG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    times, it = [], iter(loader)
+    sync = dev.type == "cuda"
+    for i in range(steps + 1):
+        t0 = time.perf_counter()
+        try:
+            real, _ = next(it)
+        except StopIteration:
+            it = iter(loader)
+            real, _ = next(it)
+        real = real.to(dev)
+        b = real.size(0)
+        netD.zero_grad()
+        errD_real = crit(netD(real), torch.ones(b, device=dev))
+        errD_real.backward()
+        fake = netG(torch.randn(b, cfg.z_dim, device=dev))
+        errD_fake = crit(netD(fake.detach()), torch.zeros(b, device=dev))
+        errD_fake.backward()
+        optD.step()
+        netG.zero_grad()
+        crit(netD(fake), torch.ones(b, device=dev)).backward()
+        optG.step()
+        if sync:
+            torch.cuda.synchronize()
+        if i:
+            times.append(time.perf_counter() - t0)
+    return batch_size / statistics.median(times)
+
+
+def ours_throughput(data: list[str], steps: int, out: Path, batch_size: int = 128, device: str = "auto",
+                    compile: bool = False) -> float:
+    """images/s of dgf_core.train (data resident as uint8 on the device, bf16 on CUDA), median of the
+    logged intervals after the first."""
+    from .train import TrainOptions, train
+
+    recs: list[dict] = []
+    train(TrainOptions(data=data, out=str(out), steps=steps + 2, batch_size=batch_size, log_every=1,
+                       sample_every=10**9, checkpoint_every=10**9, device=device, progress=False, compile=compile,
+                       limit=4096, export=False), on_step=recs.append)
+    return statistics.median(r["images_per_s"] for r in recs[2:])
+
+
+@benchmark("train")
+def bench_train(ctx: BenchContext) -> dict[str, Any]:
+    """Training throughput of our trainer vs the pytorch/examples DCGAN pipeline, same machine, same run."""
+    data = ctx.data or [str(_synthetic_faces(ctx.tmp()) / "faces")]
+    steps = 3 if ctx.quick else ctx.train_steps
+    dev = "cuda" if (ctx.device in ("auto", "cuda") and torch.cuda.is_available()) else "cpu"
+    bs = 16 if ctx.quick else 128
+    ours = ours_throughput(data, steps, ctx.tmp() / f"run-{time.time_ns()}", batch_size=bs, device=dev)
+    base = baseline_throughput(data, steps, batch_size=bs, device=dev, workers=0 if ctx.quick else 2)
+    ratio = ours / base
+    return {"device": dev, "batch_size": bs, "steps": steps, "data": "synthetic 178x218 JPEGs" if not ctx.data else data,
+            "ours_images_per_s": ours, "baseline_images_per_s": base, "ratio": ratio,
+            "target_ratio_gpu": 5.0, "target_met": (ratio >= 5.0) if dev == "cuda" else None}
+
+
+def run_benchmarks(ctx: BenchContext, only: list[str] | None = None, log=print) -> dict[str, Any]:
+    names = only or list(BENCHMARKS)
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        raise ValueError(f"unknown benchmarks {unknown}; available: {sorted(BENCHMARKS)}")
+    results: dict[str, Any] = {"machine": machine(), "model": ctx.model}
+    for name in names:
+        log(f"[bench] {name} ...")
+        t0 = time.perf_counter()
+        results[name] = BENCHMARKS[name](ctx)
+        results[name]["bench_seconds"] = round(time.perf_counter() - t0, 2)
+        log(f"[bench] {name}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in results[name].items()))
+    return results

@@ -38,8 +38,9 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=10_000)
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--beta1", type=float, default=0.5)
+    p.add_argument("--lr", type=float, default=None, help="Adam lr (default: family's; dcgan 2e-4, stylegan2 2e-3)")
+    p.add_argument("--beta1", type=float, default=None, help="Adam beta1 (default: family's; dcgan 0.5, stylegan2 0)")
+    p.add_argument("--beta2", type=float, default=None, help="Adam beta2 (default: family's; dcgan 0.999, stylegan2 0.99)")
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--r1-gamma", type=float, default=None, help="lazy R1 weight (default: family's)")
     p.add_argument("--seed", type=int, default=0)
@@ -63,11 +64,16 @@ def cmd_train(a: argparse.Namespace) -> int:
     from .models import get_family
     from .train import TrainOptions, train
 
-    defaults = {"stylegan2": {"r1_gamma": 0.1}}.get(a.family, {})
+    defaults = {"lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "r1_gamma": 0.0}  # the DCGAN paper's
+    defaults.update({"stylegan2": {"lr": 2e-3, "beta1": 0.0, "beta2": 0.99, "r1_gamma": 0.1}}.get(a.family, {}))
+
+    def pick(name: str):
+        return getattr(a, name) if getattr(a, name) is not None else defaults[name]
+
     opts = TrainOptions(
         data=a.data, out=a.out, family=a.family, model=dict(a.model), resolution=a.resolution,
-        batch_size=a.batch_size, steps=a.steps, lr=a.lr, betas=(a.beta1, 0.999), ema_decay=a.ema_decay,
-        r1_gamma=a.r1_gamma if a.r1_gamma is not None else defaults.get("r1_gamma", 0.0), seed=a.seed,
+        batch_size=a.batch_size, steps=a.steps, lr=pick("lr"), betas=(pick("beta1"), pick("beta2")), ema_decay=a.ema_decay,
+        r1_gamma=pick("r1_gamma"), seed=a.seed,
         log_every=a.log_every, sample_every=a.sample_every, checkpoint_every=a.checkpoint_every, device=a.device,
         amp=not a.no_amp, compile=a.compile, limit=a.limit, cache_dir=a.cache_dir, resume=a.resume,
         progress=not a.no_progress, threads=a.threads,
@@ -92,29 +98,287 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder: seed000042.png per seed")
     p.add_argument("--grid", default=None, help="also write all seeds as one grid PNG")
     p.add_argument("--truncation", type=float, default=1.0, help="psi in [0, 1]; 1 = none")
+    p.add_argument("--mix-seed", type=int, default=None,
+                   help="style mixing (StyleGAN2): fine styles from this seed, coarse styles from each --seeds seed")
+    p.add_argument("--mix-crossover", type=int, default=4,
+                   help="with --mix-seed: styles [0, K) come from the seed, the rest from --mix-seed (4 = 4x4-8x8 coarse)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--dry-run", action="store_true")
 
 
 def cmd_generate(a: argparse.Namespace) -> int:
-    from .latent import check_truncation, parse_seeds
+    from .latent import check_seed, check_truncation, parse_seeds
     from .pipeline import FacePipeline, MAX_SEEDS_PER_CALL
 
     seeds = parse_seeds(a.seeds, max_count=100_000)
     psi = check_truncation(a.truncation)
+    mix_seed = check_seed(a.mix_seed) if a.mix_seed is not None else None
     pipe = FacePipeline.from_pretrained(a.model, device=a.device)
+    mixing = {}
+    if mix_seed is not None:
+        if pipe.n_styles is None:
+            raise ValueError(f"--mix-seed: model {pipe.model.name!r} ({pipe.model.family.name}) has no style mixing")
+        if not 0 <= a.mix_crossover <= pipe.n_styles:
+            raise ValueError(f"--mix-crossover must be in 0..{pipe.n_styles} for this model, got {a.mix_crossover}")
+        mixing = {"mix_seed": mix_seed, "mix_crossover": a.mix_crossover, "n_styles": pipe.n_styles}
     print(json.dumps({"generate": {"model": pipe.model.name, "path": str(pipe.model.path), "seeds": len(seeds),
-                                   "first": seeds[0], "last": seeds[-1], "truncation": psi, "out": a.out,
+                                   "first": seeds[0], "last": seeds[-1], "truncation": psi, **mixing, "out": a.out,
                                    "grid": a.grid, "device": str(pipe.device)}}, indent=2))
     if a.dry_run:
         return 0
-    paths = pipe.write_pngs(seeds, a.out, truncation=psi, batch_size=min(a.batch_size, MAX_SEEDS_PER_CALL), grid=a.grid)
+    bs = min(a.batch_size, MAX_SEEDS_PER_CALL)
+    if mix_seed is not None:
+        paths = pipe.write_mixed_pngs(seeds, mix_seed, a.mix_crossover, a.out, truncation=psi, batch_size=bs, grid=a.grid)
+    else:
+        paths = pipe.write_pngs(seeds, a.out, truncation=psi, batch_size=bs, grid=a.grid)
     print(f"wrote {len(paths)} images to {a.out}" + (f" and grid {a.grid}" if a.grid else ""))
     return 0
 
 
-COMMANDS = {"train": (add_train, cmd_train), "generate": (add_generate, cmd_generate)}
+def add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="face-detection rates, memorization ratio (and FID with --inception-weights)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--real", action="append", required=True, help="real image folder(s) the model was trained on")
+    p.add_argument("--n", type=int, default=1000, help="number of samples (seeds 0..n-1)")
+    p.add_argument("--truncation", type=float, default=1.0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--inception-weights", default=None, help="FID Inception weights file (pt_inception-2015-12-05 .pth or .safetensors)")
+    p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--write-card", action="store_true", help="store the results in the model card (config.json)")
+    p.add_argument("--dry-run", action="store_true")
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from .checkpoint import resolve_model_path
+    from .latent import check_truncation
+    from .metrics import evaluate_model
+
+    if a.n < 2:
+        raise ValueError("--n must be at least 2")
+    check_truncation(a.truncation)
+    folder = resolve_model_path(a.model)
+    for r in a.real:
+        if not Path(r).exists():
+            raise DataError(f"real data path does not exist: {r}")
+    if a.inception_weights and not Path(a.inception_weights).is_file():
+        raise FileNotFoundError(f"--inception-weights: no such file {a.inception_weights}")
+    print(json.dumps({"evaluate": {"model": str(folder), "real": a.real, "n": a.n, "truncation": a.truncation,
+                                   "fid": bool(a.inception_weights), "json": a.json}}, indent=2))
+    if a.dry_run:
+        return 0
+    res = evaluate_model(folder, a.real, n=a.n, truncation=a.truncation, device=a.device, inception_weights=a.inception_weights)
+    from .bench import machine
+
+    res["machine"] = machine()
+    res["command"] = "python -m dgf_core " + " ".join(a.argv)
+    text = json.dumps(res, indent=2)
+    print(text)
+    if a.json:
+        from .checkpoint import write_json_atomic
+
+        write_json_atomic(res, a.json)
+    if a.write_card:
+        from .checkpoint import CONFIG_FILE, read_config, write_json_atomic
+
+        meta = read_config(folder)
+        key = "evaluation" if a.truncation == 1.0 else f"evaluation_psi{a.truncation}"
+        meta.setdefault("card", {})[key] = res
+        write_json_atomic(meta, folder / CONFIG_FILE)
+    return 0
+
+
+def add_bench(sub: argparse._SubParsersAction) -> None:
+    from .bench import BENCHMARKS
+
+    p = sub.add_parser("bench", help="speed benchmarks (latency, clip rendering, training throughput)")
+    p.add_argument("--model", default="dcgan-celeba64", help="generator for the inference benchmarks")
+    p.add_argument("--only", action="append", choices=sorted(BENCHMARKS), help="run only these (repeatable)")
+    p.add_argument("--data", action="append", default=[], help="image folder(s) for training throughput (default: synthetic)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--repeats", type=int, default=50)
+    p.add_argument("--train-steps", type=int, default=10)
+    p.add_argument("--quick", action="store_true", help="few repeats, tiny batches (smoke test)")
+    p.add_argument("--json", default=None)
+    p.add_argument("--dry-run", action="store_true")
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    from .bench import BenchContext, run_benchmarks
+
+    ctx = BenchContext(model=a.model, data=a.data, device=a.device, repeats=a.repeats, train_steps=a.train_steps, quick=a.quick)
+    print(json.dumps({"bench": {"only": a.only, "model": a.model, "data": a.data, "device": a.device,
+                                "repeats": a.repeats, "train_steps": a.train_steps, "quick": a.quick}}, indent=2))
+    if a.dry_run:
+        return 0
+    res = run_benchmarks(ctx, a.only)
+    if a.json:
+        from .checkpoint import write_json_atomic
+
+        write_json_atomic(res, a.json)
+        print(f"wrote {a.json}")
+    return 0
+
+
+def add_upscale(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("upscale", help="upscale an image 2x or 4x with an upscaler model")
+    p.add_argument("input", help="image file (PNG, JPEG, WebP, BMP, GIF: first frame); at most 512 px a side")
+    p.add_argument("--out", required=True, help="output PNG")
+    p.add_argument("--model", default="upscaler-x4", help="upscaler in weights/, a model folder, or 'bicubic'")
+    p.add_argument("--factor", default="4", help="2 or 4")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dry-run", action="store_true")
+
+
+def cmd_upscale(a: argparse.Namespace) -> int:
+    from .images import save_png
+    from .uploads import open_upload
+    from .upscale import MAX_INPUT_SIDE, Upscaler, check_factor
+
+    factor = check_factor(a.factor)
+    if factor == 1:
+        raise ValueError("--factor must be 2 or 4")
+    if Path(a.out).suffix.lower() != ".png":
+        raise ValueError(f"--out must be a .png file, got {a.out}")
+    image = open_upload(a.input)
+    w, h = image.size
+    if max(w, h) > MAX_INPUT_SIDE:
+        raise ValueError(f"{a.input} is {w}x{h}; the upscaler takes at most {MAX_INPUT_SIDE} pixels a side")
+    up = Upscaler.from_pretrained(a.model, device=a.device)
+    print(json.dumps({"upscale": {"model": up.name, "input": a.input, "size": [w, h], "factor": factor,
+                                  "output_size": [w * factor, h * factor], "out": a.out, "device": str(up.device)}}, indent=2))
+    if a.dry_run:
+        return 0
+    recipe = json.dumps(up.recipe(input=Path(a.input).name, factor=factor))
+    save_png(up.upscale_pil(image, factor), a.out, {"Software": "Deeply Good Fakes", "dgf_upscale": recipe})
+    print(f"wrote {a.out} ({w * factor}x{h * factor})")
+    return 0
+
+
+def add_train_upscaler(sub: argparse._SubParsersAction) -> None:
+    from .train_upscaler import UpscalerTrainOptions as O
+
+    p = sub.add_parser("train-upscaler", help="train the face upscaler (L1 phase, then adversarial fine-tune)")
+    p.add_argument("--data", action="append", required=True, help="HR face folder, >= 176 px (repeatable)")
+    p.add_argument("--out", required=True, help="run folder: state.safetensors, log.jsonl, l1/, gan/")
+    p.add_argument("--patch", type=int, default=O.patch, help="HR patch side (LR is patch/4)")
+    p.add_argument("--batch-size", type=int, default=O.batch_size)
+    p.add_argument("--l1-steps", type=int, default=O.l1_steps)
+    p.add_argument("--gan-steps", type=int, default=O.gan_steps)
+    p.add_argument("--l1-minutes", type=float, default=None, help="time budget of the L1 phase")
+    p.add_argument("--gan-minutes", type=float, default=None, help="time budget of the GAN phase")
+    p.add_argument("--lr", type=float, default=O.lr)
+    p.add_argument("--gan-lr", type=float, default=O.gan_lr)
+    p.add_argument("--d-lr", type=float, default=O.d_lr)
+    p.add_argument("--adv-weight", type=float, default=O.adv_weight)
+    p.add_argument("--fm-weight", type=float, default=O.fm_weight)
+    p.add_argument("--max-blur", type=float, default=O.max_blur, help="HR Gaussian blur sigma, HR pixels")
+    p.add_argument("--max-noise", type=float, default=O.max_noise, help="LR noise std, fraction of [0, 1]")
+    p.add_argument("--every", type=int, default=O.every, help="use every n-th training file")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--eval-every", type=int, default=O.eval_every)
+    p.add_argument("--checkpoint-every", type=int, default=O.checkpoint_every)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--model", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   help="architecture override, e.g. channels=48")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--dry-run", action="store_true")
+
+
+def cmd_train_upscaler(a: argparse.Namespace) -> int:
+    from .train_upscaler import UpscalerTrainOptions, train_upscaler
+
+    opts = UpscalerTrainOptions(
+        data=a.data, out=a.out, model=dict(a.model), patch=a.patch, batch_size=a.batch_size, l1_steps=a.l1_steps,
+        gan_steps=a.gan_steps, l1_minutes=a.l1_minutes, gan_minutes=a.gan_minutes, lr=a.lr, gan_lr=a.gan_lr,
+        d_lr=a.d_lr, adv_weight=a.adv_weight, fm_weight=a.fm_weight, max_blur=a.max_blur, max_noise=a.max_noise,
+        every=a.every, limit=a.limit, eval_every=a.eval_every, checkpoint_every=a.checkpoint_every, seed=a.seed,
+        threads=a.threads, resume=a.resume,
+    )
+    opts.validate()
+    for d in opts.data:
+        if not Path(d).exists():
+            raise DataError(f"data path does not exist: {d}")
+    config = opts.config()
+    print(json.dumps({"train_upscaler": dataclasses.asdict(opts), "config": dataclasses.asdict(config)}, indent=2))
+    if a.dry_run:
+        return 0
+    print(f"model written to {train_upscaler(opts)}")
+    return 0
+
+
+def add_evaluate_upscaler(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate-upscaler", help="PSNR/SSIM vs bicubic on held-out faces; clip temporal stability")
+    p.add_argument("--model", action="append", required=True, help="upscaler(s) to evaluate (repeatable)")
+    p.add_argument("--data", action="append", required=True, help="HR face folder(s); their held-out split is used")
+    p.add_argument("--faces", type=int, default=300, help="held-out faces per folder (spread evenly)")
+    p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--dry-run", action="store_true")
+
+
+def cmd_evaluate_upscaler(a: argparse.Namespace) -> int:
+    from .checkpoint import resolve_model_path
+
+    if a.faces < 1:
+        raise ValueError("--faces must be >= 1")
+    models = [m if m == "bicubic" else str(resolve_model_path(m)) for m in a.model]
+    for d in a.data:
+        if not Path(d).exists():
+            raise DataError(f"data path does not exist: {d}")
+    print(json.dumps({"evaluate_upscaler": {"models": models, "data": a.data, "faces": a.faces, "json": a.json}}, indent=2))
+    if a.dry_run:
+        return 0
+    from .sr_metrics import evaluate_upscalers
+
+    res = evaluate_upscalers(models, a.data, faces_per_folder=a.faces)
+    print(json.dumps(res, indent=2))
+    if a.json:
+        from .checkpoint import write_json_atomic
+
+        write_json_atomic(res, a.json)
+    return 0
+
+
+def add_import_rosinality(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("import-rosinality", help="convert a rosinality/stylegan2-pytorch generator into a model folder")
+    p.add_argument("file", help="g_ema weights: .safetensors, or .pt/.pth holding a state dict or {'g_ema', 'latent_avg'}")
+    p.add_argument("--out", required=True, help="model folder to write, e.g. weights/stylegan2-ffhq256")
+    p.add_argument("--resolution", type=int, default=None, help="refuse the file unless it is this resolution")
+    p.add_argument("--mapping-lr-mul", type=float, default=0.01, help="rosinality's lr_mlp (0.01 in the public ports)")
+    p.add_argument("--fp32", action="store_true", help="store float32 (default float16, half the size)")
+    p.add_argument("--dry-run", action="store_true", help="read and check the file, print the config, write nothing")
+
+
+def cmd_import_rosinality(a: argparse.Namespace) -> int:
+    import torch
+
+    from .official import import_rosinality, load_rosinality
+
+    if Path(a.out).exists() and any(Path(a.out).iterdir()):
+        raise FileExistsError(f"{a.out} exists and is not empty")
+    print(json.dumps({"import-rosinality": {"file": a.file, "out": a.out, "resolution": a.resolution,
+                                            "mapping_lr_mul": a.mapping_lr_mul, "dtype": "float32" if a.fp32 else "float16"}}, indent=2))
+    if a.dry_run:
+        imported = load_rosinality(a.file, mapping_lr_mul=a.mapping_lr_mul)
+        print(json.dumps({"config": dataclasses.asdict(imported.config), "notes": imported.notes}, indent=2))
+        return 0
+    folder = import_rosinality(a.file, a.out, resolution=a.resolution, mapping_lr_mul=a.mapping_lr_mul,
+                               dtype=None if a.fp32 else torch.float16)
+    print(f"model written to {folder}")
+    return 0
+
+
+COMMANDS = {
+    "train": (add_train, cmd_train),
+    "generate": (add_generate, cmd_generate),
+    "evaluate": (add_evaluate, cmd_evaluate),
+    "bench": (add_bench, cmd_bench),
+    "upscale": (add_upscale, cmd_upscale),
+    "train-upscaler": (add_train_upscaler, cmd_train_upscaler),
+    "evaluate-upscaler": (add_evaluate_upscaler, cmd_evaluate_upscaler),
+    "import-rosinality": (add_import_rosinality, cmd_import_rosinality),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,7 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
     a = parser.parse_args(argv)
+    a.argv = list(argv)
     try:
         return COMMANDS[a.command][1](a)
     except USER_ERRORS as e:

@@ -17,7 +17,7 @@ def to_pil(image_u8: torch.Tensor) -> Image.Image:
         raise ValueError(f"expected one image (3, H, W), got {tuple(image_u8.shape)}")
     if image_u8.shape[0] == 3 and image_u8.shape[-1] != 3:
         image_u8 = image_u8.permute(1, 2, 0)
-    return Image.fromarray(image_u8.cpu().contiguous().numpy(), "RGB")
+    return Image.fromarray(image_u8.cpu().contiguous().numpy())
 
 
 def make_grid(images_u8: torch.Tensor, nrow: int | None = None, pad: int = 2) -> torch.Tensor:

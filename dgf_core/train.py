@@ -69,6 +69,7 @@ class TrainOptions:
     resume: bool = False
     progress: bool = True
     threads: int | None = None  # CPU threads for torch (None: torch's default)
+    export: bool = True  # write OUT/model (EMA generator with recalibrated batch norm) at the end
 
     def validate(self) -> None:
         if not self.data:
@@ -210,6 +211,8 @@ def train(opts: TrainOptions, on_step: Callable[[dict], None] | None = None) -> 
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if (opts.amp and device.type == "cuda") else nullcontext()
     z_dim = _z_dim(config)
     sample_z = seeds_to_z(range(opts.sample_seeds), z_dim).to(device)
+    # generators with stochastic layers (StyleGAN2: noise inputs, style mixing) draw from the step's generator
+    takes_gen = getattr(G, "accepts_noise_generator", False)
 
     if env.main:
         print(f"training {opts.family} on {n} images ({steps_per_epoch} steps/epoch), device {device}, world {env.world}")
@@ -245,7 +248,7 @@ def train(opts: TrainOptions, on_step: Callable[[dict], None] | None = None) -> 
 
             # D step: real vs detached fakes (separate batches, as in the paper)
             with amp:
-                fake = G_train(z)
+                fake = G_train(z, noise_generator=gen) if takes_gen else G_train(z)
                 d_real, d_fake = D_train(real), D_train(fake.detach())
                 d_loss = d_logistic_loss(d_real.float(), d_fake.float())
             opt_d.zero_grad(set_to_none=True)
@@ -304,9 +307,11 @@ def train(opts: TrainOptions, on_step: Callable[[dict], None] | None = None) -> 
 
     write_state(opts.steps)
     model_dir = out / MODEL_DIR
-    if env.main:
+    if env.main and opts.export:
         export = copy.deepcopy(G_ema)
         recalibrate_batchnorm(export, z_dim, device)
+        if hasattr(export, "estimate_mean_w"):  # StyleGAN2: the truncation centre, from the EMA mapping network
+            export.estimate_mean_w(generator=torch.Generator(device=device).manual_seed(opts.seed))
         card = {
             "description": f"{opts.family} generator (EMA weights) trained with dgf_core",
             "data": [str(p) for p in opts.data],
