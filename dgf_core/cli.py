@@ -369,7 +369,31 @@ def cmd_import_rosinality(a: argparse.Namespace) -> int:
     return 0
 
 
+def add_pack(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pack", help="pre-crop a data set to small JPEGs (to carry it to a GPU machine)")
+    p.add_argument("--data", action="append", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--resolution", type=int, default=64)
+    p.add_argument("--quality", type=int, default=92)
+    p.add_argument("--dry-run", action="store_true")
+
+
+def cmd_pack(a: argparse.Namespace) -> int:
+    from .data import list_images, pack_images
+
+    n = len(list_images(a.data))
+    if not 8 <= a.resolution <= 1024:
+        raise ValueError("--resolution must be in 8..1024")
+    print(json.dumps({"pack": {"data": a.data, "images": n, "out": a.out, "resolution": a.resolution, "quality": a.quality}}, indent=2))
+    if a.dry_run:
+        return 0
+    written, skipped = pack_images(a.data, a.out, a.resolution, a.quality)
+    print(f"packed {written} images into {a.out} ({skipped} unreadable skipped)")
+    return 0
+
+
 COMMANDS = {
+    "pack": (add_pack, cmd_pack),
     "train": (add_train, cmd_train),
     "generate": (add_generate, cmd_generate),
     "evaluate": (add_evaluate, cmd_evaluate),

@@ -188,3 +188,41 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The order of epoch `epoch`: a function of (seed, epoch) only, so a resumed run sees the same batches."""
     g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**63)
     return torch.randperm(n, generator=g)
+
+
+def pack_images(
+    roots: str | os.PathLike | Sequence[str | os.PathLike], out: str | os.PathLike, resolution: int, quality: int = 92
+) -> tuple[int, int]:
+    """Pre-crop every image under `roots` to resolution x resolution JPEGs in `out`, keeping file names, so the
+    held-out rule (by file name) still applies to the pack. For moving a data set to a GPU machine
+    (CelebA's 15,723 faces at 64x64 take about 38 MB). Returns (written, skipped)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = skipped = 0
+    for p in list_images(roots):
+        arr = load_image(p, resolution)
+        if arr is None:
+            skipped += 1
+            continue
+        dest = out / (Path(p.name).stem + ".jpg")
+        tmp = dest.with_suffix(".tmp.jpg")
+        Image.fromarray(arr).save(tmp, quality=quality)
+        os.replace(tmp, dest)
+        written += 1
+    return written, skipped
+
+
+_LICENCES = {
+    "celeba": "CelebA (Liu et al. 2015): non-commercial research purposes only",
+    "utkface": "UTKFace (Zhang et al. 2017): non-commercial research purposes only",
+}
+
+
+def data_licences(roots: Sequence[str | os.PathLike]) -> list[str]:
+    """The licences of the known face sets found in `roots` (by folder name); unknown folders are flagged."""
+    found = []
+    for r in roots:
+        parts = str(Path(r).resolve()).lower()
+        hits = [text for key, text in _LICENCES.items() if key in parts]
+        found.extend(hits or [f"{r}: licence unknown; check before sharing a model trained on it"])
+    return sorted(set(found))

@@ -31,7 +31,7 @@ import torch.distributed as dist
 from torch import nn
 
 from . import checkpoint as ckpt
-from .data import epoch_permutation, load_image_set, random_flip, to_float, to_uint8
+from .data import data_licences, epoch_permutation, load_image_set, random_flip, to_float, to_uint8
 from .images import make_grid, save_png
 from .latent import seeds_to_z
 from .losses import d_logistic_loss, ema_decay_at, ema_update, g_nonsaturating_loss
@@ -315,6 +315,8 @@ def train(opts: TrainOptions, on_step: Callable[[dict], None] | None = None) -> 
         card = {
             "description": f"{opts.family} generator (EMA weights) trained with dgf_core",
             "data": [str(p) for p in opts.data],
+            "data_licence": data_licences(opts.data),
+            "heldout_rule": "files whose crc32(file name) % 20 == 0 are held out (dgf_core.data.is_heldout)",
             "training_images": n,
             "images_seen": opts.steps * opts.batch_size,
             "steps": opts.steps,

@@ -80,3 +80,17 @@ def test_flips_and_conversions():
     assert torch.equal(to_uint8(to_float(x)), x)
     assert torch.equal(epoch_permutation(10, 0, 3), epoch_permutation(10, 0, 3))
     assert not torch.equal(epoch_permutation(100, 0, 3), epoch_permutation(100, 0, 4))
+
+
+def test_pack_keeps_names_and_split(tmp_path):
+    from dgf_core.data import data_licences, pack_images
+
+    make_image_folder(tmp_path / "src", 12)
+    (tmp_path / "src" / "sub" / "bad.jpg").write_bytes(b"x")
+    written, skipped = pack_images(tmp_path / "src", tmp_path / "pack", 16)
+    assert (written, skipped) == (12, 1)
+    packed = list_images(tmp_path / "pack")
+    assert sorted(p.name for p in packed) == sorted(p.name for p in list_images(tmp_path / "src") if p.name != "bad.jpg")
+    assert Image.open(packed[0]).size == (16, 16)
+    assert data_licences(["/x/celeba/img_align_celeba"]) == ["CelebA (Liu et al. 2015): non-commercial research purposes only"]
+    assert "licence unknown" in data_licences(["/x/faces"])[0]
