@@ -73,8 +73,11 @@ class Generator(nn.Module):
         return self.main(z[:, :, None, None])
 
     def inference_module(self) -> nn.Module:
-        """A frozen copy for sampling with batch norm folded into the convolutions (same function as eval())."""
-        return _FusedGenerator(fuse_generator(self), self.cfg.z_dim)
+        """A frozen copy for sampling that computes the same function as eval() (the reference path), faster
+        on CPUs: batch norm folded into the convolutions and the 1x1 -> 4x4 projection as one matrix product.
+        (Rewriting the stride-2 transposed convolutions as 3x3 convolutions + pixel shuffle was measured
+        slower at batch 1: it reads 2.25x the weights.)"""
+        return _FastGenerator(fuse_generator(self), self.cfg.z_dim)
 
 
 class Discriminator(nn.Module):
@@ -124,11 +127,31 @@ def fuse_generator(g: Generator) -> nn.Sequential:
     return nn.Sequential(*fused).eval().requires_grad_(False)
 
 
-class _FusedGenerator(nn.Module):
-    def __init__(self, main: nn.Sequential, z_dim: int):
+class _Projection(nn.Module):
+    """ConvTranspose2d(k=4, s=1, p=0) on a 1x1 input is a matrix product: (N, z) -> (N, C, 4, 4)."""
+
+    def __init__(self, conv: nn.ConvTranspose2d):
         super().__init__()
-        self.main, self.z_dim = main, z_dim
+        c_in, c_out, k, _ = conv.weight.shape
+        self.shape = (c_out, k, k)
+        self.weight = nn.Parameter(conv.weight.detach().reshape(c_in, -1).t().contiguous(), requires_grad=False)
+        bias = conv.bias.detach() if conv.bias is not None else torch.zeros(c_out)
+        self.bias = nn.Parameter(bias[:, None].expand(c_out, k * k).reshape(-1).contiguous(), requires_grad=False)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(z, self.weight, self.bias).view(z.shape[0], *self.shape)
+
+
+class _FastGenerator(nn.Module):
+    def __init__(self, fused: nn.Sequential, z_dim: int):
+        super().__init__()
+        self.z_dim = z_dim
+        mods = list(fused)
+        layers: list[nn.Module] = [_Projection(mods[0])]
+        for m in mods[1:]:
+            layers.append(m)
+        self.main = nn.Sequential(*layers).eval().requires_grad_(False)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z: (N, z_dim) -> images (N, C, R, R) in [-1, 1]."""
-        return self.main(z[:, :, None, None])
+        return self.main(z)
