@@ -70,6 +70,7 @@ class TrainOptions:
     progress: bool = True
     threads: int | None = None  # CPU threads for torch (None: torch's default)
     export: bool = True  # write OUT/model (EMA generator with recalibrated batch norm) at the end
+    note: str = ""  # free text for the model card (e.g. how it was trained and what that means for quality)
 
     def validate(self) -> None:
         if not self.data:
@@ -324,6 +325,7 @@ def train(opts: TrainOptions, on_step: Callable[[dict], None] | None = None) -> 
             "date": datetime.now(timezone.utc).date().isoformat(),
             **_environment(),
             "world_size": env.world,
+            **({"notes": opts.note} if opts.note else {}),
         }
         ckpt.save_model(model_dir, opts.family, config, export.eval(), D.eval(), card)
         write_samples(opts.steps)
