@@ -1,0 +1,290 @@
+"""Face alignment for real photos: MTCNN (facenet-pytorch) finds the face and its five landmarks, then a
+similarity transform (rotation, uniform scale, translation; least squares, Umeyama 1991) maps them onto the
+canonical landmark positions of the training crops, at any output size (the generator's, the upscaler's).
+
+Landmark order is MTCNN's: left eye, right eye, nose tip, left mouth corner, right mouth corner (left/right
+as seen in the image). Coordinates are continuous pixel coordinates (x right, y down; pixel i covers
+[i, i + 1)); canonical landmarks are the same divided by the crop side, so they hold at every resolution.
+
+Canonical landmarks are *measured*, not guessed: `measure_canonical_landmarks` runs MTCNN on training crops
+made with the model's own preprocessing and takes the per-coordinate median. They are stored by crop
+recipe in `dgf_core/canonical_landmarks.json` (the DCGAN and the StyleGAN2 share the CelebA centre crop).
+
+Every problem a user can cause (no face, a face too small, a face cut off by the border) raises
+`AlignmentError`, whose message can be shown as it is; several faces are not an error: the largest is taken
+and `AlignedFace.notices` says so.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+CANONICAL_FILE = Path(__file__).resolve().parent / "canonical_landmarks.json"
+DEFAULT_RECIPE = "celeba-center-crop"  # data.center_crop_resize on CelebA's img_align_celeba (178x218)
+MIN_FACE_PX = 40  # a face box narrower than this (in the photo) is refused as too small to project
+MIN_FACE_PROB = 0.90  # MTCNN probability below which a detection is ignored
+DETECT_MAX_SIDE = 1024  # photos are shrunk to this for detection only; the warp reads the full photo
+MAX_OUTSIDE = 0.25  # refuse when more than this share of the aligned crop falls outside the photo
+
+
+class AlignmentError(ValueError):
+    """A photo that cannot be aligned; str(e) is a message for the user."""
+
+
+# ---- geometry ------------------------------------------------------------------------------------------
+
+def estimate_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity transform (Umeyama 1991, no reflection) with dst ~ M @ [src; 1].
+
+    src, dst: (K, 2) points, K >= 2. Returns M: (2, 3) float64 = [s R | t].
+    """
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    assert src.shape == dst.shape and src.ndim == 2 and src.shape[1] == 2 and len(src) >= 2, (src.shape, dst.shape)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    xs, xd = src - mu_s, dst - mu_d
+    var_s = (xs**2).sum() / len(src)
+    if var_s < 1e-12:
+        raise ValueError("degenerate landmarks: all points coincide")
+    cov = xd.T @ xs / len(src)  # (2, 2)
+    u, d, vt = np.linalg.svd(cov)
+    sign = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[1, 1] = -1.0
+    rot = u @ sign @ vt
+    scale = float((d * np.diag(sign)).sum() / var_s)
+    t = mu_d - scale * rot @ mu_s
+    return np.concatenate([scale * rot, t[:, None]], axis=1)
+
+
+def apply_transform(m: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(2, 3) transform, (K, 2) points -> (K, 2)."""
+    points = np.asarray(points, np.float64)
+    return points @ m[:, :2].T + m[:, 2]
+
+
+def invert_transform(m: np.ndarray) -> np.ndarray:
+    a_inv = np.linalg.inv(m[:, :2])
+    return np.concatenate([a_inv, -(a_inv @ m[:, 2])[:, None]], axis=1)
+
+
+def warp_image(image: np.ndarray | torch.Tensor, m: np.ndarray, size: int) -> tuple[torch.Tensor, float]:
+    """Resample `image` so that a source point p lands at M p in a size x size output.
+
+    image: (H, W, 3) uint8 array or (3, H, W) tensor. Bilinear sampling at output pixel centres; outside
+    the photo the border pixels are repeated. Returns ((3, size, size) float tensor in [0, 255], the share
+    of output pixels whose source lies outside the photo).
+    """
+    if isinstance(image, np.ndarray):
+        assert image.ndim == 3 and image.shape[2] == 3, f"expected (H, W, 3), got {image.shape}"
+        img = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1)
+    else:
+        img = image
+    img = img.float()
+    _, h, w = img.shape
+    inv = invert_transform(m)
+    c = np.arange(size, dtype=np.float64) + 0.5
+    gx, gy = np.meshgrid(c, c)  # output pixel centres, (size, size)
+    sx = inv[0, 0] * gx + inv[0, 1] * gy + inv[0, 2]
+    sy = inv[1, 0] * gx + inv[1, 1] * gy + inv[1, 2]
+    outside = float(((sx < 0) | (sx > w) | (sy < 0) | (sy > h)).mean())
+    # grid_sample with align_corners=False: -1 and 1 are the outer edges of the border pixels
+    grid = torch.from_numpy(np.stack([sx / w * 2 - 1, sy / h * 2 - 1], -1)).float()[None]
+    out = F.grid_sample(img[None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
+    return out.clamp_(0, 255), outside
+
+
+def _prefilter(image: Image.Image, landmarks: np.ndarray, m: np.ndarray) -> tuple[Image.Image, np.ndarray]:
+    """Shrink the photo (antialiased) when the warp would downscale by more than 2x, so bilinear sampling
+    does not alias; returns the photo and its landmarks in the photo's new pixel coordinates."""
+    scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))  # output pixels per photo pixel
+    if scale >= 0.5:
+        return image, landmarks
+    f = 2.0 * scale
+    w, h = image.size
+    nw, nh = max(1, round(w * f)), max(1, round(h * f))
+    small = image.resize((nw, nh), Image.Resampling.LANCZOS, reducing_gap=None)
+    return small, landmarks * np.array([nw / w, nh / h])
+
+
+# ---- canonical landmarks --------------------------------------------------------------------------------
+
+def load_canonical(recipe: str = DEFAULT_RECIPE, path: str | os.PathLike = CANONICAL_FILE) -> np.ndarray:
+    """(5, 2) canonical landmarks in [0, 1] crop coordinates for a crop recipe."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no canonical landmarks file {path}; measure them with measure_canonical_landmarks")
+    table = json.loads(path.read_text())
+    if recipe not in table.get("recipes", {}):
+        raise ValueError(f"no canonical landmarks for crop recipe {recipe!r} in {path}; known: {sorted(table.get('recipes', {}))}")
+    pts = np.asarray(table["recipes"][recipe]["landmarks"], np.float64)
+    assert pts.shape == (5, 2), pts.shape
+    return pts
+
+
+def model_recipe(card: dict[str, Any] | None) -> str:
+    """The crop recipe a model was trained on: its card's `crop_recipe`, else the CelebA centre crop."""
+    return str((card or {}).get("crop_recipe", DEFAULT_RECIPE))
+
+
+# ---- detection ------------------------------------------------------------------------------------------
+
+@dataclass
+class Detection:
+    box: np.ndarray  # (4,) x0, y0, x1, y1 in photo pixels
+    prob: float
+    landmarks: np.ndarray  # (5, 2) photo pixels, LANDMARK_NAMES order
+
+    @property
+    def side(self) -> float:
+        return float(min(self.box[2] - self.box[0], self.box[3] - self.box[1]))
+
+    @property
+    def area(self) -> float:
+        return float(max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1]))
+
+
+def load_detector(device: str | torch.device = "cpu"):
+    """MTCNN from facenet-pytorch; its weights ship inside the wheel (nothing is downloaded)."""
+    from facenet_pytorch import MTCNN
+
+    return MTCNN(keep_all=True, select_largest=False, device=torch.device(device))
+
+
+def detect_faces(image: Image.Image, detector=None, min_prob: float = MIN_FACE_PROB,
+                 max_side: int = DETECT_MAX_SIDE) -> list[Detection]:
+    """All faces MTCNN finds with probability >= min_prob, largest first, in the photo's pixel coordinates."""
+    detector = detector or load_detector()
+    image = image.convert("RGB")
+    w, h = image.size
+    f = min(1.0, max_side / max(w, h))
+    small = image if f == 1.0 else image.resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.BILINEAR)
+    with torch.no_grad():
+        boxes, probs, points = detector.detect(small, landmarks=True)
+    if boxes is None:
+        return []
+    sx, sy = w / small.size[0], h / small.size[1]
+    dets = []
+    for b, p, lm in zip(boxes, probs, points):
+        if p is None or not np.isfinite(p) or p < min_prob:
+            continue
+        dets.append(Detection(np.asarray(b, np.float64) * [sx, sy, sx, sy], float(p), np.asarray(lm, np.float64) * [sx, sy]))
+    return sorted(dets, key=lambda d: -d.area)
+
+
+def choose_face(dets: Sequence[Detection], min_face_px: int = MIN_FACE_PX) -> tuple[Detection, list[str]]:
+    """The largest face and user notices; AlignmentError when there is none or it is too small."""
+    if not dets:
+        raise AlignmentError("no face found in this photo; use a photo with one clearly visible face, seen from the front")
+    face, notices = dets[0], []
+    if len(dets) > 1:
+        notices.append(f"{len(dets)} faces found; using the largest one")
+    if face.side < min_face_px:
+        raise AlignmentError(f"the face is too small ({face.side:.0f} px across; at least {min_face_px} px needed); "
+                             "use a closer or larger photo")
+    return face, notices
+
+
+@dataclass
+class AlignedFace:
+    image: torch.Tensor  # (3, size, size) uint8
+    size: int
+    transform: np.ndarray  # (2, 3): photo pixels -> aligned pixels
+    detection: Detection
+    notices: list[str] = field(default_factory=list)
+
+    def to_pil(self) -> Image.Image:
+        return Image.fromarray(self.image.permute(1, 2, 0).numpy())
+
+    def to_float(self) -> torch.Tensor:
+        """(1, 3, size, size) in [-1, 1], the generator's range."""
+        return self.image[None].float().div(127.5).sub(1.0)
+
+
+def align_to(image: Image.Image, landmarks: np.ndarray, size: int, canonical: np.ndarray,
+             max_outside: float = MAX_OUTSIDE) -> tuple[torch.Tensor, np.ndarray, float]:
+    """Warp a photo so its (5, 2) landmarks land on canonical * size. Returns ((3, size, size) uint8,
+    the (2, 3) photo -> output transform, the share of the output outside the photo)."""
+    m = estimate_similarity(landmarks, np.asarray(canonical, np.float64) * size)
+    src, lm = _prefilter(image.convert("RGB"), np.asarray(landmarks, np.float64), m)
+    m_src = estimate_similarity(lm, np.asarray(canonical, np.float64) * size)
+    out, outside = warp_image(np.asarray(src, dtype=np.uint8), m_src, size)
+    if outside > max_outside:
+        raise AlignmentError(f"the face is too close to the edge of the photo ({outside:.0%} of the crop falls outside it); "
+                             "use a photo with more room around the face")
+    return out.round().to(torch.uint8), m, outside
+
+
+def align_face(image: Image.Image, size: int | Sequence[int], *, recipe: str = DEFAULT_RECIPE, detector=None,
+               min_face_px: int = MIN_FACE_PX, canonical: np.ndarray | None = None) -> list[AlignedFace]:
+    """Detect the largest face in a photo and align it at each size (e.g. the generator's 64 and the
+    upscaler's 256). Raises AlignmentError with a user-facing message."""
+    sizes = [size] if isinstance(size, int) else list(size)
+    if not sizes or any(not isinstance(s, int) or s < 8 for s in sizes):
+        raise ValueError(f"sizes must be integers >= 8, got {size!r}")
+    canonical = load_canonical(recipe) if canonical is None else np.asarray(canonical, np.float64)
+    face, notices = choose_face(detect_faces(image, detector), min_face_px)
+    out = []
+    for s in sizes:
+        img, m, outside = align_to(image, face.landmarks, s, canonical)
+        extra = [f"{outside:.0%} of the crop lies outside the photo (edge pixels repeated)"] if outside > 0.02 else []
+        out.append(AlignedFace(img, s, m, face, notices + extra))
+    return out
+
+
+# ---- measuring the canonical landmarks of a training crop ------------------------------------------------
+
+def measure_canonical_landmarks(paths: Sequence[str | os.PathLike], crop_side: int | None = None, detector=None,
+                                batch_size: int = 32) -> dict[str, Any]:
+    """Median normalized landmarks over training crops made with `data.center_crop_resize`.
+
+    Each image is centre-cropped at its own full shorter side (or resized to `crop_side` first), which has
+    the same normalized geometry as the model's low-resolution crop but gives MTCNN more pixels. Returns
+    {"landmarks": (5, 2) list, "mad": per-coordinate median absolute deviation, "n_detected", "n_images"}.
+    """
+    from .data import center_crop_resize
+
+    detector = detector or load_detector()
+    norm: list[np.ndarray] = []
+    for i in range(0, len(paths), batch_size):
+        crops = []
+        for p in paths[i : i + batch_size]:
+            with Image.open(p) as im:
+                side = crop_side or min(im.size)
+                crops.append(np.asarray(center_crop_resize(im, side)))
+        by_side: dict[int, list[np.ndarray]] = {}
+        for c in crops:
+            by_side.setdefault(c.shape[0], []).append(c)
+        for side, group in by_side.items():
+            with torch.no_grad():
+                boxes, probs, points = detector.detect(np.stack(group), landmarks=True)
+            for b, p, lm in zip(boxes, probs, points):
+                if b is None or p is None or len(p) == 0:
+                    continue
+                j = int(np.argmax(p))
+                if p[j] >= MIN_FACE_PROB:
+                    norm.append(np.asarray(lm[j], np.float64) / side)
+    if not norm:
+        raise ValueError("MTCNN found no face in any of the images")
+    arr = np.stack(norm)  # (n, 5, 2)
+    med = np.median(arr, 0)
+    return {"landmarks": med.round(5).tolist(), "mad": np.median(np.abs(arr - med), 0).round(5).tolist(),
+            "n_detected": len(arr), "n_images": len(paths), "landmark_order": list(LANDMARK_NAMES)}
+
+
+def save_canonical(recipe: str, entry: dict[str, Any], path: str | os.PathLike = CANONICAL_FILE) -> None:
+    """Add or replace one recipe's entry in the canonical landmarks JSON."""
+    from .checkpoint import write_json_atomic
+
+    path = Path(path)
+    table = json.loads(path.read_text()) if path.is_file() else {"format": "dgf-canonical-landmarks/1", "recipes": {}}
+    table["recipes"][recipe] = entry
+    write_json_atomic(table, path)
