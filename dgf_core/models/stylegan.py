@@ -23,6 +23,7 @@ fixed per-layer buffers (`noise_const`, StyleGAN's 'const' noise mode), so a see
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -265,10 +266,10 @@ class StyledConv(nn.Module):
                 impl: str = "fast") -> torch.Tensor:
         out = self.conv(x, w, impl)  # (N, out, res, res)
         if noise == "const":
-            out = out + self.noise_strength * self.noise_const
+            out = out + (self.noise_strength * self.noise_const).to(out.dtype)
         elif noise == "random":
-            n = torch.randn(out.shape[0], 1, self.res, self.res, generator=noise_generator, device=out.device, dtype=torch.float32)
-            out = out + self.noise_strength * n
+            n = torch.randn(out.shape[0], 1, self.res, self.res, generator=noise_generator, device=out.device, dtype=out.dtype)
+            out = out + self.noise_strength.to(out.dtype) * n
         elif noise != "none":
             raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
         return F.leaky_relu(out + self.bias[:, None, None].to(out.dtype), 0.2) * SQRT2
@@ -367,8 +368,9 @@ class Generator(nn.Module):
     def mix(self, z_coarse: torch.Tensor, z_fine: torch.Tensor, crossover: int, psi: float = 1.0) -> torch.Tensor:
         """Style mixing: ws[:, :crossover] from z_coarse (pose, face shape), ws[:, crossover:] from z_fine
         (colours, texture). crossover 0 gives z_fine's image, n_ws gives z_coarse's. z_*: (N, z_dim)."""
-        if isinstance(crossover, bool) or not isinstance(crossover, int) or not 0 <= crossover <= self.n_ws:
+        if isinstance(crossover, bool) or not isinstance(crossover, numbers.Integral) or not 0 <= crossover <= self.n_ws:
             raise ValueError(f"crossover must be an integer in 0..{self.n_ws}, got {crossover!r}")
+        crossover = int(crossover)
         ws = mix_ws(self.broadcast(self.mapped(z_coarse, psi)), self.broadcast(self.mapped(z_fine, psi)), crossover)
         return self.synthesis(ws, "const")
 
