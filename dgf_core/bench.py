@@ -32,6 +32,7 @@ def benchmark(name: str):
 @dataclass
 class BenchContext:
     model: str = "dcgan-celeba64"  # generator used by the inference benchmarks
+    upscaler: str = "upscaler-x4"  # upscaler used by the upscale benchmarks (random weights if absent)
     data: list[str] = field(default_factory=list)  # image folders for training throughput (synthetic if empty)
     device: str = "auto"
     repeats: int = 50
@@ -176,6 +177,50 @@ def bench_train(ctx: BenchContext) -> dict[str, Any]:
     return {"device": dev, "batch_size": bs, "steps": steps, "data": "synthetic 178x218 JPEGs" if not ctx.data else data,
             "ours_images_per_s": ours, "baseline_images_per_s": base, "ratio": ratio,
             "target_ratio_gpu": 5.0, "target_met": (ratio >= 5.0) if dev == "cuda" else None}
+
+
+def _bench_upscaler(ctx: BenchContext):
+    """The shipped upscaler on the CPU, or the same architecture with random weights (speed does not depend
+    on the weights) when it is not there."""
+    from .checkpoint import CheckpointError
+    from .upscale import Upscaler
+
+    try:
+        return Upscaler.from_pretrained(ctx.upscaler, device="cpu"), ctx.upscaler
+    except CheckpointError:
+        from .checkpoint import LoadedModel
+        from .models import get_family
+        from .models.upscaler import Generator, UpscalerConfig
+
+        g = Generator(UpscalerConfig()).eval().requires_grad_(False)
+        fam = get_family("upscaler")
+        return Upscaler(LoadedModel("random-upscaler", Path("."), fam, g.cfg, g, None), torch.device("cpu")), "random init (default config)"
+
+
+@benchmark("upscale")
+def bench_upscale(ctx: BenchContext) -> dict[str, Any]:
+    """CPU latency of x4 (and x2) of one 64x64 face, uint8 in -> uint8 out."""
+    up, which = _bench_upscaler(ctx)
+    face = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    reps = 5 if ctx.quick else ctx.repeats
+    x4 = median_time(lambda: up.upscale(face, 4), reps)
+    x2 = median_time(lambda: up.upscale(face, 2), reps)
+    return {"upscaler": which, "x4_64_to_256_ms": x4 * 1e3, "x2_64_to_128_ms": x2 * 1e3, "threads": torch.get_num_threads(),
+            "target_x4_ms": 50.0, "target_met": x4 * 1e3 <= 50.0}
+
+
+@benchmark("upscale_clip")
+def bench_upscale_clip(ctx: BenchContext) -> dict[str, Any]:
+    """CPU time to upscale a 96-frame 64x64 clip to 256x256 (frame by frame, as the video code does)."""
+    up, which = _bench_upscaler(ctx)
+    n = 8 if ctx.quick else 96
+    frames = torch.randint(0, 256, (n, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    t = median_time(lambda: up.upscale(frames, 4), 1 if ctx.quick else 3, warmup=1)
+    return {"upscaler": which, "frames": n, "clip_seconds": t, "ms_per_frame": t / n * 1e3,
+            "target_clip_seconds": 8.0 if n == 96 else None, "target_met": (t <= 8.0) if n == 96 else None}
+
+
+STYLEGAN_MODEL = "stylegan2-celeba64"
 
 
 def run_benchmarks(ctx: BenchContext, only: list[str] | None = None, log=print) -> dict[str, Any]:

@@ -313,6 +313,8 @@ def add_evaluate_upscaler(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", action="append", required=True, help="upscaler(s) to evaluate (repeatable)")
     p.add_argument("--data", action="append", required=True, help="HR face folder(s); their held-out split is used")
     p.add_argument("--faces", type=int, default=300, help="held-out faces per folder (spread evenly)")
+    p.add_argument("--walk-model", default=None, help="also measure flicker on a latent walk of this generator")
+    p.add_argument("--clip-frames", type=int, default=96, help="frames of each stability clip")
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--dry-run", action="store_true")
 
@@ -320,18 +322,20 @@ def add_evaluate_upscaler(sub: argparse._SubParsersAction) -> None:
 def cmd_evaluate_upscaler(a: argparse.Namespace) -> int:
     from .checkpoint import resolve_model_path
 
-    if a.faces < 1:
-        raise ValueError("--faces must be >= 1")
+    if a.faces < 1 or a.clip_frames < 4:
+        raise ValueError("--faces must be >= 1 and --clip-frames >= 4")
     models = [m if m == "bicubic" else str(resolve_model_path(m)) for m in a.model]
     for d in a.data:
         if not Path(d).exists():
             raise DataError(f"data path does not exist: {d}")
-    print(json.dumps({"evaluate_upscaler": {"models": models, "data": a.data, "faces": a.faces, "json": a.json}}, indent=2))
+    print(json.dumps({"evaluate_upscaler": {"models": models, "data": a.data, "faces": a.faces, "walk_model": a.walk_model,
+                                            "json": a.json}}, indent=2))
     if a.dry_run:
         return 0
     from .sr_metrics import evaluate_upscalers
 
-    res = evaluate_upscalers(models, a.data, faces_per_folder=a.faces)
+    walk = str(resolve_model_path(a.walk_model)) if a.walk_model else None
+    res = evaluate_upscalers(models, a.data, faces_per_folder=a.faces, walk_model=walk, clip_frames=a.clip_frames)
     print(json.dumps(res, indent=2))
     if a.json:
         from .checkpoint import write_json_atomic

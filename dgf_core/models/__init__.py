@@ -14,6 +14,9 @@ from torch import nn
 from .dcgan import DCGANConfig
 from .dcgan import Discriminator as DCGANDiscriminator
 from .dcgan import Generator as DCGANGenerator
+from .upscaler import Discriminator as UpscalerDiscriminator
+from .upscaler import Generator as UpscalerGenerator
+from .upscaler import UpscalerConfig
 
 
 @dataclass(frozen=True)
@@ -47,3 +50,4 @@ def get_family(name: str) -> ModelFamily:
 
 
 register(ModelFamily("dcgan", DCGANConfig, DCGANGenerator, DCGANDiscriminator))
+register(ModelFamily("upscaler", UpscalerConfig, UpscalerGenerator, UpscalerDiscriminator, kind="upscaler"))

@@ -1,0 +1,126 @@
+"""Opening user-supplied images safely: `open_upload(bytes | path | file) -> PIL RGB image`.
+
+Limits (documented in the README; an upload over any of them is refused before it is decoded):
+- `MAX_UPLOAD_BYTES` = 20 MB of file;
+- `MAX_UPLOAD_PIXELS` = 16,777,216 pixels (4096 x 4096), read from the header, so a decompression bomb (a
+  tiny file that declares a huge canvas) is refused without allocating it; PIL's own `DecompressionBombError`
+  is caught too;
+- formats: PNG, JPEG, WebP, BMP, GIF (others, including TIFF and SVG, are refused);
+- sides of at least `MIN_SIDE` pixels.
+Decoding: the whole file is decoded on open, so a truncated or corrupt file fails here, not later;
+animated images (GIF, APNG, WebP) give their **first frame**; EXIF orientation is applied; palette, grey,
+alpha (composited on white), CMYK and 16-bit images become 8-bit RGB.
+Every failure is one `UploadError` (a ValueError) whose message can be shown to the user as it is; nothing
+else escapes for bad input.
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_UPLOAD_PIXELS = 4096 * 4096
+MIN_SIDE = 4
+ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
+
+
+class UploadError(ValueError):
+    """An upload that cannot be used; str(e) is a message for the user."""
+
+
+def _read_bytes(source: bytes | bytearray | str | os.PathLike | BinaryIO, max_bytes: int) -> bytes:
+    limit_mb = f"{max_bytes / 2**20:.0f} MB"
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif isinstance(source, (str, os.PathLike)):
+        p = Path(source)
+        if not p.is_file():
+            raise UploadError(f"no such file: {p}")
+        if p.stat().st_size > max_bytes:
+            raise UploadError(f"the file is {p.stat().st_size / 2**20:.1f} MB; the limit is {limit_mb}")
+        data = p.read_bytes()
+    elif hasattr(source, "read"):
+        data = source.read(max_bytes + 1)
+    else:
+        raise UploadError(f"cannot read an image from a {type(source).__name__}")
+    if len(data) > max_bytes:
+        raise UploadError(f"the file is larger than the limit of {limit_mb}")
+    if not data:
+        raise UploadError("the file is empty")
+    return data
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Any decoded mode -> 8-bit RGB (alpha composited on white, 16-bit scaled down, CMYK converted)."""
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        arr = np.asarray(im).astype(np.float64)
+        arr = arr / 257.0 if arr.max(initial=0) > 255 or im.mode.startswith("I;16") else arr
+        return Image.fromarray(np.clip(arr.round(), 0, 255).astype(np.uint8)).convert("RGB")
+    if im.mode == "F":
+        arr = np.asarray(im).astype(np.float64)
+        arr = arr * 255.0 if arr.max(initial=0) <= 1.0 else arr
+        return Image.fromarray(np.clip(arr.round(), 0, 255).astype(np.uint8)).convert("RGB")
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("LA", "PA", "La", "RGBa"):
+        im = im.convert("RGBA")
+    if im.mode == "RGBA":
+        background = Image.new("RGB", im.size, (255, 255, 255))
+        background.paste(im, mask=im.getchannel("A"))
+        return background
+    return im.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+
+
+def open_upload(
+    source: bytes | bytearray | str | os.PathLike | BinaryIO, *, max_bytes: int = MAX_UPLOAD_BYTES,
+    max_pixels: int = MAX_UPLOAD_PIXELS,
+) -> Image.Image:
+    """Bytes, a path or a binary file -> a fully decoded PIL RGB image (first frame, EXIF-oriented).
+
+    Raises UploadError, with a user-facing message, for anything that is not a usable image within the limits.
+    """
+    data = _read_bytes(source, max_bytes)
+    try:
+        im = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
+    except UnidentifiedImageError:
+        raise UploadError(f"this file is not an image in a supported format ({', '.join(ALLOWED_FORMATS)})") from None
+    except Image.DecompressionBombError:
+        raise UploadError(f"the image declares too many pixels; the limit is {max_pixels:,}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise UploadError(f"the image file is corrupt: {e}") from None
+    with im:
+        w, h = im.size
+        if w * h > max_pixels:
+            raise UploadError(f"the image is {w}x{h} ({w * h:,} pixels); the limit is {max_pixels:,} pixels")
+        if min(w, h) < MIN_SIDE:
+            raise UploadError(f"the image is {w}x{h}; it must be at least {MIN_SIDE} pixels a side")
+        try:
+            im.seek(0)  # animated images: the first frame
+            im.load()  # decode everything now: truncated files fail here
+            out = ImageOps.exif_transpose(im) or im
+            out = _to_rgb(out)
+            out.load()
+        except Image.DecompressionBombError:
+            raise UploadError(f"the image declares too many pixels; the limit is {max_pixels:,}") from None
+        except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
+            msg = "the image file is truncated or corrupt" + (f" ({e})" if str(e) else "")
+            raise UploadError(msg) from None
+    if out is im:  # detach from the closed file
+        out = out.copy()
+    return out
+
+
+def fit_within(image: Image.Image, max_side: int) -> Image.Image:
+    """Shrink (never enlarge) so that the longer side is at most `max_side`, keeping the aspect ratio."""
+    w, h = image.size
+    if max(w, h) <= max_side:
+        return image
+    s = max_side / max(w, h)
+    return image.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.LANCZOS, reducing_gap=3.0)

@@ -1,0 +1,138 @@
+"""The upload guard: every bad file gives one UploadError with a readable message; good ones become RGB."""
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dgf_core.uploads import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, UploadError, fit_within, open_upload
+
+
+def encode(im: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose IHDR declares width x height RGB, with one tiny IDAT: a decompression-bomb-shaped file."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def gradient(w: int = 40, h: int = 30) -> Image.Image:
+    y, x = np.mgrid[0:h, 0:w]
+    return Image.fromarray(np.stack([x * 6, y * 8, (x + y) * 3], -1).astype(np.uint8))
+
+
+def test_good_png_round_trips_exactly():
+    im = gradient()
+    out = open_upload(encode(im, "PNG"))
+    assert out.mode == "RGB" and out.size == (40, 30)
+    assert np.array_equal(np.asarray(out), np.asarray(im))
+
+
+def test_path_and_file_object_sources(tmp_path):
+    p = tmp_path / "face.png"
+    gradient().save(p)
+    assert open_upload(p).size == (40, 30)
+    with open(p, "rb") as f:
+        assert open_upload(f).size == (40, 30)
+    with pytest.raises(UploadError, match="no such file"):
+        open_upload(tmp_path / "missing.png")
+
+
+@pytest.mark.parametrize("data", [b"", b"hello, this is text and not an image", b"%PDF-1.4\n" + b"0" * 200])
+def test_non_images_are_refused(data):
+    with pytest.raises(UploadError, match="empty|not an image"):
+        open_upload(data)
+
+
+def test_unsupported_format_is_refused():
+    with pytest.raises(UploadError, match="not an image in a supported format"):
+        open_upload(encode(gradient(), "TIFF"))
+
+
+def test_truncated_jpeg_and_png_are_refused():
+    jpg = encode(gradient(200, 150), "JPEG", quality=90)
+    with pytest.raises(UploadError, match="truncated or corrupt"):
+        open_upload(jpg[: len(jpg) // 2])
+    png = encode(gradient(200, 150), "PNG")
+    with pytest.raises(UploadError, match="truncated or corrupt|corrupt"):
+        open_upload(png[: len(png) // 2])
+
+
+def test_decompression_bombs_are_refused_before_decoding():
+    # beyond PIL's own bomb limit (2 x 89.5 MP): PIL raises DecompressionBombError on open
+    with pytest.raises(UploadError, match="too many pixels|limit is"):
+        open_upload(png_header_only(20_000, 20_000))
+    # below PIL's limit but above ours: refused from the header
+    with pytest.raises(UploadError, match=r"5000x5000 \(25,000,000 pixels\); the limit is 16,777,216"):
+        open_upload(png_header_only(5000, 5000))
+    assert MAX_UPLOAD_PIXELS == 4096 * 4096
+
+
+def test_huge_files_are_refused_by_byte_size(tmp_path):
+    with pytest.raises(UploadError, match="larger than the limit of 20 MB"):
+        open_upload(b"\x89PNG" + b"\0" * MAX_UPLOAD_BYTES)
+    p = tmp_path / "big.png"
+    p.write_bytes(encode(gradient(), "PNG") + b"\0" * 5000)
+    with pytest.raises(UploadError, match="the limit is 0 MB"):
+        open_upload(p, max_bytes=4000)
+
+
+def test_tiny_images_are_refused():
+    with pytest.raises(UploadError, match="at least 4 pixels"):
+        open_upload(encode(gradient(3, 10), "PNG"))
+
+
+def test_animated_gif_gives_its_first_frame():
+    red = Image.new("RGB", (16, 16), (255, 0, 0))
+    blue = Image.new("RGB", (16, 16), (0, 0, 255))
+    gif = encode(red, "GIF", save_all=True, append_images=[blue], duration=100, loop=0)
+    assert Image.open(io.BytesIO(gif)).n_frames == 2
+    out = np.asarray(open_upload(gif))
+    assert out.shape == (16, 16, 3)
+    assert tuple(out[8, 8]) == (255, 0, 0)
+
+
+def test_cmyk_jpeg_becomes_rgb():
+    cmyk = Image.new("CMYK", (32, 32), (0, 255, 255, 0))  # pure red in CMYK
+    out = open_upload(encode(cmyk, "JPEG", quality=95))
+    assert out.mode == "RGB"
+    r, g, b = np.asarray(out)[16, 16].astype(int)
+    assert r > 200 and g < 60 and b < 60
+
+
+def test_alpha_palette_grey_and_16_bit_become_rgb():
+    la = Image.new("LA", (8, 8), (0, 0))  # fully transparent black -> white background
+    assert tuple(np.asarray(open_upload(encode(la, "PNG")))[0, 0]) == (255, 255, 255)
+    rgba = Image.new("RGBA", (8, 8), (10, 20, 30, 255))
+    assert tuple(np.asarray(open_upload(encode(rgba, "PNG")))[0, 0]) == (10, 20, 30)
+    p = gradient().convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    assert open_upload(encode(p, "PNG")).mode == "RGB"
+    deep = Image.fromarray(np.full((8, 8), 65535, dtype=np.uint16))  # 16-bit grey, full scale
+    assert deep.mode.startswith("I;16")
+    out = open_upload(encode(deep, "PNG"))
+    assert out.mode == "RGB" and tuple(np.asarray(out)[0, 0]) == (255, 255, 255)
+
+
+def test_exif_orientation_is_applied():
+    im = gradient(40, 30)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    out = open_upload(encode(im, "JPEG", exif=exif.tobytes(), quality=95))
+    assert out.size == (30, 40)
+
+
+def test_fit_within_only_shrinks():
+    im = gradient(400, 100)
+    assert fit_within(im, 200).size == (200, 50)
+    assert fit_within(im, 1000) is im
