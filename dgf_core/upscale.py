@@ -9,6 +9,8 @@
   whether it is upscaled alone or inside any batch (images are run in fixed-size chunks of one by default,
   see `chunk`), so a clip upscaled frame by frame never flickers from the upscaler itself. One object can
   serve concurrent requests.
+- `from_pretrained` also accepts a local diffusers super-resolution pipeline folder (optional backend,
+  `upscale_diffusers.DiffusersUpscaler`, same `upscale` contract).
 - Inputs are bounded: at most `MAX_INPUT_SIDE` pixels a side (larger images are refused with a ValueError).
 """
 from __future__ import annotations
@@ -55,6 +57,12 @@ def bicubic_upscale(images_u8: torch.Tensor, factor: int) -> torch.Tensor:
     return torch.stack(out).permute(0, 3, 1, 2).contiguous()
 
 
+def pil_upscale(upscaler: Any, image: Image.Image, factor: int | str = 4) -> Image.Image:
+    """Any upscaler's `upscale` applied to one PIL image (converted to RGB) -> PIL RGB image."""
+    arr = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)[None]
+    return Image.fromarray(upscaler.upscale(arr, factor)[0].permute(1, 2, 0).numpy())
+
+
 def _check_images(images_u8: torch.Tensor) -> None:
     if not (isinstance(images_u8, torch.Tensor) and images_u8.dtype == torch.uint8 and images_u8.ndim == 4
             and images_u8.shape[1] == 3):
@@ -84,10 +92,16 @@ class Upscaler:
         """Load an upscaler model folder (or its name in weights/); 'bicubic' gives the baseline."""
         from .pipeline import pick_device
 
+        from .checkpoint import resolve_model_path
+        from .upscale_diffusers import DiffusersUpscaler, is_diffusers_folder
+
         if str(name_or_path) == "bicubic":
             return cls.bicubic()
         dev = pick_device(device)
-        m = load_model(name_or_path, dev, **kw)
+        folder = resolve_model_path(name_or_path, kw.get("weights_dir"))
+        if is_diffusers_folder(folder):  # the optional diffusers backend, same upscale() contract
+            return DiffusersUpscaler.from_folder(folder, dev)
+        m = load_model(folder, dev, **kw)
         if m.family.kind != "upscaler":
             raise CheckpointError(f"{m.path} is a {m.family.name} {m.family.kind}, not an upscaler")
         return cls(m, dev, fast=fast)
@@ -116,8 +130,7 @@ class Upscaler:
 
     def upscale_pil(self, image: Image.Image, factor: int | str = 4) -> Image.Image:
         """One PIL image (converted to RGB) -> PIL RGB image `factor` times larger."""
-        arr = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)[None]
-        return Image.fromarray(self.upscale(arr, factor)[0].permute(1, 2, 0).numpy())
+        return pil_upscale(self, image, factor)
 
     def recipe(self, **params: Any) -> dict[str, Any]:
         return {"upscaler": self.name, "weights_sha256": self.model.weights_sha256 if self.model else None, **params}

@@ -379,3 +379,46 @@ def test_ssim_matches_direct_2d_window_reference():
     ref = (((2 * ma * mb + c1) * (2 * sab + c2)) / ((ma**2 + mb**2 + c1) * (saa + sbb + c2))).flatten(1).mean(1)
     assert torch.allclose(ssim(a, b), ref, atol=1e-5)
     assert (ref < 0.99).all()
+
+
+# ---- optional diffusers backend -----------------------------------------------------------------------------------
+
+def save_tiny_ldm_sr(folder: Path, safe: bool = True) -> Path:
+    """A tiny, randomly initialised LDMSuperResolutionPipeline (x4: three VQ blocks), saved locally."""
+    diffusers = pytest.importorskip("diffusers")
+    from diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion_superresolution import LDMSuperResolutionPipeline
+
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(sample_size=8, in_channels=6, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
+                                 down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2, norm_num_groups=4)
+    vq = diffusers.VQModel(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3,
+                           up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(8, 8, 8), layers_per_block=1,
+                           latent_channels=3, norm_num_groups=4, num_vq_embeddings=16, vq_embed_dim=3)
+    LDMSuperResolutionPipeline(vqvae=vq, unet=unet, scheduler=diffusers.DDIMScheduler()).save_pretrained(folder, safe_serialization=safe)
+    return folder
+
+
+def test_diffusers_backend_tiny_pipeline(tmp_path):
+    from dgf_core.upscale_diffusers import DiffusersUpscaler
+
+    folder = save_tiny_ldm_sr(tmp_path / "ldm-sr")
+    up = Upscaler.from_pretrained(folder)
+    assert isinstance(up, DiffusersUpscaler) and up.native_factor == 4
+    up.steps = 1
+    imgs = random_faces(2, 8)
+    out = up.upscale(imgs, 4)
+    assert out.shape == (2, 3, 32, 32) and out.dtype == torch.uint8
+    assert torch.equal(up.upscale(imgs[1:2], 4), out[1:2])  # deterministic, frame by frame
+    assert up.upscale(imgs[:1], 2).shape == (1, 3, 16, 16)
+
+
+def test_diffusers_backend_refuses_pickles_and_unknown_pipelines(tmp_path):
+    folder = save_tiny_ldm_sr(tmp_path / "pickled", safe=False)
+    assert list(folder.rglob("*.bin")) and not list(folder.rglob("*.safetensors"))
+    with pytest.raises(CheckpointError, match="safetensors weights are required"):
+        Upscaler.from_pretrained(folder)
+    other = tmp_path / "ddpm"
+    other.mkdir()
+    (other / "model_index.json").write_text(json.dumps({"_class_name": "DDPMPipeline"}))
+    with pytest.raises(CheckpointError, match="'DDPMPipeline' is not supported"):
+        Upscaler.from_pretrained(other)
