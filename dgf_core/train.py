@@ -18,7 +18,9 @@ import json
 import math
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -238,6 +240,12 @@ def train(opts: TrainOptions, on_step: Callable[[dict], None] | None = None) -> 
     log = (out / LOG_FILE).open("a") if env.main else None
     t_last, step_last = time.perf_counter(), start_step
     step = start_step
+    # Ctrl-C / SIGTERM finish the current step, save the state and stop (a half-done step would not resume exactly)
+    stop_requested = threading.Event()
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            handlers[sig] = signal.signal(sig, lambda *_: stop_requested.set())
     try:
         for step in range(start_step, opts.steps):
             epoch, b = divmod(step, steps_per_epoch)
@@ -294,13 +302,20 @@ def train(opts: TrainOptions, on_step: Callable[[dict], None] | None = None) -> 
                 write_samples(done)
             if done % opts.checkpoint_every == 0 and done != opts.steps:
                 write_state(done)
+            stop_now = stop_requested.is_set()
+            if env.world > 1:  # every rank stops after the same step, or the others would wait forever
+                flag = torch.tensor([float(stop_now)], device=device)
+                dist.all_reduce(flag)
+                stop_now = bool(flag.item())
+            if stop_now and done != opts.steps:
+                write_state(done)
+                if env.main:
+                    print(f"\nstopped after step {done}: state saved to {state_path}; continue with --resume", file=sys.stderr)
+                raise KeyboardInterrupt
         step = opts.steps
-    except KeyboardInterrupt:
-        if env.main:
-            print(f"\ninterrupted at step {step}: saving state to {state_path}; continue with --resume", file=sys.stderr)
-            write_state(step)
-        raise
     finally:
+        for sig, h in handlers.items():
+            signal.signal(sig, h)
         if progress is not None:
             progress.close()
         if log is not None:

@@ -79,3 +79,21 @@ def test_ddp_two_cpu_processes(image_folder, tmp_path):
     m = load_model(out / "model")
     assert m.card["world_size"] == 2 and m.card["images_seen"] == 24
     assert len((out / "log.jsonl").read_text().splitlines()) == 3  # only rank 0 logs
+
+
+def test_sigint_stops_after_a_whole_step_and_resumes_exactly(image_folder, tmp_path):
+    """A signal mid-run saves the state of the last finished step; resuming reaches the uninterrupted weights."""
+    import signal
+
+    train(opts(image_folder, tmp_path / "full", steps=4, export=False))
+
+    def interrupt_at_step_2(rec):
+        if rec["step"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(opts(image_folder, tmp_path / "part", steps=4, export=False), on_step=interrupt_at_step_2)
+    train(opts(image_folder, tmp_path / "part", steps=4, export=False, resume=True))
+    a, b = load_file(str(tmp_path / "full" / STATE_FILE)), load_file(str(tmp_path / "part" / STATE_FILE))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
