@@ -6,6 +6,7 @@ and whether it was met. Targets are checked here, by measurement, never by timed
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
@@ -221,6 +222,113 @@ def bench_upscale_clip(ctx: BenchContext) -> dict[str, Any]:
 
 
 STYLEGAN_MODEL = "stylegan2-celeba64"
+
+
+# ---- the demo: clip rendering and the Gradio app ---------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@benchmark("clip")
+def bench_clip(ctx: BenchContext) -> dict[str, Any]:
+    """A 4 s, 24 fps clip (96 frames: 4 keyframes, looped) rendered on the CPU and encoded to H.264 MP4."""
+    from .pipeline import FacePipeline
+    from .video import ClipSpec, clip_recipe, render_clip, write_clip
+
+    pipe = FacePipeline.from_pretrained(ctx.model, device="cpu")
+    spec = ClipSpec((0, 1, 2, 3), frames_per_transition=24, fps=24, loop=True)
+    recipe, out = clip_recipe(pipe, spec), ctx.tmp() / "clip.mp4"
+    reps = 1 if ctx.quick else 5
+    frames = render_clip(pipe, spec)
+    render = median_time(lambda: render_clip(pipe, spec), reps, warmup=1)
+    encode = median_time(lambda: write_clip(frames, out, spec.fps, recipe), reps, warmup=1)
+    total = median_time(lambda: write_clip(render_clip(pipe, spec), out, spec.fps, recipe), reps, warmup=1)
+    target = 2.0 if pipe.resolution <= 64 else None
+    return {"model": pipe.model.name, "resolution": pipe.resolution, "frames": spec.n_frames, "fps": spec.fps,
+            "render_s": render, "encode_mp4_s": encode, "total_s": total, "threads": torch.get_num_threads(),
+            "target_total_s": target, "target_met": (total <= target) if target else None}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class AppServer:
+    url: str
+    pid: int
+    started: float  # time.perf_counter() just before `python app.py` was started
+    log: Path
+
+
+@contextlib.contextmanager
+def app_server(weights_dir: str | os.PathLike | None = None, timeout: float = 90.0, env: dict[str, str] | None = None,
+               log: str | os.PathLike | None = None):
+    """Run `python app.py` on 127.0.0.1 and a free port while the block runs; stop it by its PID after.
+    Output goes to `log` (default: a temporary file, removed after)."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    port = free_port()
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
+    if weights_dir is not None:
+        full_env["DGF_WEIGHTS_DIR"] = str(weights_dir)
+    own_log = log is None
+    log_path = Path(tempfile.mkstemp(prefix="dgf-app-", suffix=".log")[1]) if own_log else Path(log)
+    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "wb") as f:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--host", "127.0.0.1", "--port", str(port)],
+                                cwd=REPO, env=full_env, stdout=f, stderr=subprocess.STDOUT)
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"app.py exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url + "/config", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.perf_counter() - t0 > timeout:
+                raise TimeoutError(f"app.py did not answer on {url} within {timeout} s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.1)
+        yield AppServer(url, proc.pid, t0, log_path)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(15)
+        if own_log:
+            log_path.unlink(missing_ok=True)
+
+
+@benchmark("app")
+def bench_app(ctx: BenchContext) -> dict[str, Any]:
+    """`python app.py` serving ctx.model: seconds from start to the first /generate image, and the median
+    /generate round trip through gradio_client (PNG downloaded by the client included)."""
+    from gradio_client import Client
+
+    from .checkpoint import resolve_model_path
+
+    folder = resolve_model_path(ctx.model)
+    reps = 5 if ctx.quick else ctx.repeats
+    with app_server(weights_dir=folder.parent, timeout=120) as srv:
+        client = Client(srv.url, verbose=False, analytics_enabled=False, download_files=str(ctx.tmp()))
+        client.predict(0, folder.name, 1.0, api_name="/generate")
+        first = time.perf_counter() - srv.started
+        seeds = iter(range(1, 10**6))
+        rt = median_time(lambda: client.predict(next(seeds), folder.name, 1.0, api_name="/generate"), reps)
+    return {"model": folder.name, "first_image_s": first, "generate_round_trip_ms": rt * 1e3,
+            "target_first_image_s": 15.0, "target_round_trip_ms": 150.0,
+            "target_met": first <= 15.0 and rt * 1e3 <= 150.0}
 
 
 def run_benchmarks(ctx: BenchContext, only: list[str] | None = None, log=print) -> dict[str, Any]:

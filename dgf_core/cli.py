@@ -396,10 +396,83 @@ def cmd_pack(a: argparse.Namespace) -> int:
     return 0
 
 
+def add_video(sub: argparse._SubParsersAction) -> None:
+    from .latent import EASINGS, INTERPOLATIONS
+    from .video import MAX_FPS, MAX_FRAMES, MAX_FRAMES_PER_TRANSITION, MAX_KEYFRAMES, MAX_PIXEL_SCALE, MAX_SIDE
+
+    p = sub.add_parser("video", help="a video memory: a latent walk between keyframe seeds, as MP4 and/or GIF",
+                       description=f"Limits: {MAX_KEYFRAMES} keyframes, {MAX_FRAMES_PER_TRANSITION} frames per transition, "
+                                   f"{MAX_FRAMES} frames, {MAX_FPS} fps, {MAX_SIDE}px frames.")
+    p.add_argument("--model", default=None, help="model name in weights/ or a model folder (default with --recipe: the recipe's)")
+    p.add_argument("--seeds", default=None, help="keyframe seeds, e.g. 1,7,42 (ranges such as 0-3 work too)")
+    p.add_argument("--frames-per-seed", "--frames-per-transition", dest="frames_per_transition", type=int, default=None,
+                   help="frames from one keyframe to the next (default 24)")
+    p.add_argument("--fps", type=int, default=None, help="frames per second (default 24)")
+    p.add_argument("--loop", action="store_true", default=None, help="walk back to the first keyframe")
+    p.add_argument("--method", choices=sorted(INTERPOLATIONS), default=None, help="latent interpolation (default slerp)")
+    p.add_argument("--easing", choices=sorted(EASINGS), default=None, help="timing of each transition (default linear)")
+    p.add_argument("--truncation", type=float, default=None, help="psi in [0, 1]; 1 = none (default)")
+    p.add_argument("--scale", type=int, default=None, help=f"nearest-neighbour pixel scale 1..{MAX_PIXEL_SCALE} (default 1)")
+    p.add_argument("--recipe", default=None, help="reproduce a clip exactly from its recipe (.json, or a .mp4/.gif we wrote)")
+    p.add_argument("--out", action="append", required=True, help="clip.mp4 or clip.gif (repeatable: one render, several files)")
+    p.add_argument("--save-recipe", default=None, help="also write the recipe as JSON here")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dry-run", action="store_true")
+
+
+def cmd_video(a: argparse.Namespace) -> int:
+    from .pipeline import FacePipeline
+    from .video import ClipSpec, check_outputs, check_recipe_model, make_clip, parse_keyframes, read_clip_recipe
+
+    check_outputs(a.out)
+    spec_args = {"seeds": a.seeds, "frames_per_transition": a.frames_per_transition, "fps": a.fps, "loop": a.loop,
+                 "method": a.method, "easing": a.easing, "truncation": a.truncation, "scale": a.scale}
+    given = {k: v for k, v in spec_args.items() if v is not None}
+    if a.recipe:
+        if given:
+            raise ValueError(f"--recipe fixes the clip; drop {', '.join('--' + k.replace('_', '-') for k in given)}")
+        rpath = Path(a.recipe)
+        if not rpath.is_file():
+            raise FileNotFoundError(f"--recipe: no such file {rpath}")
+        if rpath.suffix.lower() in (".mp4", ".gif"):
+            recipe = read_clip_recipe(rpath)
+        else:
+            try:
+                recipe = json.loads(rpath.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise ValueError(f"--recipe {rpath} is not valid JSON: {e}") from None
+        spec = ClipSpec.from_recipe(recipe)
+        model = a.model or recipe.get("model")
+        if not model:
+            raise ValueError("the recipe names no model; pass --model")
+    else:
+        if a.model is None or a.seeds is None:
+            raise ValueError("video needs --model and --seeds (or --recipe FILE.json)")
+        given["seeds"] = parse_keyframes(a.seeds)
+        spec, model, recipe = ClipSpec(**given), a.model, None
+    pipe = FacePipeline.from_pretrained(model, device=a.device)
+    if recipe is not None:
+        check_recipe_model(pipe, recipe)
+    print(json.dumps({"video": {"model": pipe.model.name, "path": str(pipe.model.path), **spec.params(),
+                                "n_frames": spec.n_frames, "duration_s": round(spec.duration, 3),
+                                "size": pipe.resolution * spec.scale, "out": a.out, "device": str(pipe.device)}}, indent=2))
+    if a.dry_run:
+        return 0
+    recipe = make_clip(pipe, spec, a.out)
+    if a.save_recipe:
+        from .checkpoint import write_json_atomic
+
+        write_json_atomic(recipe, a.save_recipe)
+    print(f"wrote {', '.join(a.out)} ({spec.n_frames} frames, {spec.duration:.2f} s)"
+          + (f" and recipe {a.save_recipe}" if a.save_recipe else ""))
+    return 0
+
+
 COMMANDS = {
     "pack": (add_pack, cmd_pack),
     "train": (add_train, cmd_train),
     "generate": (add_generate, cmd_generate),
+    "video": (add_video, cmd_video),
     "evaluate": (add_evaluate, cmd_evaluate),
     "bench": (add_bench, cmd_bench),
     "upscale": (add_upscale, cmd_upscale),

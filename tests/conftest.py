@@ -52,3 +52,13 @@ def tiny_weights_dir(tmp_path_factory) -> Path:
 def image_folder(tmp_path) -> Path:
     make_image_folder(tmp_path / "faces", 24)
     return tmp_path / "faces"
+
+
+@pytest.fixture(scope="session")
+def gradio_app(tiny_weights_dir, tmp_path_factory):
+    """`python app.py` serving the tiny model on 127.0.0.1 and a free port, shared by the app and browser
+    tests; stopped by its PID at the end of the session. Its output is in `gradio_app.log`."""
+    from dgf_core.bench import app_server
+
+    with app_server(weights_dir=tiny_weights_dir, timeout=180, log=tmp_path_factory.mktemp("app") / "app.log") as srv:
+        yield srv

@@ -1,0 +1,19 @@
+"""Deeply Good Fakes in Streamlit: `streamlit run streamlit_app.py`. The pages are in pages/ (one file each)."""
+import streamlit as st
+
+from dgf_core import registry
+from streamlit_shared import NOTICE
+
+st.set_page_config(page_title="Deeply Good Fakes", page_icon="🎭")
+st.title("Deeply Good Fakes")
+st.markdown(NOTICE)
+st.page_link("pages/1_Generate.py", label="Generate: click through seeds", icon="🖼️")
+st.page_link("pages/2_Interpolate.py", label="Interpolate: video memories between faces", icon="🎞️")
+
+entries = registry.scan()
+st.subheader("Models")
+if not entries:
+    st.warning(f"No models in the weights folder ({registry.default_weights_dir()}): put a model folder there "
+               "(see README) or set DGF_WEIGHTS_DIR.")
+for e in entries:
+    st.markdown(f"- **{e.name}**: {e.kind}, {e.family}, {e.resolution}x{e.resolution}. {e.description}")

@@ -1,0 +1,85 @@
+"""A real browser (Debian's chromium, driven by Playwright) against `python app.py` (fixture `gradio_app`).
+
+Needs /usr/bin/chromium (`./run test` installs it; never `playwright install`). A screenshot of the final
+page is kept under test-artifacts/ (git-ignored).
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dgf_core import video
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+TIMEOUT_MS = 90_000  # a slow, shared CI machine
+
+if os.environ.get("DGF_SKIP_BROWSER") == "1":
+    pytest.skip("DGF_SKIP_BROWSER=1", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def page(gradio_app):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium chromium-driver (./run test does it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            pg = browser.new_page(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+            pg.set_default_timeout(TIMEOUT_MS)
+            pg.goto(gradio_app.url)
+            yield pg
+        finally:
+            browser.close()
+
+
+def fetch_image(page, src: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"))
+
+
+def test_changing_the_seed_changes_the_face(page):
+    face = page.locator("#face img")
+    face.wait_for()
+    first = face.get_attribute("src")
+    assert first.endswith("-seed42.png")
+    page.locator("#next").click()
+    page.wait_for_function("s => { const i = document.querySelector('#face img'); return i && i.src !== s }", arg=first)
+    second = face.get_attribute("src")
+    assert second.endswith("-seed43.png") and page.locator("#seed input").input_value() == "43"
+    a, b = fetch_image(page, first), fetch_image(page, second)
+    assert a.shape == b.shape == (16, 16, 3) and not np.array_equal(a, b)
+
+
+def test_render_and_download_a_clip(page, tmp_path):
+    page.get_by_role("tab", name="Interpolate").click()
+    page.locator("#keyframes textarea").fill("3, 9")
+    for elem, value in (("#frames", "6"), ("#fps", "12")):
+        box = page.locator(f"{elem} input[type=number]")
+        box.fill(value)
+        box.press("Enter")
+    page.locator("#render").click()
+    page.locator("#clip video").wait_for()
+    page.wait_for_function("() => { const b = document.querySelector('#dl-mp4'); return b && !b.disabled }")
+    with page.expect_download() as dl:
+        page.locator("#dl-mp4").click()
+    path = tmp_path / dl.value.suggested_filename
+    dl.value.save_as(path)
+    assert path.suffix == ".mp4"
+    frames, fps = video.read_clip(path)
+    # 2 keyframes, looped (the default): 2 x 6 frames at 12 fps = 1 s; a 16 px model at pixel scale 8
+    assert frames.shape == (12, 128, 128, 3) and fps == 12
+    assert frames.shape[0] / fps == pytest.approx(1.0, rel=0.1)
+    recipe = video.read_clip_recipe(path)
+    assert recipe["seeds"] == [3, 9] and recipe["synthetic"] is True
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser.png"), full_page=True)
+    assert (ARTIFACTS / "browser.png").stat().st_size > 10_000

@@ -1,0 +1,93 @@
+"""The model registry behind the UIs' dropdowns, the shared pipeline cache and per-request scratch folders."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import pytest
+
+from conftest import make_tiny_dcgan
+from dgf_core import registry
+from dgf_core.checkpoint import CheckpointError
+from dgf_core.scratch import ScratchDirs
+
+
+@pytest.fixture
+def weights(tmp_path):
+    make_tiny_dcgan(tmp_path / "b-dcgan", card={"description": "second"})
+    make_tiny_dcgan(tmp_path / "a-dcgan", resolution=8, seed=1)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json")
+    (tmp_path / "alien").mkdir()
+    (tmp_path / "alien" / "config.json").write_text(json.dumps({"format": "dgf-checkpoint/1", "family": "vae", "config": {}}))
+    (tmp_path / "notes").mkdir()  # no config.json: not a model
+    return tmp_path
+
+
+def test_generators_lists_describable_generator_folders(weights, monkeypatch, caplog):
+    monkeypatch.setenv("DGF_WEIGHTS_DIR", str(weights))
+    assert registry.generators() == ["a-dcgan", "b-dcgan"]
+    assert "broken" in caplog.text and "unknown family 'vae'" in caplog.text
+    e = registry.describe("b-dcgan")
+    assert (e.family, e.kind, e.resolution, e.description) == ("dcgan", "generator", 16, "second")
+    assert registry.default_generator() == "a-dcgan"
+    with pytest.raises(CheckpointError, match="unknown model 'zzz'; available: a-dcgan, b-dcgan"):
+        registry.describe("zzz")
+
+
+def test_upscalers_are_not_generators(weights, monkeypatch):
+    cfg = json.loads((weights / "a-dcgan" / "config.json").read_text())
+    (weights / "sr").mkdir()
+    (weights / "sr" / "config.json").write_text(json.dumps({**cfg, "family": "upscaler", "config": {}}))
+    monkeypatch.setenv("DGF_WEIGHTS_DIR", str(weights))
+    kinds = {e.name: e.kind for e in registry.scan()}
+    assert kinds["sr"] == "upscaler" and "sr" not in registry.generators()
+
+
+def test_preferred_default_and_empty_folder(weights, tmp_path_factory, monkeypatch):
+    make_tiny_dcgan(weights / registry.PREFERRED_DEFAULT)
+    assert registry.default_generator(weights) == registry.PREFERRED_DEFAULT
+    empty = tmp_path_factory.mktemp("empty")
+    assert registry.generators(empty) == [] and registry.default_generator(empty) is None
+    with pytest.raises(CheckpointError, match="available: none"):
+        registry.PipelineCache(weights_dir=empty).get("a-dcgan")
+
+
+def test_cache_shares_loads_and_refuses_paths(weights):
+    cache = registry.PipelineCache(max_models=1, device="cpu", weights_dir=weights)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(cache.get("b-dcgan"))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 4 and all(p is got[0] for p in got)  # loaded once, shared
+    assert cache.get("a-dcgan").resolution == 8
+    assert cache.get("b-dcgan") is not got[0]  # max_models=1 evicted it
+    for bad in (str(weights / "b-dcgan"), "../b-dcgan", "broken", None, 3):
+        with pytest.raises(CheckpointError, match="unknown model"):
+            cache.get(bad)
+
+
+def test_cache_reloads_a_replaced_model(weights):
+    cache = registry.PipelineCache(device="cpu", weights_dir=weights)
+    first = cache.get("b-dcgan")
+    make_tiny_dcgan(weights / "b-dcgan", seed=5)  # a newer export over the old folder
+    cfg = weights / "b-dcgan" / "config.json"
+    os.utime(cfg, ns=(time.time_ns(), cfg.stat().st_mtime_ns + 10**9))
+    second = cache.get("b-dcgan")
+    assert second is not first and second.model.weights_sha256 != first.model.weights_sha256
+
+
+def test_scratch_dirs_are_unique_swept_and_removed():
+    scratch = ScratchDirs(prefix="dgf-test-", max_age_s=60)
+    a, b = scratch.new(), scratch.new()
+    assert a != b and a.parent == b.parent == scratch.root and a.is_dir() and b.is_dir()
+    (a / "clip.mp4").write_bytes(b"x")
+    old = time.time() - 120
+    os.utime(a, (old, old))
+    assert scratch.sweep() == 1 and not a.exists() and b.exists()
+    scratch.cleanup()
+    assert not scratch.root.exists()
