@@ -18,6 +18,7 @@ import argparse
 import functools
 import os
 import secrets
+import signal
 
 import gradio as gr
 
@@ -80,7 +81,9 @@ def grid(seed: float, count: float, model: str, truncation: float) -> tuple[list
     """`count` consecutive seeds from `seed`, one PNG each (with its recipe)."""
     pipe = MODELS.get(model)
     seed = check_seed(seed)
-    count = video._int_in("grid size", count, 1, MAX_GRID)
+    if isinstance(count, bool) or not isinstance(count, (int, float)) or count != int(count) or not 1 <= count <= MAX_GRID:
+        raise ValueError(f"grid size must be a whole number in 1..{MAX_GRID}, got {count!r}")
+    count = int(count)
     seeds = [check_seed(s) for s in range(seed, seed + count)]
     folder = SCRATCH.new()
     items = [(str(save_png(img, folder / f"seed{s}.png", pipe.png_text(seed=s, truncation=truncation))), f"seed {s}")
@@ -116,7 +119,7 @@ def generate_tab(model: gr.Dropdown, demo: gr.Blocks) -> None:
         with gr.Row():
             count = gr.Slider(1, MAX_GRID, value=16, step=1, label="Grid: consecutive seeds from the current one", scale=3)
             grid_btn = gr.Button("Show grid", elem_id="grid-btn", scale=1)
-        gallery = gr.Gallery(label="Click a face to open its seed", columns=8, height="auto", format="png",
+        gallery = gr.Gallery(label="Click a face to open its seed", columns=8, format="png",
                              elem_id="grid", elem_classes="pixelated")
         grid_seeds = gr.State([])
 
@@ -251,8 +254,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _stop(signum, frame):
+    raise KeyboardInterrupt  # launch() then closes the server, and atexit removes the scratch folders
+
+
 def main(argv: list[str] | None = None) -> None:
     a = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)  # `docker stop`, a Space restart, a test fixture
     demo.launch(server_name=a.host, server_port=a.port, share=a.share, css=CSS, show_error=False)
 
 

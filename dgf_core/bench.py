@@ -260,7 +260,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 @dataclass
 class AppServer:
     url: str
-    pid: int
+    proc: "subprocess.Popen"  # its returncode is 0 after the block if app.py shut down cleanly
     started: float  # time.perf_counter() just before `python app.py` was started
     log: Path
 
@@ -298,7 +298,7 @@ def app_server(weights_dir: str | os.PathLike | None = None, timeout: float = 90
             if time.perf_counter() - t0 > timeout:
                 raise TimeoutError(f"app.py did not answer on {url} within {timeout} s:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.1)
-        yield AppServer(url, proc.pid, t0, log_path)
+        yield AppServer(url, proc, t0, log_path)
     finally:
         proc.terminate()
         try:

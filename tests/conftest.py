@@ -62,3 +62,5 @@ def gradio_app(tiny_weights_dir, tmp_path_factory):
 
     with app_server(weights_dir=tiny_weights_dir, timeout=180, log=tmp_path_factory.mktemp("app") / "app.log") as srv:
         yield srv
+    # stopped by SIGTERM, the app must close cleanly (exit 0), which is when it removes its scratch files
+    assert srv.proc.returncode == 0, f"app.py exited with {srv.proc.returncode} on SIGTERM:\n{srv.log.read_text()[-2000:]}"

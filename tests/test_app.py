@@ -148,3 +148,12 @@ def test_the_queue_bounds_renders_and_the_defaults_are_local(tiny_weights_dir, m
     assert (a.host, a.port, a.share) == ("0.0.0.0", 8000, True)
     monkeypatch.setenv("GRADIO_SERVER_PORT", "9001")
     assert app.parse_args([]).port == 9001
+
+
+def test_app_benchmark_runs(tiny_weights_dir, monkeypatch):
+    from dgf_core.bench import BenchContext, bench_app
+
+    monkeypatch.setenv("DGF_WEIGHTS_DIR", str(tiny_weights_dir))
+    res = bench_app(BenchContext(model="tiny-dcgan", quick=True))
+    assert 0 < res["first_image_s"] < 180 and 0 < res["generate_round_trip_ms"]
+    assert res["target_met"] == (res["first_image_s"] <= 15 and res["generate_round_trip_ms"] <= 150)
