@@ -33,6 +33,7 @@ DEFAULT_RECIPE = "celeba-center-crop"  # data.center_crop_resize on CelebA's img
 MIN_FACE_PX = 40  # a face box narrower than this (in the photo) is refused as too small to project
 MIN_FACE_PROB = 0.90  # MTCNN probability below which a detection is ignored
 DETECT_MAX_SIDE = 1024  # photos are shrunk to this for detection only; the warp reads the full photo
+DETECT_PAD = 0.25  # grey border added around the photo for detection (a face filling the frame), times its side
 MAX_OUTSIDE = 0.25  # refuse when more than this share of the aligned crop falls outside the photo
 
 
@@ -160,15 +161,26 @@ def load_detector(device: str | torch.device = "cpu"):
 
 
 def detect_faces(image: Image.Image, detector=None, min_prob: float = MIN_FACE_PROB,
-                 max_side: int = DETECT_MAX_SIDE) -> list[Detection]:
-    """All faces MTCNN finds with probability >= min_prob, largest first, in the photo's pixel coordinates."""
+                 max_side: int = DETECT_MAX_SIDE, pad: float = DETECT_PAD) -> list[Detection]:
+    """All faces MTCNN finds with probability >= min_prob, largest first, in the photo's pixel coordinates.
+
+    The photo is shrunk to `max_side` and padded by `pad` times its side with grey on every side first:
+    MTCNN misplaces the landmarks of a face that fills the frame (measured on UTKFace chips: eyes off by
+    10% of the side without padding)."""
     detector = detector or load_detector()
     image = image.convert("RGB")
     w, h = image.size
     f = min(1.0, max_side / max(w, h))
     small = image if f == 1.0 else image.resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.BILINEAR)
+    off = round(pad * max(small.size))
+    if off:
+        canvas = Image.new("RGB", (small.size[0] + 2 * off, small.size[1] + 2 * off), (128, 128, 128))
+        canvas.paste(small, (off, off))
+        small_padded = canvas
+    else:
+        small_padded = small
     with torch.no_grad():
-        boxes, probs, points = detector.detect(small, landmarks=True)
+        boxes, probs, points = detector.detect(small_padded, landmarks=True)
     if boxes is None:
         return []
     sx, sy = w / small.size[0], h / small.size[1]
@@ -176,7 +188,8 @@ def detect_faces(image: Image.Image, detector=None, min_prob: float = MIN_FACE_P
     for b, p, lm in zip(boxes, probs, points):
         if p is None or not np.isfinite(p) or p < min_prob:
             continue
-        dets.append(Detection(np.asarray(b, np.float64) * [sx, sy, sx, sy], float(p), np.asarray(lm, np.float64) * [sx, sy]))
+        b = (np.asarray(b, np.float64) - off) * [sx, sy, sx, sy]
+        dets.append(Detection(b, float(p), (np.asarray(lm, np.float64) - off) * [sx, sy]))
     return sorted(dets, key=lambda d: -d.area)
 
 
@@ -235,43 +248,32 @@ def align_face(image: Image.Image, size: int | Sequence[int], *, recipe: str = D
     out = []
     for s in sizes:
         img, m, outside = align_to(image, face.landmarks, s, canonical)
-        extra = [f"{outside:.0%} of the crop lies outside the photo (edge pixels repeated)"] if outside > 0.02 else []
+        extra = [f"{outside:.0%} of the crop lies outside the photo (edge pixels repeated)"] if outside > 0.10 else []
         out.append(AlignedFace(img, s, m, face, notices + extra))
     return out
 
 
 # ---- measuring the canonical landmarks of a training crop ------------------------------------------------
 
-def measure_canonical_landmarks(paths: Sequence[str | os.PathLike], crop_side: int | None = None, detector=None,
-                                batch_size: int = 32) -> dict[str, Any]:
+def measure_canonical_landmarks(paths: Sequence[str | os.PathLike], crop_side: int | None = None, detector=None) -> dict[str, Any]:
     """Median normalized landmarks over training crops made with `data.center_crop_resize`.
 
     Each image is centre-cropped at its own full shorter side (or resized to `crop_side` first), which has
-    the same normalized geometry as the model's low-resolution crop but gives MTCNN more pixels. Returns
-    {"landmarks": (5, 2) list, "mad": per-coordinate median absolute deviation, "n_detected", "n_images"}.
+    the same normalized geometry as the model's low-resolution crop but gives MTCNN more pixels; detection
+    is `detect_faces`, the one user photos get. Returns {"landmarks": (5, 2) list, "mad": per-coordinate
+    median absolute deviation, "n_detected", "n_images"}.
     """
     from .data import center_crop_resize
 
     detector = detector or load_detector()
     norm: list[np.ndarray] = []
-    for i in range(0, len(paths), batch_size):
-        crops = []
-        for p in paths[i : i + batch_size]:
-            with Image.open(p) as im:
-                side = crop_side or min(im.size)
-                crops.append(np.asarray(center_crop_resize(im, side)))
-        by_side: dict[int, list[np.ndarray]] = {}
-        for c in crops:
-            by_side.setdefault(c.shape[0], []).append(c)
-        for side, group in by_side.items():
-            with torch.no_grad():
-                boxes, probs, points = detector.detect(np.stack(group), landmarks=True)
-            for b, p, lm in zip(boxes, probs, points):
-                if b is None or p is None or len(p) == 0:
-                    continue
-                j = int(np.argmax(p))
-                if p[j] >= MIN_FACE_PROB:
-                    norm.append(np.asarray(lm[j], np.float64) / side)
+    for p in paths:
+        with Image.open(p) as im:
+            side = crop_side or min(im.size)
+            crop = center_crop_resize(im, side)
+        dets = detect_faces(crop, detector)
+        if dets:
+            norm.append(dets[0].landmarks / side)
     if not norm:
         raise ValueError("MTCNN found no face in any of the images")
     arr = np.stack(norm)  # (n, 5, 2)

@@ -468,6 +468,82 @@ def cmd_video(a: argparse.Namespace) -> int:
     return 0
 
 
+def add_project(sub: argparse._SubParsersAction) -> None:
+    from .projection import DEFAULT_STEPS, MAX_STEPS, SPACES
+
+    p = sub.add_parser("project", help="find the face in a photo in a generator's latent space (writes a latent .npz)")
+    p.add_argument("photo", help="a photo with one face (PNG, JPEG, WebP, BMP, GIF: first frame)")
+    p.add_argument("--model", required=True, help="generator name in weights/ or a model folder")
+    p.add_argument("--out", required=True, help="latent .npz: the latent, its space, model name and weights hash (never the photo)")
+    p.add_argument("--space", default="auto", choices=("auto",) + SPACES, help="auto: w+ for StyleGAN2, z otherwise")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"optimiser steps, 1..{MAX_STEPS}")
+    p.add_argument("--seed", type=int, default=0, help="names the projection: same photo, model and seed, same latent")
+    p.add_argument("--no-align", action="store_true", help="the photo is already a training-style crop: no face detection")
+    p.add_argument("--save-reconstruction", default=None, help="also write the generator's reconstruction (PNG; not the photo)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--dry-run", action="store_true")
+
+
+def cmd_project(a: argparse.Namespace) -> int:
+    import time
+
+    from .checkpoint import load_model
+    from .latent import check_seed
+    from .projection import ProjectionOptions, project_photo, save_latent
+    from .uploads import open_upload
+
+    opts = ProjectionOptions(steps=a.steps, seed=check_seed(a.seed), space=a.space)
+    opts.validate()
+    if Path(a.out).suffix != ".npz":
+        raise ValueError(f"--out must be a .npz file, got {a.out}")
+    if a.save_reconstruction and Path(a.save_reconstruction).suffix.lower() != ".png":
+        raise ValueError(f"--save-reconstruction must be a .png file, got {a.save_reconstruction}")
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    image = open_upload(a.photo)
+    model = load_model(a.model, a.device, with_discriminator=True) if _ships_discriminator(a.model) else load_model(a.model, a.device)
+    print(json.dumps({"project": {"model": model.name, "path": str(model.path), "photo_size": list(image.size),
+                                  "align": not a.no_align, **dataclasses.asdict(opts), "discriminator": model.discriminator is not None,
+                                  "out": a.out, "device": a.device}}, indent=2))
+    if a.dry_run:
+        return 0
+    t0, last = time.perf_counter(), [-1]
+
+    def progress(step: int, steps: int, loss: float) -> None:
+        pct = 100 * step // steps
+        if pct // 10 != last[0] // 10 or step == steps:
+            last[0] = pct
+            print(f"step {step}/{steps} loss {loss:.4f} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+
+    res = project_photo(model, image, opts, align=not a.no_align, progress=progress)
+    for note in res.extra.get("notices", []):
+        print(f"note: {note}", file=sys.stderr)
+    save_latent(a.out, res)
+    if a.save_reconstruction:
+        from .data import to_uint8
+        from .images import save_png
+
+        save_png(to_uint8(res.image)[0], a.save_reconstruction, {"Description": "Synthetic image: a generator's reconstruction",
+                                                                "Software": "Deeply Good Fakes"})
+    print(f"wrote {a.out} (space {res.space}, reconstruction PSNR {res.psnr:.2f} dB, {res.seconds:.1f} s)")
+    return 0
+
+
+def _ships_discriminator(name_or_path: str) -> bool:
+    from safetensors import SafetensorError, safe_open
+
+    from .checkpoint import WEIGHTS_FILE, resolve_model_path
+
+    try:
+        with safe_open(str(resolve_model_path(name_or_path) / WEIGHTS_FILE), "pt") as f:
+            return any(k.startswith("discriminator.") for k in f.keys())
+    except (SafetensorError, OSError):  # unreadable: load_model then reports it properly
+        return False
+
+
 COMMANDS = {
     "pack": (add_pack, cmd_pack),
     "train": (add_train, cmd_train),
@@ -479,6 +555,7 @@ COMMANDS = {
     "train-upscaler": (add_train_upscaler, cmd_train_upscaler),
     "evaluate-upscaler": (add_evaluate_upscaler, cmd_evaluate_upscaler),
     "import-rosinality": (add_import_rosinality, cmd_import_rosinality),
+    "project": (add_project, cmd_project),
 }
 
 

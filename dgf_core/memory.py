@@ -1,0 +1,170 @@
+"""The memory clip: a short, seamlessly looping clip around a projected face.
+
+`memory_latents(latent, space, spec)`: frame i of T (phase p = 2 pi i / T) is
+    latent + r * (cos p * u + sin p * v) + edit_amount * (1 - cos p) / 2 * edit_direction
+with u, v two random orthonormal directions drawn from `spec.seed`, scaled so that r = `spec.radius` is a
+share of the typical distance between two random latents (0.08: the face breathes, it does not turn into
+someone else), and the edit (e.g. age +1.5) reached at the middle of the clip and undone by its end. Frame T
+would equal frame 0, so the clip loops without a seam.
+`render_memory` makes uint8 frames (optionally upscaled by an `upscale.Upscaler`, optionally with a visible
+"synthetic" mark); `write_memory` encodes them with `video.write_clip`, whose recipe carries the latent,
+the model's weights hash and every parameter: never the photo.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from .data import to_uint8
+from .edits import apply_edits, check_edits
+from .projection import SPACES, latent_space, synthesize
+
+MAX_MEMORY_FRAMES = 240
+MAX_RADIUS = 0.3
+MARK_TEXT = "SYNTHETIC"
+
+Progress = Callable[[int, int], None]
+
+
+class MemoryClipError(ValueError):
+    """Bad memory-clip parameters; str(e) is a message for the user."""
+
+
+@dataclass
+class MemorySpec:
+    frames: int = 48  # one loop; 2 s at 24 fps
+    fps: int = 24
+    radius: float = 0.08  # walk size, a share of the typical distance between two random latents (<= MAX_RADIUS)
+    seed: int = 0  # names the walk's directions
+    edit: dict[str, float] = field(default_factory=dict)  # e.g. {"age": 1.5}: reached mid-clip, undone by the end
+    upscale: int = 1  # 1 (off), 2 or 4 with an upscaler
+    mark: bool = True  # a visible "SYNTHETIC" mark in a corner
+
+    def validate(self) -> None:
+        if isinstance(self.frames, bool) or not isinstance(self.frames, int) or not 2 <= self.frames <= MAX_MEMORY_FRAMES:
+            raise MemoryClipError(f"frames must be an integer in 2..{MAX_MEMORY_FRAMES}, got {self.frames!r}")
+        if isinstance(self.fps, bool) or not isinstance(self.fps, int) or not 1 <= self.fps <= 60:
+            raise MemoryClipError(f"fps must be an integer in 1..60, got {self.fps!r}")
+        if not (isinstance(self.radius, (int, float)) and 0 <= self.radius <= MAX_RADIUS):
+            raise MemoryClipError(f"radius must be in [0, {MAX_RADIUS}], got {self.radius!r}")
+        if self.upscale not in (1, 2, 4):
+            raise MemoryClipError(f"upscale must be 1, 2 or 4, got {self.upscale!r}")
+
+
+def _walk_basis(dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(int(seed))
+    a = torch.randn(dim, generator=g)
+    b = torch.randn(dim, generator=g)
+    u = a / a.norm()
+    v = b - (b @ u) * u
+    return u, v / v.norm()
+
+
+def memory_latents(latent: torch.Tensor, space: str, spec: MemorySpec, *, coord_std: float = 1.0,
+                   directions: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """latent (1, D) for z / w or (1, n_ws, D) for w+ -> (T, D) or (T, n_ws, D): the looping walk.
+    `coord_std`: the latent's per-coordinate spread (1 for z; `projection.latent_space(g, 'w').coord_std()`)."""
+    spec.validate()
+    if space not in SPACES:
+        raise MemoryClipError(f"space must be one of {SPACES}, got {space!r}")
+    assert latent.shape[0] == 1 and latent.ndim == (3 if space == "w+" else 2), tuple(latent.shape)
+    if spec.edit:
+        if not directions:
+            raise MemoryClipError("this model has no edit directions; clear the edit")
+        check_edits(spec.edit, directions)
+    dim = latent.shape[-1]
+    u, v = _walk_basis(dim, spec.seed)
+    r = spec.radius * math.sqrt(2 * dim) * coord_std  # share of the distance between two random latents
+    phase = 2 * math.pi * torch.arange(spec.frames, dtype=torch.float64) / spec.frames
+    offs = (r * (torch.cos(phase)[:, None] * u.double() + torch.sin(phase)[:, None] * v.double())).float()  # (T, D)
+    base = latent.expand(spec.frames, *latent.shape[1:]).clone()
+    out = base + (offs[:, None, :] if space == "w+" else offs)
+    if spec.edit:
+        ramp = ((1 - torch.cos(phase)) / 2).float()  # 0 -> 1 -> 0
+        out = torch.stack([apply_edits(out[i : i + 1], space, directions, {k: a * float(ramp[i]) for k, a in spec.edit.items()})[0]
+                           for i in range(spec.frames)])
+    return out
+
+
+def add_mark(frame: np.ndarray, text: str = MARK_TEXT) -> np.ndarray:
+    """A visible mark in the bottom-left corner: white text on a dark band. frame: (H, W, 3) uint8."""
+    im = Image.fromarray(frame)
+    d = ImageDraw.Draw(im)
+    h = im.size[1]
+    band = max(9, h // 8)
+    d.rectangle([0, h - band, im.size[0], h], fill=(0, 0, 0))
+    d.text((2, h - band + max(0, (band - 10) // 2)), text, fill=(255, 255, 255))
+    return np.asarray(im)
+
+
+@torch.no_grad()
+def render_memory(generator: torch.nn.Module, latents: torch.Tensor, space: str, spec: MemorySpec, *, upscaler=None,
+                  batch: int = 16, progress: Progress | None = None) -> np.ndarray:
+    """Walk latents -> uint8 frames (T, H, W, 3). `upscaler`: anything with `upscale(images_u8, factor)`."""
+    spec.validate()
+    if spec.upscale > 1 and upscaler is None:
+        raise MemoryClipError("upscaling needs an upscaler model")
+    frames = []
+    t = latents.shape[0]
+    for i in range(0, t, batch):
+        imgs = to_uint8(synthesize(generator, latents[i : i + batch], space).clamp(-1, 1)).cpu()  # (N, 3, R, R)
+        if spec.upscale > 1:
+            imgs = upscaler.upscale(imgs, spec.upscale)
+        frames.append(imgs.permute(0, 2, 3, 1).numpy())
+        if progress is not None:
+            progress(min(i + batch, t), t)
+    out = np.concatenate(frames)
+    if spec.mark:
+        out = np.stack([add_mark(f) for f in out])
+    return np.ascontiguousarray(out)
+
+
+def memory_recipe(model, latent: torch.Tensor, space: str, spec: MemorySpec, upscaler=None) -> dict[str, Any]:
+    """What reproduces the clip: the model (name, weights hash), the latent itself and the parameters."""
+    from .pipeline import SYNTHETIC_NOTICE
+
+    return {"synthetic": True, "tool": "Deeply Good Fakes (dgf_core)", "kind": "memory", "notice": SYNTHETIC_NOTICE,
+            "model": model.name, "weights_sha256": model.weights_sha256, "space": space,
+            "latent": np.round(latent.numpy().astype(np.float64), 5).tolist(), **asdict(spec),
+            "upscaler": upscaler.recipe() if upscaler is not None and spec.upscale > 1 else None}
+
+
+def make_memory(model, latent: torch.Tensor, space: str, spec: MemorySpec, outs: Sequence[str | os.PathLike], *,
+                directions: dict[str, torch.Tensor] | None = None, upscaler=None,
+                progress: Progress | None = None) -> dict[str, Any]:
+    """Render the memory clip of a projected latent once and write each of `outs` (.mp4 / .gif). Returns the recipe."""
+    from .video import check_outputs, write_clip
+
+    check_outputs(outs)
+    coord_std = latent_space(model.generator, "w").coord_std() if space in ("w", "w+") else 1.0
+    lat = memory_latents(latent, space, spec, coord_std=coord_std, directions=directions)
+    frames = render_memory(model.generator, lat, space, spec, upscaler=upscaler, progress=progress)
+    recipe = memory_recipe(model, latent, space, spec, upscaler)
+    for out in outs:
+        write_clip(frames, out, spec.fps, recipe)
+    return recipe
+
+
+def memory_from_file(latent_path: str | os.PathLike, outs: Sequence[str | os.PathLike], spec: MemorySpec, *,
+                     model_name: str | None = None, device: str = "cpu", upscaler=None,
+                     progress: Progress | None = None) -> dict[str, Any]:
+    """The CLI's `video --latent latent.npz [--edit age=+1.5]`: load the latent, its model (the one named in the
+    file unless `model_name` is given; the weights hash must match), the model's edit directions when the spec
+    edits, and write the clip. Raises ProjectionError / EditError / MemoryClipError with user-facing messages."""
+    from .checkpoint import load_model
+    from .edits import load_directions
+    from .projection import check_latent_model, load_latent
+
+    saved = load_latent(latent_path)
+    model = load_model(model_name or saved.model, device)
+    check_latent_model(saved, model)
+    directions = load_directions(model) if spec.edit else None
+    return make_memory(model, saved.latent, saved.space, spec, outs, directions=directions, upscaler=upscaler,
+                       progress=progress)
