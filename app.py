@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import secrets
 import signal
 
 import gradio as gr
+from PIL import Image
 
 from dgf_core import registry, video
 from dgf_core.checkpoint import write_json_atomic
@@ -71,9 +73,11 @@ def generate(seed: float, model: str, truncation: float) -> str:
     return str(save_png(image, out, pipe.png_text(seed=seed, truncation=truncation)))
 
 
-@user_errors
-def image_recipe(seed: float, model: str, truncation: float) -> dict:
-    return MODELS.get(model).recipe(seed=check_seed(seed), truncation=truncation)
+def png_download(path: str):
+    """The Download PNG button for the shown face, and its recipe as read back from the PNG's text chunks."""
+    with Image.open(path) as im:
+        recipe = json.loads(im.text["dgf_recipe"])
+    return gr.DownloadButton(value=path, interactive=True), recipe
 
 
 @user_errors
@@ -116,6 +120,7 @@ def generate_tab(model: gr.Dropdown, demo: gr.Blocks) -> None:
             with gr.Column(scale=1):
                 image = gr.Image(label="Face (PNG, synthetic)", type="filepath", format="png", height=320,
                                  buttons=["download", "fullscreen"], elem_id="face", elem_classes="pixelated")
+                png_btn = gr.DownloadButton("Download PNG", interactive=False, elem_id="dl-png")
         with gr.Row():
             count = gr.Slider(1, MAX_GRID, value=16, step=1, label="Grid: consecutive seeds from the current one", scale=3)
             grid_btn = gr.Button("Show grid", elem_id="grid-btn", scale=1)
@@ -125,7 +130,8 @@ def generate_tab(model: gr.Dropdown, demo: gr.Blocks) -> None:
 
         inputs = [seed, model, truncation]
         gr.on([seed.change, model.change, truncation.release, demo.load], generate, inputs, image,
-              api_name="generate").success(image_recipe, inputs, recipe, api_visibility="private")
+              api_name="generate").success(png_download, image, [png_btn, recipe], api_visibility="private",
+                                          show_progress="hidden")
         gr.on([grid_btn.click, count.release, demo.load], grid, [seed, count, model, truncation], [gallery, grid_seeds],
               api_name="grid")
         seed.change(lambda s: min(max(int(s or 0), 0), SEED_SLIDER_MAX), seed, seed_slider, api_visibility="private",

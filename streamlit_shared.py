@@ -15,9 +15,10 @@ import torch
 from dgf_core import registry
 from dgf_core.checkpoint import CheckpointError
 from dgf_core.images import save_png
-from dgf_core.pipeline import SYNTHETIC_NOTICE, FacePipeline
+from dgf_core.pipeline import FacePipeline
 
-NOTICE = f"Every face here is **synthetic**. {SYNTHETIC_NOTICE.split(': ', 1)[1].capitalize()}"
+NOTICE = ("Every face here is **synthetic**: made by a neural network from a seed, not a photo of a real person. "
+          "Downloads carry that notice and their recipe.")
 
 
 @st.cache_resource(show_spinner="Loading model...", max_entries=4)

@@ -6,6 +6,7 @@ page is kept under test-artifacts/ (git-ignored).
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
 
@@ -57,6 +58,19 @@ def test_changing_the_seed_changes_the_face(page):
     assert second.endswith("-seed43.png") and page.locator("#seed input").input_value() == "43"
     a, b = fetch_image(page, first), fetch_image(page, second)
     assert a.shape == b.shape == (16, 16, 3) and not np.array_equal(a, b)
+
+
+def test_download_the_png_with_its_recipe(page, tmp_path):
+    page.wait_for_function("() => { const b = document.querySelector('#dl-png'); return b && !b.disabled }")
+    with page.expect_download() as dl:
+        page.locator("#dl-png").click()
+    path = tmp_path / dl.value.suggested_filename
+    dl.value.save_as(path)
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.size == (16, 16)
+        recipe, notice = json.loads(im.text["dgf_recipe"]), im.text["Description"]
+    assert recipe["seed"] == 43 and recipe["synthetic"] is True and path.name == "tiny-dcgan-seed43.png"
+    assert "synthetic" in notice.lower()
 
 
 def test_render_and_download_a_clip(page, tmp_path):
