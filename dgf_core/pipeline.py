@@ -103,3 +103,52 @@ class FacePipeline:
         if grid:
             save_png(make_grid(torch.cat(all_imgs)), grid, self.png_text(seeds=list(seeds), truncation=truncation))
         return paths
+
+    # ---- style mixing (families whose generator has `mix`, i.e. StyleGAN2) ----------------------------------
+
+    @property
+    def n_styles(self) -> int | None:
+        """How many per-layer styles a crossover can split (10 at 64x64), or None if the family has no mixing."""
+        g = self.model.generator
+        return int(g.n_ws) if hasattr(g, "mix") else None
+
+    @torch.inference_mode()
+    def style_mix(self, coarse_seeds: Sequence[int], fine_seeds: Sequence[int], crossover: int, truncation: float = 1.0) -> torch.Tensor:
+        """Image i takes styles [0, crossover) (coarse: pose, face shape) from coarse_seeds[i] and the rest
+        (fine: colours, texture) from fine_seeds[i]; a single fine seed is used for every image.
+        crossover 0 reproduces the fine seed's image, n_styles the coarse seed's. Returns uint8 (N, 3, R, R)."""
+        if self.n_styles is None:
+            raise ValueError(f"model {self.model.name!r} ({self.model.family.name}) has no style mixing")
+        coarse = [check_seed(s) for s in coarse_seeds]
+        fine = [check_seed(s) for s in fine_seeds]
+        if len(fine) == 1:
+            fine = fine * len(coarse)
+        if len(fine) != len(coarse):
+            raise ValueError(f"{len(coarse)} coarse seeds but {len(fine)} fine seeds")
+        if len(coarse) > MAX_SEEDS_PER_CALL:
+            raise ValueError(f"at most {MAX_SEEDS_PER_CALL} seeds per call, got {len(coarse)}")
+        psi = check_truncation(truncation)
+        zc = seeds_to_z(coarse, self.z_dim).to(self.device)
+        zf = seeds_to_z(fine, self.z_dim).to(self.device)
+        return to_uint8(self.model.generator.mix(zc, zf, crossover, psi)).cpu()
+
+    def write_mixed_pngs(
+        self, seeds: Sequence[int], mix_seed: int, crossover: int, out_dir: str | os.PathLike, *,
+        truncation: float = 1.0, batch_size: int = 64, grid: str | os.PathLike | None = None,
+    ) -> list[Path]:
+        """Write out_dir/seed000042-mix000007-x4.png per seed: coarse styles from the seed, fine from mix_seed."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths, all_imgs = [], []
+        for i in range(0, len(seeds), batch_size):
+            chunk = list(seeds[i : i + batch_size])
+            imgs = self.style_mix(chunk, [mix_seed], crossover, truncation)
+            for s, img in zip(chunk, imgs):
+                text = self.png_text(seed=s, mix_seed=mix_seed, crossover=crossover, truncation=truncation)
+                paths.append(save_png(img, out / f"seed{s:06d}-mix{mix_seed:06d}-x{crossover}.png", text))
+            if grid:
+                all_imgs.append(imgs)
+        if grid:
+            text = self.png_text(seeds=list(seeds), mix_seed=mix_seed, crossover=crossover, truncation=truncation)
+            save_png(make_grid(torch.cat(all_imgs)), grid, text)
+        return paths

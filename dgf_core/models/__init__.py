@@ -14,6 +14,9 @@ from torch import nn
 from .dcgan import DCGANConfig
 from .dcgan import Discriminator as DCGANDiscriminator
 from .dcgan import Generator as DCGANGenerator
+from .stylegan import Discriminator as StyleGAN2Discriminator
+from .stylegan import Generator as StyleGAN2Generator
+from .stylegan import StyleGAN2Config
 from .upscaler import Discriminator as UpscalerDiscriminator
 from .upscaler import Generator as UpscalerGenerator
 from .upscaler import UpscalerConfig
@@ -50,4 +53,5 @@ def get_family(name: str) -> ModelFamily:
 
 
 register(ModelFamily("dcgan", DCGANConfig, DCGANGenerator, DCGANDiscriminator))
+register(ModelFamily("stylegan2", StyleGAN2Config, StyleGAN2Generator, StyleGAN2Discriminator))
 register(ModelFamily("upscaler", UpscalerConfig, UpscalerGenerator, UpscalerDiscriminator, kind="upscaler"))
