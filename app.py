@@ -6,10 +6,16 @@ small function taking that dropdown, so a new tab (Compare, Upscale) is a functi
 `build_demo`.
 
 API (gradio_client; the UI's own events):
-  /generate     (seed, model, truncation) -> PNG with its recipe in text chunks
+  /generate     (seed, model, truncation[, upscale]) -> PNG with its recipe in text chunks
   /grid         (seed, count, model, truncation) -> gallery of `count` consecutive seeds
-  /interpolate  (seeds "1,7,42", frames_per_transition, fps, model[, method, easing, loop, truncation, scale])
+  /interpolate  (seeds "1,7,42", frames_per_transition, fps, model[, method, easing, loop, truncation, scale, upscale])
                 -> MP4 (H.264) with its recipe in the comment tag
+  /compare      (seeds "1,2", model_a, model_b, truncation[, upscale]) -> PNG: one row per seed, model A | model B
+  /compare_clip (seeds "1,7,42", frames_per_transition, fps, model_a, model_b[, loop, truncation, scale, upscale])
+                -> MP4 of both models walking the same keyframes side by side; recipe names both models
+  /upscale      (image file, factor "x2" | "x4") -> PNG with the upscaler and its weights hash in text chunks
+`upscale` is "off" (default), "x2" or "x4", done by the weights folder's upscaler (registry.default_upscaler);
+with no upscaler there, the option is disabled in the UI and the API refuses x2/x4 with a message.
 Bad input raises gr.Error with the reason (gradio_client raises it as AppError).
 """
 from __future__ import annotations
@@ -24,17 +30,21 @@ import signal
 import gradio as gr
 from PIL import Image
 
-from dgf_core import registry, video
+from dgf_core import compare, registry, uploads, upscale, video
 from dgf_core.checkpoint import write_json_atomic
 from dgf_core.images import save_png
-from dgf_core.latent import EASINGS, INTERPOLATIONS, SEED_MAX, check_seed
+from dgf_core.latent import EASINGS, INTERPOLATIONS, SEED_MAX, check_seed, parse_seeds
 from dgf_core.scratch import ScratchDirs
+from dgf_core.uploads import open_upload
+from dgf_core.upscale import check_factor
 
 SEED_SLIDER_MAX = 9_999  # the slider browses 0..9999; the number box takes any seed up to SEED_MAX
 MAX_GRID = 64
 RENDER_CONCURRENCY = int(os.environ.get("DGF_MAX_RENDERS", "2"))  # clips rendered at once; the rest wait in line
 QUEUE_SIZE = int(os.environ.get("DGF_QUEUE_SIZE", "64"))  # requests waiting beyond this are turned away
 MODELS = registry.PipelineCache()
+UPSCALERS = registry.UpscalerCache()
+UPSCALE_CHOICES = ["off", "x2", "x4"]
 SCRATCH = ScratchDirs(prefix="dgf-app-")
 CSS = """
 .pixelated img, .pixelated video { image-rendering: pixelated; }
@@ -56,21 +66,46 @@ def user_errors(fn):
 
 
 @user_errors
-def auto_scale(model: str | None) -> int:
-    """The pixel scale that shows a model's frames at about 256 px."""
-    return video.display_scale(registry.describe(model).resolution or video.MAX_SIDE) if model else 1
+def auto_scale(model: str | None, upscale: str = "off") -> int:
+    """The pixel scale that shows a model's frames (upscaled or not) at about 256 px."""
+    if not model:
+        return 1
+    return video.display_scale(registry.describe(model).resolution or video.MAX_SIDE, factor=check_factor(upscale))
+
+
+def upscaler_for(upscale: str):
+    """'off' | 'x2' | 'x4' -> (the weights folder's upscaler or None, factor); ValueError if there is none to use."""
+    factor = check_factor(upscale)
+    if factor == 1:
+        return None, 1
+    name = registry.default_upscaler()
+    if name is None:
+        raise ValueError(f"upscale {upscale} needs an upscaler model, and there is none in the weights folder "
+                         f"({registry.default_weights_dir()}); use upscale off")
+    return UPSCALERS.get(name), factor
+
+
+def upscale_radio(elem_id: str) -> gr.Radio:
+    """The upscale option: off / x2 / x4 with the weights folder's upscaler; disabled, with a note, without one."""
+    name = registry.default_upscaler()
+    info = (f"a GAN upscaler ({name}) enlarges each face" if name else
+            "disabled: no upscaler in the weights folder (put an upscaler model folder there, see README)")
+    return gr.Radio(UPSCALE_CHOICES, value="off", label="Upscale", info=info, interactive=name is not None,
+                    elem_id=elem_id)
 
 
 # ---- Generate -------------------------------------------------------------------------------------------
 
 @user_errors
-def generate(seed: float, model: str, truncation: float) -> str:
-    """One face as a PNG file carrying its recipe (text chunks)."""
+def generate(seed: float, model: str, truncation: float, upscale: str = "off") -> str:
+    """One face (upscaled x2/x4 if asked) as a PNG file carrying its recipe (text chunks)."""
     pipe = MODELS.get(model)
     seed = check_seed(seed)
-    image = pipe.generate([seed], truncation)[0]
-    out = SCRATCH.new() / f"{pipe.model.name}-seed{seed}.png"
-    return str(save_png(image, out, pipe.png_text(seed=seed, truncation=truncation)))
+    up, factor = upscaler_for(upscale)
+    image = compare.faces(pipe, [seed], truncation, up, factor)[0]
+    recipe = compare.image_recipe(pipe, up, factor, seed=seed, truncation=truncation)
+    out = SCRATCH.new() / f"{pipe.model.name}-seed{seed}{f'-x{factor}' if factor > 1 else ''}.png"
+    return str(save_png(image, out, compare.png_text(recipe)))
 
 
 def png_download(path: str):
@@ -116,6 +151,7 @@ def generate_tab(model: gr.Dropdown, demo: gr.Blocks) -> None:
                     random_btn = gr.Button("Random", elem_id="random", scale=1)
                 truncation = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Truncation ψ",
                                        info="lower: more typical faces, less variety; 1 = none")
+                upscale = upscale_radio("generate-upscale")
                 recipe = gr.JSON(label="Recipe (also in the PNG's text chunks)", max_height=240)
             with gr.Column(scale=1):
                 image = gr.Image(label="Face (PNG, synthetic)", type="filepath", format="png", height=320,
@@ -128,8 +164,8 @@ def generate_tab(model: gr.Dropdown, demo: gr.Blocks) -> None:
                              elem_id="grid", elem_classes="pixelated")
         grid_seeds = gr.State([])
 
-        inputs = [seed, model, truncation]
-        gr.on([seed.change, model.change, truncation.release, demo.load], generate, inputs, image,
+        inputs = [seed, model, truncation, upscale]
+        gr.on([seed.change, model.change, truncation.release, upscale.change, demo.load], generate, inputs, image,
               api_name="generate").success(png_download, image, [png_btn, recipe], api_visibility="private",
                                           show_progress="hidden")
         gr.on([grid_btn.click, count.release, demo.load], grid, [seed, count, model, truncation], [gallery, grid_seeds],
@@ -152,21 +188,28 @@ def _pick_seed(seeds: list[int], evt: gr.SelectData) -> int:
 @user_errors
 def interpolate(seeds: str, frames_per_transition: float, fps: float, model: str, method: str = "slerp",
                 easing: str = "ease-in-out", loop: bool = True, truncation: float = 1.0, scale: float = 4,
-                progress=gr.Progress()) -> tuple[str, dict]:
+                upscale: str = "off", progress=gr.Progress()) -> tuple[str, dict]:
     """Render the walk once; write MP4, GIF and recipe.json into this request's own folder."""
     pipe = MODELS.get(model)
     spec = video.ClipSpec(video.parse_keyframes(seeds), frames_per_transition, fps, loop=loop, method=method,
                           easing=easing, truncation=truncation, scale=scale)
-    video.check_frame_size(pipe.resolution, spec.scale)
+    up, factor = upscaler_for(upscale)
+    video.check_frame_size(pipe.resolution, spec.scale, factor)
     progress(0, desc="Rendering frames")
-    frames = video.render_clip(pipe, spec, lambda done, total: progress((done, total), desc="Rendering frames", unit="frames"))
-    recipe = video.clip_recipe(pipe, spec)
-    folder = SCRATCH.new()
+    frames = video.render_clip(pipe, spec, lambda done, total: progress((done, total), desc="Rendering frames", unit="frames"),
+                               upscaler=up, factor=factor)
+    recipe = video.clip_recipe(pipe, spec, upscaler=up, factor=factor)
     stem = f"{pipe.model.name}-{'-'.join(map(str, spec.seeds[:8]))}"
+    return write_clip_files(frames, spec.fps, recipe, stem, progress)
+
+
+def write_clip_files(frames, fps: int, recipe: dict, stem: str, progress) -> tuple[str, dict]:
+    """MP4, GIF and recipe.json of one clip, in a fresh request folder."""
+    folder = SCRATCH.new()
     progress(0.9, desc="Encoding MP4")
-    mp4 = video.write_clip(frames, folder / f"{stem}.mp4", spec.fps, recipe)
+    mp4 = video.write_clip(frames, folder / f"{stem}.mp4", fps, recipe)
     progress(0.95, desc="Encoding GIF")
-    gif = video.write_clip(frames, folder / f"{stem}.gif", spec.fps, recipe)
+    gif = video.write_clip(frames, folder / f"{stem}.gif", fps, recipe)
     write_json_atomic(recipe, folder / f"{stem}.recipe.json")
     return str(mp4), {"mp4": str(mp4), "gif": str(gif), "recipe": recipe, "recipe_path": str(folder / f"{stem}.recipe.json")}
 
@@ -193,6 +236,7 @@ def interpolate_tab(model: gr.Dropdown, demo: gr.Blocks) -> None:
                     easing = gr.Dropdown(sorted(EASINGS), value="ease-in-out", label="Easing")
                 loop = gr.Checkbox(True, label="Loop back to the first face")
                 truncation = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Truncation ψ")
+                upscale = upscale_radio("interpolate-upscale")
                 scale = gr.Radio(list(video.DISPLAY_SCALES), value=auto_scale(model.value), label="Pixel scale",
                                  info="nearest-neighbour enlargement of the written frames")
                 render_btn = gr.Button("Render clip", variant="primary", elem_id="render")
@@ -208,11 +252,165 @@ def interpolate_tab(model: gr.Dropdown, demo: gr.Blocks) -> None:
                 recipe = gr.JSON(label="Recipe: `python -m dgf_core video --recipe FILE.json --out clip.mp4` reproduces the clip",
                                  max_height=320)
         files = gr.State()
-        model.change(auto_scale, model, scale, api_visibility="private", show_progress="hidden")
-        render_btn.click(interpolate, [keyframes, frames, fps, model, method, easing, loop, truncation, scale],
+        gr.on([model.change, upscale.change], auto_scale, [model, upscale], scale, api_visibility="private",
+              show_progress="hidden")
+        render_btn.click(interpolate, [keyframes, frames, fps, model, method, easing, loop, truncation, scale, upscale],
                          [preview, files], api_name="interpolate", concurrency_limit=RENDER_CONCURRENCY,
                          concurrency_id="render").success(
             show_clip_files, files, [mp4_dl, gif_dl, recipe_dl, gif_preview, recipe], api_visibility="private")
+
+
+# ---- Compare (the same seeds in two models) --------------------------------------------------------------
+
+def parse_compare_seeds(seeds: str) -> list[int]:
+    return parse_seeds(str(seeds), max_count=compare.MAX_COMPARE_SEEDS)
+
+
+@user_errors
+def compare_images(seeds: str, model_a: str, model_b: str, truncation: float = 1.0, upscale: str = "off") -> str:
+    """One PNG: a row per seed, model A on the left, model B on the right (scaled to the same height)."""
+    pipes = [MODELS.get(model_a), MODELS.get(model_b)]
+    seed_list = parse_compare_seeds(seeds)
+    up, factor = upscaler_for(upscale)
+    grid = compare.compare_grid(pipes, seed_list, truncation, up, factor)
+    out = SCRATCH.new() / f"{model_a}-vs-{model_b}-{'-'.join(map(str, seed_list[:8]))}.png"
+    return str(save_png(grid, out, compare.compare_png_text(pipes, seed_list, truncation, up, factor)))
+
+
+@user_errors
+def model_cards(model_a: str, model_b: str) -> tuple[str, str]:
+    return registry.card_markdown(registry.describe(model_a)), registry.card_markdown(registry.describe(model_b))
+
+
+@user_errors
+def compare_clip(seeds: str, frames_per_transition: float, fps: float, model_a: str, model_b: str, loop: bool = True,
+                 truncation: float = 1.0, scale: float = 2, upscale: str = "off", progress=gr.Progress()) -> tuple[str, dict]:
+    """Both models walk the same keyframe seeds in sync, side by side; MP4, GIF and recipe.json."""
+    pipes = [MODELS.get(model_a), MODELS.get(model_b)]
+    spec = video.ClipSpec(video.parse_keyframes(seeds), frames_per_transition, fps, loop=loop, easing="ease-in-out",
+                          truncation=truncation, scale=scale)
+    up, factor = upscaler_for(upscale)
+    for p in pipes:
+        video.check_frame_size(p.resolution, spec.scale, factor)
+    progress(0, desc="Rendering frames")
+    frames = video.render_compare(pipes, spec, lambda done, total: progress((done, total), desc="Rendering frames",
+                                                                             unit="frames"), upscaler=up, factor=factor)
+    recipe = video.compare_recipe(pipes, spec, upscaler=up, factor=factor)
+    return write_clip_files(frames, spec.fps, recipe, f"{model_a}-vs-{model_b}-{'-'.join(map(str, spec.seeds[:8]))}", progress)
+
+
+def show_compare_files(files: dict):
+    return gr.DownloadButton(value=files["mp4"], interactive=True), files["recipe"]
+
+
+def compare_tab(demo: gr.Blocks) -> None:
+    a, b = registry.default_pair()
+    names = registry.generators()
+    with gr.Tab("Compare"):
+        gr.Markdown("The **same seeds** in two models, side by side, with what each model card says about it.")
+        with gr.Row():
+            model_a = gr.Dropdown(names, value=a, label="Model A (left)", allow_custom_value=True, elem_id="model-a")
+            model_b = gr.Dropdown(names, value=b, label="Model B (right)", allow_custom_value=True, elem_id="model-b")
+        with gr.Row():
+            with gr.Column(scale=1):
+                seeds = gr.Textbox("1, 2, 3", label="Seeds", elem_id="compare-seeds",
+                                   info=f"one seed or a list (ranges such as 0-3 work too), at most {compare.MAX_COMPARE_SEEDS}")
+                truncation = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Truncation ψ")
+                upscale = upscale_radio("compare-upscale")
+                compare_btn = gr.Button("Compare", variant="primary", elem_id="compare-btn")
+            with gr.Column(scale=2):
+                image = gr.Image(label="A | B, one row per seed (PNG, synthetic)", type="filepath", format="png",
+                                 height=420, buttons=["download", "fullscreen"], elem_id="compare-image",
+                                 elem_classes="pixelated")
+                with gr.Row():
+                    card_a = gr.Markdown(elem_id="card-a")
+                    card_b = gr.Markdown(elem_id="card-b")
+        gr.Markdown("### Side-by-side clip: both models walk the same keyframe seeds in sync")
+        with gr.Row():
+            with gr.Column(scale=1):
+                keyframes = gr.Textbox("1, 7, 42", label="Keyframe seeds", elem_id="compare-keyframes")
+                frames = gr.Slider(1, video.MAX_FRAMES_PER_TRANSITION, value=24, step=1, label="Frames per transition")
+                fps = gr.Slider(video.MIN_FPS, video.MAX_FPS, value=24, step=1, label="Frames per second")
+                loop = gr.Checkbox(True, label="Loop back to the first face")
+                scale = gr.Radio(list(video.DISPLAY_SCALES), value=2, label="Pixel scale")
+                clip_btn = gr.Button("Render side-by-side clip", elem_id="compare-render")
+            with gr.Column(scale=2):
+                clip = gr.Video(label="A | B (MP4, synthetic)", autoplay=True, loop=True, buttons=["download"],
+                                elem_id="compare-clip", elem_classes="pixelated", height=320)
+                mp4_dl = gr.DownloadButton("Download MP4", interactive=False, elem_id="compare-dl-mp4")
+                recipe = gr.JSON(label="Recipe (in the MP4's comment tag): both models and their weights hashes",
+                                 max_height=240)
+        files = gr.State()
+        gr.on([compare_btn.click, demo.load], compare_images, [seeds, model_a, model_b, truncation, upscale], image,
+              api_name="compare")
+        gr.on([model_a.change, model_b.change, demo.load], model_cards, [model_a, model_b], [card_a, card_b],
+              api_visibility="private", show_progress="hidden")
+        clip_btn.click(compare_clip, [keyframes, frames, fps, model_a, model_b, loop, truncation, scale, upscale],
+                       [clip, files], api_name="compare_clip", concurrency_limit=RENDER_CONCURRENCY,
+                       concurrency_id="render").success(show_compare_files, files, [mp4_dl, recipe],
+                                                        api_visibility="private")
+        demo.load(refresh_models, model_a, model_a, api_visibility="private", show_progress="hidden")
+        demo.load(refresh_models, model_b, model_b, api_visibility="private", show_progress="hidden")
+
+
+# ---- Upscale (an uploaded image) -------------------------------------------------------------------------
+
+@user_errors
+def upscale_image(image: str | None, factor: str = "x4") -> str:
+    """An uploaded image (checked by dgf_core.uploads) -> PNG `factor` times larger, naming the upscaler and its
+    weights hash in its text chunks (never the uploaded file's name)."""
+    if not image:
+        raise ValueError("upload an image to upscale")
+    up, f = upscaler_for(factor)
+    if up is None:
+        raise ValueError("choose x2 or x4")
+    picture = open_upload(image)
+    big = up.upscale_pil(picture, f)
+    recipe = json.dumps(up.recipe(factor=f, input_size=list(picture.size)))
+    text = {"Description": f"Upscaled x{f} by a neural network ({up.name}, Deeply Good Fakes): the added detail is "
+                          "invented by the model.", "Software": "Deeply Good Fakes", "dgf_upscale": recipe}
+    return str(save_png(big, SCRATCH.new() / f"upscaled-x{f}.png", text))
+
+
+@user_errors
+def upscale_preview(image: str | None) -> str | None:
+    """The upload as it will be read (first frame, RGB, EXIF-rotated), or nothing: the 'before' image."""
+    if not image:
+        return None
+    return str(save_png(open_upload(image), SCRATCH.new() / "before.png"))
+
+
+def upscale_recipe_of(path: str) -> tuple[gr.DownloadButton, dict]:
+    with Image.open(path) as im:
+        recipe = json.loads(im.text["dgf_upscale"])
+    return gr.DownloadButton(value=path, interactive=True), recipe
+
+
+def upscale_tab() -> None:
+    name = registry.default_upscaler()
+    with gr.Tab("Upscale"):
+        gr.Markdown(f"Enlarge a face 2x or 4x with the upscaler GAN. Images: PNG, JPEG, WebP, BMP or GIF (first frame), "
+                    f"at most {uploads.MAX_UPLOAD_BYTES // 2**20} MB and {upscale.MAX_INPUT_SIDE} px a side. "
+                    + (f"Upscaler: **{name}**." if name else
+                       f"**No upscaler in the weights folder** ({registry.default_weights_dir()}): put an upscaler model "
+                       "folder there (see README) to use this tab."))
+        with gr.Row():
+            with gr.Column(scale=1):
+                source = gr.File(label="Image to upscale", file_types=["image"], type="filepath", elem_id="upscale-input")
+                factor = gr.Radio(UPSCALE_CHOICES[1:], value="x4", label="Factor", interactive=name is not None)
+                button = gr.Button("Upscale", variant="primary", interactive=name is not None, elem_id="upscale-btn")
+                recipe = gr.JSON(label="Recipe (in the PNG's text chunks)", max_height=200)
+            with gr.Column(scale=2):
+                with gr.Row():
+                    before = gr.Image(label="Before", type="filepath", format="png", height=320, elem_id="upscale-before",
+                                      elem_classes="pixelated")
+                    after = gr.Image(label="After", type="filepath", format="png", height=320, elem_id="upscale-after",
+                                     buttons=["download", "fullscreen"])
+                png_btn = gr.DownloadButton("Download PNG", interactive=False, elem_id="upscale-dl")
+        source.change(upscale_preview, source, before, api_visibility="private", show_progress="hidden")
+        button.click(upscale_image, [source, factor], after, api_name="upscale", concurrency_limit=RENDER_CONCURRENCY,
+                     concurrency_id="render").success(upscale_recipe_of, after, [png_btn, recipe],
+                                                      api_visibility="private")
 
 
 # ---- the app ----------------------------------------------------------------------------------------------
@@ -241,6 +439,8 @@ def build_demo() -> gr.Blocks:
             info = gr.Markdown(model_info(registry.default_generator()))
         generate_tab(model, demo)
         interpolate_tab(model, demo)
+        compare_tab(demo)
+        upscale_tab()
         model.change(user_errors(model_info), model, info, api_visibility="private", show_progress="hidden")
         demo.load(refresh_models, model, model, api_visibility="private", show_progress="hidden")
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=4)

@@ -16,16 +16,21 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 from .checkpoint import CONFIG_FILE, CheckpointError, default_weights_dir, list_models, read_config
 from .models import FAMILIES
 from .pipeline import FacePipeline
+from .upscale import Upscaler
 
 log = logging.getLogger(__name__)
 
 PREFERRED_DEFAULT = "dcgan-celeba64"  # the shipped model, selected first when present
+PREFERRED_PAIR = ("dcgan-celeba64", "stylegan2-celeba64")  # the Compare tab's default, when both are shipped
+PREFERRED_UPSCALER = "upscaler-x4"
+NOT_EVALUATED = "not evaluated"
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class ModelEntry:
     resolution: int | None
     description: str
     path: Path
+    card: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # the model card (config.json)
 
 
 def scan(weights_dir: str | os.PathLike | None = None) -> list[ModelEntry]:
@@ -57,7 +63,7 @@ def scan(weights_dir: str | os.PathLike | None = None) -> list[ModelEntry]:
             continue
         cfg, card = meta.get("config") or {}, meta.get("card") or {}
         entries.append(ModelEntry(name, family.name, family.kind, cfg.get("resolution"),
-                                  str(card.get("description", "")), root / name))
+                                  str(card.get("description", "")), root / name, card if isinstance(card, dict) else {}))
     return entries
 
 
@@ -66,10 +72,34 @@ def generators(weights_dir: str | os.PathLike | None = None) -> list[str]:
     return [e.name for e in scan(weights_dir) if e.kind == "generator"]
 
 
+def upscalers(weights_dir: str | os.PathLike | None = None) -> list[str]:
+    """Names of the upscaler models (image -> image, 2x or 4x)."""
+    return [e.name for e in scan(weights_dir) if e.kind == "upscaler"]
+
+
 def default_generator(weights_dir: str | os.PathLike | None = None) -> str | None:
     names = generators(weights_dir)
     if PREFERRED_DEFAULT in names:
         return PREFERRED_DEFAULT
+    return names[0] if names else None
+
+
+def default_pair(weights_dir: str | os.PathLike | None = None) -> tuple[str | None, str | None]:
+    """The two generators the Compare tab opens with: the shipped DCGAN and StyleGAN2 when both are there,
+    else the first two generators (the same one twice if there is only one; (None, None) if there is none)."""
+    names = generators(weights_dir)
+    if all(n in names for n in PREFERRED_PAIR):
+        return PREFERRED_PAIR
+    if not names:
+        return None, None
+    return names[0], names[1] if len(names) > 1 else names[0]
+
+
+def default_upscaler(weights_dir: str | os.PathLike | None = None) -> str | None:
+    """The upscaler the UIs use for their upscale option (None: there is none, and the option is off)."""
+    names = upscalers(weights_dir)
+    if PREFERRED_UPSCALER in names:
+        return PREFERRED_UPSCALER
     return names[0] if names else None
 
 
@@ -80,16 +110,54 @@ def describe(name: str, weights_dir: str | os.PathLike | None = None) -> ModelEn
     raise CheckpointError(_unknown(name, weights_dir))
 
 
-def _unknown(name: object, weights_dir: str | os.PathLike | None) -> str:
+def card_metrics(entry: ModelEntry) -> dict[str, str]:
+    """What a model card says about quality and training, as display text; "not evaluated" (or "unknown")
+    where the card lacks it. Keys: faces detected, memorization ratio, images seen, hardware."""
+    card = entry.card
+    ev = card.get("evaluation") if isinstance(card.get("evaluation"), dict) else {}
+    rate = _get(ev, "face_detection", "samples", "p>=0.999")
+    ratio = _get(ev, "memorization", "ratio")
+    seen = card.get("images_seen")
+    return {
+        "faces detected (p>=0.999)": f"{rate:.1%}" if _is_number(rate) else NOT_EVALUATED,
+        "memorization ratio": f"{ratio:.3f}" if _is_number(ratio) else NOT_EVALUATED,
+        "images seen": f"{seen:,}" if _is_number(seen) else "unknown",
+        "hardware": str(card["hardware"]) if card.get("hardware") else "unknown",
+    }
+
+
+def card_markdown(entry: ModelEntry) -> str:
+    """A short Markdown block naming the model and its card metrics (the Compare views show it under each image)."""
+    lines = [f"**{entry.name}** ({entry.family}, {entry.resolution}×{entry.resolution})"]
+    lines += [f"- {k}: {v}" for k, v in card_metrics(entry).items()]
+    return "\n".join(lines)
+
+
+def _get(d: Any, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _unknown(name: object, weights_dir: str | os.PathLike | None, kind: str = "generator") -> str:
     root = Path(weights_dir) if weights_dir else default_weights_dir()
-    known = ", ".join(generators(root)) or f"none (put a model folder in {root} or set DGF_WEIGHTS_DIR)"
-    return f"unknown model {name!r}; available: {known}"
+    names = generators(root) if kind == "generator" else upscalers(root)
+    known = ", ".join(names) or f"none (put a model folder in {root} or set DGF_WEIGHTS_DIR)"
+    return f"unknown {'model' if kind == 'generator' else 'upscaler'} {name!r}; available: {known}"
 
 
-def model_version(name: str, weights_dir: str | os.PathLike | None = None) -> int:
-    """A token that changes when generator `name`'s folder is replaced (its config's mtime); checks the name."""
-    if not isinstance(name, str) or name not in generators(weights_dir):
-        raise CheckpointError(_unknown(name, weights_dir))
+def model_version(name: str, weights_dir: str | os.PathLike | None = None, kind: str = "generator") -> int:
+    """A token that changes when model `name`'s folder is replaced (its config's mtime); checks the name
+    against the models of that kind in the weights folder."""
+    names = generators(weights_dir) if kind == "generator" else upscalers(weights_dir)
+    if not isinstance(name, str) or name not in names:
+        raise CheckpointError(_unknown(name, weights_dir, kind))
     root = Path(weights_dir) if weights_dir else default_weights_dir()
     return (root / name / CONFIG_FILE).stat().st_mtime_ns
 
@@ -101,30 +169,64 @@ def load_generator(name: str, device: str = "auto", weights_dir: str | os.PathLi
     return FacePipeline.from_pretrained(root / name, device=device)
 
 
-class PipelineCache:
-    """Thread-safe LRU of loaded generator pipelines, keyed by (name, config mtime).
+def load_upscaler(name: str, device: str = "auto", weights_dir: str | os.PathLike | None = None) -> Upscaler:
+    """The `Upscaler` of upscaler model `name` (one of `upscalers()`; never a path)."""
+    model_version(name, weights_dir, "upscaler")
+    root = Path(weights_dir) if weights_dir else default_weights_dir()
+    return Upscaler.from_pretrained(root / name, device=device)
 
-    Pipelines hold read-only models and no per-request state (see `FacePipeline`), so sharing them between
+
+class ModelCache:
+    """Thread-safe LRU of loaded models of one kind, keyed by (name, config mtime).
+
+    What it holds (pipelines, upscalers) is read-only with no per-request state, so sharing it between
     threads, Gradio workers and Streamlit sessions is safe."""
 
-    def __init__(self, max_models: int = 4, device: str = "auto", weights_dir: str | os.PathLike | None = None):
+    def __init__(self, max_models: int = 4, device: str = "auto", weights_dir: str | os.PathLike | None = None,
+                 kind: str = "generator"):
         if max_models < 1:
             raise ValueError("max_models must be at least 1")
-        self.max_models, self.device, self.weights_dir = max_models, device, weights_dir
+        if kind not in LOADERS:
+            raise ValueError(f"unknown model kind {kind!r}; known: {sorted(LOADERS)}")
+        self.max_models, self.device, self.weights_dir, self.kind = max_models, device, weights_dir, kind
         self._lock = threading.Lock()
-        self._items: OrderedDict[str, tuple[int, FacePipeline]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[int, Any]] = OrderedDict()
 
-    def get(self, name: str) -> FacePipeline:
-        """The pipeline of generator `name`; CheckpointError if it is not one of `generators()`."""
-        version = model_version(name, self.weights_dir)
+    def get(self, name: str) -> Any:
+        """The loaded model `name`; CheckpointError if it is not one of the models of this kind."""
+        version = model_version(name, self.weights_dir, self.kind)
         with self._lock:  # one load at a time: two first requests for a model do not load it twice
             hit = self._items.get(name)
             if hit is not None and hit[0] == version:
                 self._items.move_to_end(name)
                 return hit[1]
-            pipe = load_generator(name, self.device, self.weights_dir)
-            self._items[name] = (version, pipe)
+            loaded = LOADERS[self.kind](name, self.device, self.weights_dir)
+            self._items[name] = (version, loaded)
             self._items.move_to_end(name)
             while len(self._items) > self.max_models:
                 self._items.popitem(last=False)
-            return pipe
+            return loaded
+
+
+class PipelineCache(ModelCache):
+    """The generator pipelines (`FacePipeline`) shared by every request."""
+
+    def __init__(self, max_models: int = 4, device: str = "auto", weights_dir: str | os.PathLike | None = None):
+        super().__init__(max_models, device, weights_dir, "generator")
+
+    def get(self, name: str) -> FacePipeline:
+        return super().get(name)
+
+
+class UpscalerCache(ModelCache):
+    """The upscalers (`Upscaler`) shared by every request."""
+
+    def __init__(self, max_models: int = 2, device: str = "auto", weights_dir: str | os.PathLike | None = None):
+        super().__init__(max_models, device, weights_dir, "upscaler")
+
+    def get(self, name: str) -> Upscaler:
+        return super().get(name)
+
+
+LOADERS: dict[str, Callable[[str, str, Any], Any]] = {"generator": lambda *a: load_generator(*a),
+                                                      "upscaler": lambda *a: load_upscaler(*a)}

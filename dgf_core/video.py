@@ -13,7 +13,15 @@ Rendering and encoding are separate steps:
 
 Limits (one request must not hog a server; the app and the CLI share them): at most MAX_KEYFRAMES
 keyframes, MAX_FRAMES_PER_TRANSITION frames per transition, MAX_FRAMES frames per clip, fps in
-MIN_FPS..MAX_FPS, frames at most MAX_SIDE pixels wide after pixel scaling.
+MIN_FPS..MAX_FPS, frames at most MAX_SIDE pixels wide after upscaling and pixel scaling (a side-by-side
+clip: each model's panel).
+
+Upscaling (`upscaler`, `factor` 2 or 4 in `render_clip` / `clip_recipe` / `make_clip`): each generated face
+goes through a `dgf_core.upscale.Upscaler` before the pixel scale; the recipe then names the upscaler and
+its weights hash under "upscale".
+
+Side by side (`render_compare`, `compare_recipe`): two or more models walk the same keyframe seeds with the
+same parameters, frame i of each next to the other, scaled to the same height.
 """
 from __future__ import annotations
 
@@ -25,7 +33,7 @@ import re
 import subprocess
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +41,9 @@ import torch
 from .images import atomic_path
 from .latent import EASINGS, INTERPOLATIONS, check_seed, check_truncation, keyframe_path, parse_seeds, seeds_to_z
 from .pipeline import SYNTHETIC_NOTICE, FacePipeline
+
+if TYPE_CHECKING:
+    from .upscale import Upscaler
 
 MAX_KEYFRAMES = 32
 MAX_FRAMES_PER_TRANSITION = 240
@@ -137,15 +148,22 @@ class ClipSpec:
         return cls(**values)
 
 
-def check_frame_size(resolution: int, scale: int) -> None:
-    if resolution * scale > MAX_SIDE:
-        raise VideoError(f"frames would be {resolution * scale}x{resolution * scale} ({resolution}px model x{scale}); "
-                         f"the limit is {MAX_SIDE}px: use a smaller pixel scale")
+def frame_side(resolution: int, scale: int, factor: int = 1) -> int:
+    """Side of a written frame: the model's resolution, times the upscale factor, times the pixel scale."""
+    return resolution * factor * scale
 
 
-def display_scale(resolution: int, target: int = 256) -> int:
+def check_frame_size(resolution: int, scale: int, factor: int = 1) -> None:
+    side = frame_side(resolution, scale, factor)
+    if side > MAX_SIDE:
+        up = f" upscaled x{factor}" if factor > 1 else ""
+        raise VideoError(f"frames would be {side}x{side} ({resolution}px model{up} x{scale}); "
+                         f"the limit is {MAX_SIDE}px: use a smaller pixel scale" + (" or upscale factor" if factor > 1 else ""))
+
+
+def display_scale(resolution: int, target: int = 256, factor: int = 1) -> int:
     """The largest of DISPLAY_SCALES that keeps frames at most `target` px (1 for models that are already big)."""
-    return max(s for s in DISPLAY_SCALES if s == 1 or resolution * s <= target)
+    return max(s for s in DISPLAY_SCALES if s == 1 or resolution * factor * s <= target)
 
 
 def clip_latents(spec: ClipSpec, z_dim: int) -> torch.Tensor:
@@ -156,15 +174,30 @@ def clip_latents(spec: ClipSpec, z_dim: int) -> torch.Tensor:
     return path
 
 
+def check_upscale(upscaler: Upscaler | None, factor: int | str) -> int:
+    """The upscale factor (1 off, 2, 4; 'off' / 'x2' / 'x4' accepted); VideoError if it needs an upscaler and has none."""
+    from .upscale import check_factor
+
+    f = check_factor(factor)
+    if f > 1 and upscaler is None:
+        raise VideoError(f"upscale x{f} needs an upscaler model")
+    return f
+
+
 def render_frames(pipe: FacePipeline, latents: torch.Tensor, truncation: float = 1.0, *, scale: int = 1,
-                  progress: Progress | None = None) -> np.ndarray:
-    """latents (T, z_dim) -> uint8 frames (T, R*scale, R*scale, 3), in batches of RENDER_BATCH."""
+                  progress: Progress | None = None, upscaler: Upscaler | None = None, factor: int | str = 1) -> np.ndarray:
+    """latents (T, z_dim) -> uint8 frames (T, S, S, 3), S = R * factor * scale, in batches of RENDER_BATCH.
+    With `factor` 2 or 4, each face is upscaled by `upscaler` (frame by frame: no flicker from batching)
+    before the nearest-neighbour pixel scale."""
     assert latents.ndim == 2 and latents.shape[1] == pipe.z_dim, f"expected (T, {pipe.z_dim}), got {tuple(latents.shape)}"
-    check_frame_size(pipe.resolution, scale)
-    t, side = latents.shape[0], pipe.resolution * scale
+    factor = check_upscale(upscaler, factor)
+    check_frame_size(pipe.resolution, scale, factor)
+    t, side = latents.shape[0], frame_side(pipe.resolution, scale, factor)
     frames = np.empty((t, side, side, 3), dtype=np.uint8)
     for i in range(0, t, RENDER_BATCH):
         imgs = pipe.images_from_z(latents[i : i + RENDER_BATCH], truncation)  # (N, 3, R, R) uint8
+        if factor > 1:
+            imgs = upscaler.upscale(imgs, factor)  # (N, 3, fR, fR) uint8
         if scale > 1:
             imgs = imgs.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
         frames[i : i + imgs.shape[0]] = imgs.permute(0, 2, 3, 1).numpy()
@@ -173,17 +206,28 @@ def render_frames(pipe: FacePipeline, latents: torch.Tensor, truncation: float =
     return frames
 
 
-def render_clip(pipe: FacePipeline, spec: ClipSpec, progress: Progress | None = None) -> np.ndarray:
+def render_clip(pipe: FacePipeline, spec: ClipSpec, progress: Progress | None = None, *,
+                upscaler: Upscaler | None = None, factor: int | str = 1) -> np.ndarray:
     """The clip's frames: uint8 (spec.n_frames, H, W, 3)."""
-    check_frame_size(pipe.resolution, spec.scale)
-    return render_frames(pipe, clip_latents(spec, pipe.z_dim), spec.truncation, scale=spec.scale, progress=progress)
+    factor = check_upscale(upscaler, factor)
+    check_frame_size(pipe.resolution, spec.scale, factor)
+    return render_frames(pipe, clip_latents(spec, pipe.z_dim), spec.truncation, scale=spec.scale, progress=progress,
+                         upscaler=upscaler, factor=factor)
 
 
-def clip_recipe(pipe: FacePipeline, spec: ClipSpec) -> dict[str, Any]:
-    """Everything that reproduces the clip: model name and weights hash, keyframes and every parameter."""
-    side = pipe.resolution * spec.scale
+def upscale_recipe(upscaler: Upscaler | None, factor: int | str) -> dict[str, Any]:
+    """{"upscale": {upscaler name, weights hash, factor}} when upscaling, else {} (recipes stay as before)."""
+    factor = check_upscale(upscaler, factor)
+    return {"upscale": upscaler.recipe(factor=factor)} if factor > 1 else {}
+
+
+def clip_recipe(pipe: FacePipeline, spec: ClipSpec, *, upscaler: Upscaler | None = None, factor: int | str = 1) -> dict[str, Any]:
+    """Everything that reproduces the clip: model name and weights hash, keyframes and every parameter (and the
+    upscaler with its weights hash, when upscaled)."""
+    factor = check_upscale(upscaler, factor)
+    side = frame_side(pipe.resolution, spec.scale, factor)
     return pipe.recipe(kind="video", notice=SYNTHETIC_NOTICE, **spec.params(), n_frames=spec.n_frames,
-                       duration_s=round(spec.duration, 4), width=side, height=side)
+                       duration_s=round(spec.duration, 4), width=side, height=side, **upscale_recipe(upscaler, factor))
 
 
 def check_recipe_model(pipe: FacePipeline, recipe: dict[str, Any]) -> None:
@@ -192,6 +236,77 @@ def check_recipe_model(pipe: FacePipeline, recipe: dict[str, Any]) -> None:
     if want and want != pipe.model.weights_sha256:
         raise VideoError(f"the recipe was made with weights {want[:12]}..., but model {pipe.model.name!r} has "
                          f"{pipe.model.weights_sha256[:12]}...: these weights would render a different clip")
+
+
+def check_recipe_upscaler(upscaler: Upscaler, recipe: dict[str, Any]) -> None:
+    """An upscaled clip's recipe reproduces it only with the upscaler weights it was made with."""
+    want = (recipe.get("upscale") or {}).get("weights_sha256")
+    have = upscaler.model.weights_sha256 if upscaler.model else None
+    if want != have:
+        raise VideoError(f"the recipe was upscaled with weights {str(want)[:12]}..., but upscaler {upscaler.name!r} has "
+                         f"{str(have)[:12]}...: these weights would render a different clip")
+
+
+# ---- side by side (the Compare tab) -----------------------------------------------------------------------
+
+def to_height(images_u8: torch.Tensor, height: int) -> torch.Tensor:
+    """(N, 3, h, w) uint8 -> (N, 3, height, w * height / h) uint8: nearest-neighbour for whole multiples (crisp
+    pixels, as the pixel scale), antialiased bicubic otherwise."""
+    assert images_u8.ndim == 4 and images_u8.dtype == torch.uint8, f"expected uint8 (N, 3, h, w), got {tuple(images_u8.shape)}"
+    h, w = images_u8.shape[-2:]
+    if h == height:
+        return images_u8
+    width = max(1, round(w * height / h))
+    if height % h == 0 and width % w == 0:
+        return images_u8.repeat_interleave(height // h, dim=2).repeat_interleave(width // w, dim=3)
+    x = torch.nn.functional.interpolate(images_u8.float(), size=(height, width), mode="bicubic", antialias=True,
+                                        align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
+def side_by_side(panels: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Per-model images (each (N, 3, h_i, w_i) uint8, same N) -> (N, 3, H, sum w) uint8, H = the largest h_i."""
+    if len(panels) < 2 or len({p.shape[0] for p in panels}) != 1:
+        raise ValueError(f"side by side needs two or more panels of the same length, got {[tuple(p.shape) for p in panels]}")
+    height = max(p.shape[2] for p in panels)
+    return torch.cat([to_height(p, height) for p in panels], dim=3)
+
+
+def compare_height(pipes: Sequence[FacePipeline], spec: ClipSpec, factor: int = 1) -> int:
+    """The common frame height of a side-by-side clip: the tallest model's frames."""
+    return max(frame_side(p.resolution, spec.scale, factor) for p in pipes)
+
+
+def render_compare(pipes: Sequence[FacePipeline], spec: ClipSpec, progress: Progress | None = None, *,
+                   upscaler: Upscaler | None = None, factor: int | str = 1) -> np.ndarray:
+    """Every model walks the same keyframe seeds with the same path parameters; frame i of each model side by
+    side (scaled to the same height) -> uint8 (spec.n_frames, H, W, 3). Each model's latents come from the same
+    seeds (drawn at that model's z_dim), so a row of the clip is "the same walk" in each model."""
+    factor = check_upscale(upscaler, factor)
+    if len(pipes) < 2:
+        raise VideoError(f"a comparison needs two or more models, got {len(pipes)}")
+    height = compare_height(pipes, spec, factor)
+    if height > MAX_SIDE:
+        check_frame_size(max(p.resolution for p in pipes), spec.scale, factor)
+    total = spec.n_frames * len(pipes)
+    panels = []
+    for k, pipe in enumerate(pipes):
+        step = (lambda done, t, k=k: progress(k * spec.n_frames + done, total)) if progress else None
+        frames = render_clip(pipe, spec, step, upscaler=upscaler, factor=factor)
+        panels.append(torch.from_numpy(frames).permute(0, 3, 1, 2))
+    return side_by_side(panels).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def compare_recipe(pipes: Sequence[FacePipeline], spec: ClipSpec, *, upscaler: Upscaler | None = None,
+                   factor: int | str = 1) -> dict[str, Any]:
+    """What reproduces a side-by-side clip: every model with its weights hash (left to right) and the shared walk."""
+    factor = check_upscale(upscaler, factor)
+    height = compare_height(pipes, spec, factor)
+    width = height * len(pipes)  # square faces, each scaled to the common height
+    return {"synthetic": True, "tool": "Deeply Good Fakes (dgf_core)", "kind": "compare-video", "notice": SYNTHETIC_NOTICE,
+            "models": [{"model": p.model.name, "weights_sha256": p.model.weights_sha256} for p in pipes],
+            **spec.params(), "n_frames": spec.n_frames, "duration_s": round(spec.duration, 4), "width": width,
+            "height": height, **upscale_recipe(upscaler, factor)}
 
 
 # ---- encoding --------------------------------------------------------------------------------------------
@@ -268,11 +383,12 @@ def check_outputs(outs: Sequence[str | os.PathLike]) -> None:
 
 
 def make_clip(pipe: FacePipeline, spec: ClipSpec, outs: Sequence[str | os.PathLike],
-              progress: Progress | None = None) -> dict[str, Any]:
-    """Render once, write every path in `outs` (.mp4 / .gif); return the recipe."""
+              progress: Progress | None = None, *, upscaler: Upscaler | None = None, factor: int | str = 1) -> dict[str, Any]:
+    """Render once (upscaled by `upscaler` when factor is 2 or 4), write every path in `outs` (.mp4 / .gif);
+    return the recipe."""
     check_outputs(outs)
-    recipe = clip_recipe(pipe, spec)
-    frames = render_clip(pipe, spec, progress)
+    recipe = clip_recipe(pipe, spec, upscaler=upscaler, factor=factor)
+    frames = render_clip(pipe, spec, progress, upscaler=upscaler, factor=factor)
     for out in outs:
         write_clip(frames, out, spec.fps, recipe)
     return recipe

@@ -40,11 +40,53 @@ def make_tiny_dcgan(folder: Path, resolution: int = 16, seed: int = 0, card: dic
     return save_model(folder, "dcgan", cfg, g.eval(), d.eval(), card or {"description": "tiny test model"})
 
 
+def make_tiny_stylegan2(folder: Path, resolution: int = 8, seed: int = 0, card: dict | None = None) -> Path:
+    from dgf_core.checkpoint import save_model
+    from dgf_core.models.stylegan import Discriminator, Generator, StyleGAN2Config
+
+    torch.manual_seed(seed)
+    cfg = StyleGAN2Config(resolution=resolution, z_dim=16, w_dim=16, mapping_layers=2, channel_base=64, channel_max=8,
+                          d_channel_base=64, d_channel_max=8)
+    g, d = Generator(cfg), Discriminator(cfg)
+    g.estimate_mean_w(500, torch.Generator().manual_seed(seed))
+    return save_model(folder, "stylegan2", cfg, g.eval(), d.eval(), card or {"description": "tiny test stylegan2"},
+                      dtype=None)
+
+
+def make_tiny_upscaler(folder: Path, seed: int = 0) -> Path:
+    """A tiny x2/x4 upscaler whose to-RGB layers are not zero (so it differs from bicubic)."""
+    from dgf_core.checkpoint import save_model
+    from dgf_core.models.upscaler import Discriminator, Generator, UpscalerConfig
+
+    torch.manual_seed(seed)
+    g = Generator(UpscalerConfig(channels=8, growth=4, blocks1=1, channels2=4, growth2=4, blocks2=1, channels4=4,
+                                 d_channels=4, d_layers=2))
+    with torch.no_grad():
+        for conv in (g.to_rgb2, g.to_rgb4):
+            conv.weight.normal_(0, 0.05)
+    return save_model(folder, "upscaler", g.cfg, g.eval(), None, {"description": "tiny test upscaler"})
+
+
 @pytest.fixture(scope="session")
 def tiny_weights_dir(tmp_path_factory) -> Path:
     """A weights folder with one tiny DCGAN ('tiny-dcgan'); tests point DGF_WEIGHTS_DIR at it."""
     root = tmp_path_factory.mktemp("weights")
     make_tiny_dcgan(root / "tiny-dcgan")
+    return root
+
+
+@pytest.fixture(scope="session")
+def app_weights_dir(tiny_weights_dir, tmp_path_factory) -> Path:
+    """What the apps are tested on: 'tiny-dcgan' (16 px, the same weights as in tiny_weights_dir), 'tiny-stylegan2'
+    (8 px, with a model card holding evaluation results) and 'tiny-upscaler'."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("app-weights")
+    shutil.copytree(tiny_weights_dir / "tiny-dcgan", root / "tiny-dcgan")
+    make_tiny_stylegan2(root / "tiny-stylegan2", card={
+        "description": "tiny test stylegan2", "images_seen": 1234, "hardware": "test CPU",
+        "evaluation": {"face_detection": {"samples": {"p>=0.999": 0.5}}, "memorization": {"ratio": 1.25}}})
+    make_tiny_upscaler(root / "tiny-upscaler")
     return root
 
 
@@ -55,12 +97,12 @@ def image_folder(tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def gradio_app(tiny_weights_dir, tmp_path_factory):
-    """`python app.py` serving the tiny model on 127.0.0.1 and a free port, shared by the app and browser
+def gradio_app(app_weights_dir, tmp_path_factory):
+    """`python app.py` serving the tiny models (app_weights_dir) on 127.0.0.1 and a free port, shared by the app and browser
     tests; stopped by its PID at the end of the session. Its output is in `gradio_app.log`."""
     from dgf_core.bench import app_server
 
-    with app_server(weights_dir=tiny_weights_dir, timeout=180, log=tmp_path_factory.mktemp("app") / "app.log") as srv:
+    with app_server(weights_dir=app_weights_dir, timeout=180, log=tmp_path_factory.mktemp("app") / "app.log") as srv:
         yield srv
     # stopped by SIGTERM, the app must close cleanly (exit 0), which is when it removes its scratch files
     assert srv.proc.returncode == 0, f"app.py exited with {srv.proc.returncode} on SIGTERM:\n{srv.log.read_text()[-2000:]}"

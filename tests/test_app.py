@@ -6,12 +6,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from gradio_client import Client
+from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
 from dgf_core import video
 from dgf_core.pipeline import SYNTHETIC_NOTICE, FacePipeline
+from dgf_core.upscale import Upscaler
 
 
 @pytest.fixture(scope="module")
@@ -25,15 +26,35 @@ def pipe(tiny_weights_dir) -> FacePipeline:
     return FacePipeline.from_pretrained(tiny_weights_dir / "tiny-dcgan", device="cpu")
 
 
+@pytest.fixture(scope="module")
+def style_pipe(app_weights_dir) -> FacePipeline:
+    return FacePipeline.from_pretrained(app_weights_dir / "tiny-stylegan2", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def upscaler(app_weights_dir) -> Upscaler:
+    return Upscaler.from_pretrained(app_weights_dir / "tiny-upscaler")
+
+
+def hwc(images):
+    return images.permute(0, 2, 3, 1).numpy()
+
+
 def test_api_names_and_signatures(client):
     api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/generate", "/interpolate", "/grid"} <= set(api)
-    assert [p["parameter_name"] for p in api["/generate"]["parameters"]] == ["seed", "model", "truncation"]
+    assert {"/generate", "/interpolate", "/grid", "/compare", "/compare_clip", "/upscale"} <= set(api)
+    # new options come last, with defaults, so existing clients keep working
+    assert [p["parameter_name"] for p in api["/generate"]["parameters"]] == ["seed", "model", "truncation", "upscale"]
     params = [p["parameter_name"] for p in api["/interpolate"]["parameters"]]
-    assert params[:4] == ["seeds", "frames_per_transition", "fps", "model"]
+    assert params[:4] == ["seeds", "frames_per_transition", "fps", "model"] and params[-1] == "upscale"
     assert all(p["parameter_has_default"] for p in api["/interpolate"]["parameters"][4:])
+    assert api["/generate"]["parameters"][3]["parameter_default"] == "off"
+    assert [p["parameter_name"] for p in api["/compare"]["parameters"]] == ["seeds", "model_a", "model_b", "truncation", "upscale"]
+    assert [p["parameter_name"] for p in api["/upscale"]["parameters"]] == ["image", "factor"]
     assert [r["component"] for r in api["/generate"]["returns"]] == ["Image"]
     assert [r["component"] for r in api["/interpolate"]["returns"]] == ["Video"]  # the MP4 only
+    assert [r["component"] for r in api["/compare"]["returns"]] == ["Image"]
+    assert [r["component"] for r in api["/compare_clip"]["returns"]] == ["Video"]
 
 
 def test_generate_returns_the_library_image_with_provenance(client, pipe):
@@ -86,12 +107,145 @@ def test_interpolate_with_every_option(client):
         "method": "lerp", "easing": "smoothstep", "loop": False, "truncation": 0.7, "scale": 2}
 
 
+def test_generate_upscaled_names_the_upscaler(client, pipe, upscaler):
+    path = client.predict(42, "tiny-dcgan", 1.0, "x4", api_name="/generate")
+    with Image.open(path) as im:
+        assert im.size == (64, 64)
+        pixels, recipe = np.asarray(im.convert("RGB")), json.loads(im.text["dgf_recipe"])
+    assert np.array_equal(pixels, hwc(upscaler.upscale(pipe.generate([42]), 4))[0])
+    assert not np.array_equal(pixels, hwc(Upscaler.bicubic().upscale(pipe.generate([42]), 4))[0])
+    assert recipe["upscale"] == {"upscaler": "tiny-upscaler", "weights_sha256": upscaler.model.weights_sha256, "factor": 4}
+    assert recipe["model"] == "tiny-dcgan" and recipe["seed"] == 42
+    with Image.open(client.predict(42, "tiny-dcgan", 1.0, "off", api_name="/generate")) as im:
+        assert im.size == (16, 16) and "upscale" not in json.loads(im.text["dgf_recipe"])
+
+
+def test_interpolate_upscaled(client, pipe, upscaler):
+    path = client.predict("3,4", 2, 10, "tiny-dcgan", "lerp", "linear", False, 1.0, 2, "x2", api_name="/interpolate")
+    frames, _ = video.read_clip(path)
+    assert frames.shape == (3, 64, 64, 3)  # 16 px, upscaled x2, pixel scale 2
+    want = video.render_clip(pipe, video.ClipSpec((3, 4), 2, 10, method="lerp", scale=2), upscaler=upscaler, factor=2)
+    assert np.abs(frames.astype(int) - want.astype(int)).mean() < 6  # H.264 is lossy
+    recipe = video.read_clip_recipe(path)
+    assert recipe["upscale"]["upscaler"] == "tiny-upscaler" and recipe["upscale"]["factor"] == 2
+    assert recipe["width"] == recipe["height"] == 64
+
+
+def test_compare_puts_the_same_seeds_side_by_side(client, pipe, style_pipe):
+    path = client.predict("5, 6", "tiny-dcgan", "tiny-stylegan2", 1.0, api_name="/compare")
+    with Image.open(path) as im:
+        grid, recipe = np.asarray(im.convert("RGB")), json.loads(im.text["dgf_recipe"])
+        assert im.text["Description"] == SYNTHETIC_NOTICE
+    assert grid.shape == (2 + 2 * 18, 2 + 2 * 18, 3)  # 2 seeds x 2 models, 16 px each, 2 px gaps
+    a, b = hwc(pipe.generate([5, 6])), hwc(style_pipe.generate([5, 6]))  # B is 8 px: shown x2, nearest
+    for row in range(2):
+        y = 2 + row * 18
+        assert np.array_equal(grid[y : y + 16, 2:18], a[row])
+        assert np.array_equal(grid[y : y + 16, 20:36], b[row].repeat(2, 0).repeat(2, 1))
+    assert recipe["kind"] == "compare" and recipe["seeds"] == [5, 6] and recipe["synthetic"] is True
+    assert recipe["models"] == [{"model": "tiny-dcgan", "weights_sha256": pipe.model.weights_sha256},
+                                {"model": "tiny-stylegan2", "weights_sha256": style_pipe.model.weights_sha256}]
+
+
+def test_compare_clip_walks_both_models_in_sync(client, pipe, style_pipe):
+    path = client.predict("1, 2", 3, 6, "tiny-dcgan", "tiny-stylegan2", False, 1.0, 2, api_name="/compare_clip")
+    frames, fps = video.read_clip(path)
+    assert frames.shape == (4, 32, 64, 3) and fps == 6  # 16 px x2 beside 8 px x2 scaled to 32 px
+    spec = video.ClipSpec((1, 2), 3, 6, easing="ease-in-out", scale=2)
+    left, right = video.render_clip(pipe, spec), video.render_clip(style_pipe, spec)
+    assert np.abs(frames[:, :, :32].astype(int) - left.astype(int)).mean() < 6
+    assert np.abs(frames[:, :, 32:].astype(int) - right.repeat(2, 1).repeat(2, 2).astype(int)).mean() < 6
+    recipe = video.read_clip_recipe(path)
+    assert recipe["kind"] == "compare-video" and recipe["seeds"] == [1, 2] and recipe["n_frames"] == 4
+    assert [m["model"] for m in recipe["models"]] == ["tiny-dcgan", "tiny-stylegan2"]
+    assert [m["weights_sha256"] for m in recipe["models"]] == [pipe.model.weights_sha256, style_pipe.model.weights_sha256]
+
+
+def test_model_cards_show_what_exists(app_weights_dir, monkeypatch):
+    from dgf_core import registry
+
+    monkeypatch.setenv("DGF_WEIGHTS_DIR", str(app_weights_dir))
+    assert registry.default_pair() == ("tiny-dcgan", "tiny-stylegan2")
+    evaluated = registry.card_markdown(registry.describe("tiny-stylegan2"))
+    assert "faces detected (p>=0.999): 50.0%" in evaluated and "memorization ratio: 1.250" in evaluated
+    assert "images seen: 1,234" in evaluated and "hardware: test CPU" in evaluated
+    bare = registry.card_markdown(registry.describe("tiny-dcgan"))
+    assert "faces detected (p>=0.999): not evaluated" in bare and "memorization ratio: not evaluated" in bare
+
+
+def png_file(path, size=(8, 8), seed=0, **save):
+    arr = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(arr).save(path, **save)
+    return path
+
+
+def test_upscale_an_uploaded_image(client, upscaler, tmp_path):
+    src = png_file(tmp_path / "face.png")
+    out = client.predict(handle_file(str(src)), "x4", api_name="/upscale")
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.size == (32, 32)
+        pixels, text = np.asarray(im.convert("RGB")), dict(im.text)
+    want = upscaler.upscale(torch_image(src), 4)
+    assert np.array_equal(pixels, hwc(want)[0])
+    recipe = json.loads(text["dgf_upscale"])
+    assert recipe == {"upscaler": "tiny-upscaler", "weights_sha256": upscaler.model.weights_sha256, "factor": 4,
+                      "input_size": [8, 8]}
+    assert "face.png" not in json.dumps(text)  # the upload's name is not recorded
+
+
+def test_upscale_takes_the_first_frame_of_an_animation_and_converts_cmyk(client, upscaler, tmp_path):
+    frames = [Image.new("RGB", (8, 8), c) for c in ((200, 10, 10), (10, 200, 10))]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    with Image.open(client.predict(handle_file(str(tmp_path / "anim.gif")), "x2", api_name="/upscale")) as im:
+        assert im.size == (16, 16) and np.asarray(im.convert("RGB"))[8, 8, 0] > 100  # the red first frame
+    Image.new("CMYK", (8, 8), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")
+    with Image.open(client.predict(handle_file(str(tmp_path / "cmyk.jpg")), "x2", api_name="/upscale")) as im:
+        assert im.mode == "RGB" and im.size == (16, 16)
+
+
+def torch_image(path):
+    import torch
+
+    with Image.open(path) as im:
+        return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)[None]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: (p.write_text("not an image"), p)[1], "this file is not an image in a supported format"),
+    (lambda p: (p.write_bytes(png_file(p, size=(64, 64)).read_bytes()[:200]), p)[1], "truncated or corrupt"),
+    (lambda p: png_file(p, size=(600, 20)), "images must be 4..512 pixels a side to upscale, got 600x20"),
+    (lambda p: (Image.new("RGB", (4100, 4100)).save(p, format="PNG"), p)[1], "the limit is 16,777,216 pixels"),
+])
+def test_upscale_refuses_bad_uploads_clearly(client, tmp_path, make, message):
+    path = make(tmp_path / "upload.png")
+    with pytest.raises(AppError) as e:
+        client.predict(handle_file(str(path)), "x4", api_name="/upscale")
+    assert message in str(e.value) and "Traceback" not in str(e.value)
+
+
+def test_without_an_upscaler_the_option_is_off_with_a_note(tiny_weights_dir, monkeypatch):
+    monkeypatch.setenv("DGF_WEIGHTS_DIR", str(tiny_weights_dir))
+    import app
+
+    radio = app.upscale_radio("x")
+    assert radio.interactive is False and "no upscaler in the weights folder" in radio.info
+    assert app.upscaler_for("off") == (None, 1)
+    with pytest.raises(ValueError, match="needs an upscaler model, and there is none in the weights folder"):
+        app.upscaler_for("x2")
+
+
 BAD_INPUTS = [
     ("/generate", (-1, "tiny-dcgan", 1.0), "a seed must be an integer in 0..4294967295, got -1"),
     ("/generate", (2**32, "tiny-dcgan", 1.0), "a seed must be an integer in 0..4294967295, got 4294967296"),
     ("/generate", (1.5, "tiny-dcgan", 1.0), "got 1.5"),
     ("/generate", ("abc", "tiny-dcgan", 1.0), "got 'abc'"),
-    ("/generate", (1, "nope", 1.0), "unknown model 'nope'; available: tiny-dcgan"),
+    ("/generate", (1, "nope", 1.0), "unknown model 'nope'; available: tiny-dcgan, tiny-stylegan2"),
+    ("/generate", (1, "tiny-dcgan", 1.0, "x3"), "'x3' (type: <class 'str'>) is not in the list of choices: ['off', 'x2', 'x4']"),
+    ("/compare", ("1,2", "tiny-dcgan", "nope"), "unknown model 'nope'"),
+    ("/compare", ("0-16", "tiny-dcgan", "tiny-stylegan2"), "too many seeds: at most 16"),
+    ("/compare", ("", "tiny-dcgan", "tiny-stylegan2"), "no seeds given"),
+    ("/compare_clip", ("1", 6, 12, "tiny-dcgan", "tiny-stylegan2"), "a clip needs at least two keyframe seeds"),
+    ("/compare_clip", ("1,2", 6, 12, "tiny-dcgan", "../x"), "unknown model '../x'"),
     ("/generate", (1, "../tiny-dcgan", 1.0), "unknown model '../tiny-dcgan'"),
     ("/generate", (1, "tiny-dcgan", 2.0), "greater than maximum value 1"),
     ("/grid", (1, 65, "tiny-dcgan", 1.0), "greater than maximum value 64"),

@@ -91,3 +91,46 @@ def test_scratch_dirs_are_unique_swept_and_removed():
     assert scratch.sweep() == 1 and not a.exists() and b.exists()
     scratch.cleanup()
     assert not scratch.root.exists()
+
+
+def test_upscalers_default_pair_and_upscaler_cache(weights, monkeypatch):
+    from conftest import make_tiny_upscaler
+
+    assert registry.upscalers(weights) == [] and registry.default_upscaler(weights) is None
+    assert registry.default_pair(weights) == ("a-dcgan", "b-dcgan")
+    make_tiny_upscaler(weights / "z-sr")
+    make_tiny_upscaler(weights / registry.PREFERRED_UPSCALER, seed=1)
+    assert registry.upscalers(weights) == [registry.PREFERRED_UPSCALER, "z-sr"]
+    assert registry.default_upscaler(weights) == registry.PREFERRED_UPSCALER
+    for name in registry.PREFERRED_PAIR:
+        make_tiny_dcgan(weights / name)
+    assert registry.default_pair(weights) == registry.PREFERRED_PAIR
+    cache = registry.UpscalerCache(device="cpu", weights_dir=weights)
+    up = cache.get("z-sr")
+    assert up.name == "z-sr" and cache.get("z-sr") is up
+    with pytest.raises(CheckpointError, match="unknown upscaler 'a-dcgan'; available: upscaler-x4, z-sr"):
+        cache.get("a-dcgan")  # a generator is not an upscaler (and the reverse)
+    with pytest.raises(CheckpointError, match="unknown model 'z-sr'"):
+        registry.PipelineCache(device="cpu", weights_dir=weights).get("z-sr")
+
+
+def test_default_pair_with_one_or_no_generator(tmp_path):
+    make_tiny_dcgan(tmp_path / "only")
+    assert registry.default_pair(tmp_path) == ("only", "only")
+    assert registry.default_pair(tmp_path / "missing") == (None, None)
+
+
+def test_card_metrics_show_what_exists(tmp_path):
+    make_tiny_dcgan(tmp_path / "bare")
+    make_tiny_dcgan(tmp_path / "full", card={
+        "description": "x", "images_seen": 5_120_000, "hardware": "NVIDIA H100 80GB HBM3",
+        "evaluation": {"face_detection": {"samples": {"p>=0.999": 0.8734}}, "memorization": {"ratio": 1.0412}}})
+    make_tiny_dcgan(tmp_path / "odd", card={"evaluation": {"face_detection": "n/a"}, "images_seen": "many"})
+    metrics = {e.name: registry.card_metrics(e) for e in registry.scan(tmp_path)}
+    assert metrics["full"] == {"faces detected (p>=0.999)": "87.3%", "memorization ratio": "1.041",
+                               "images seen": "5,120,000", "hardware": "NVIDIA H100 80GB HBM3"}
+    assert metrics["bare"] == metrics["odd"] == {"faces detected (p>=0.999)": "not evaluated",
+                                                 "memorization ratio": "not evaluated", "images seen": "unknown",
+                                                 "hardware": "unknown"}
+    text = registry.card_markdown(registry.describe("full", tmp_path))
+    assert text.startswith("**full** (dcgan, 16×16)") and "- memorization ratio: 1.041" in text

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_tiny_dcgan
+from conftest import make_tiny_dcgan, make_tiny_stylegan2, make_tiny_upscaler
 from dgf_core import video
 from dgf_core.cli import main
 from dgf_core.latent import SeedError
@@ -125,6 +125,79 @@ def test_progress_is_reported(pipe):
     seen = []
     video.render_clip(pipe, ClipSpec((1, 2), 40, 24), progress=lambda done, total: seen.append((done, total)))
     assert seen == [(32, 41), (41, 41)]
+
+
+# ---- upscaled and side-by-side clips ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def upscaler(tmp_path_factory):
+    from dgf_core.upscale import Upscaler
+
+    return Upscaler.from_pretrained(make_tiny_upscaler(tmp_path_factory.mktemp("w") / "tiny-upscaler"))
+
+
+@pytest.fixture(scope="module")
+def small_pipe(tmp_path_factory) -> FacePipeline:
+    return FacePipeline.from_pretrained(make_tiny_stylegan2(tmp_path_factory.mktemp("w") / "tiny-stylegan2"), device="cpu")
+
+
+def test_upscaled_clip_is_each_frame_upscaled_then_scaled(pipe, upscaler):
+    spec = ClipSpec((3, 5), 3, 24, scale=2)
+    frames = video.render_clip(pipe, spec, upscaler=upscaler, factor="x2")
+    plain = torch.from_numpy(video.render_clip(pipe, replace(spec, scale=1))).permute(0, 3, 1, 2)
+    want = upscaler.upscale(plain, 2).permute(0, 2, 3, 1).numpy().repeat(2, axis=1).repeat(2, axis=2)
+    assert frames.shape == (4, 64, 64, 3) and np.array_equal(frames, want)
+    recipe = video.clip_recipe(pipe, spec, upscaler=upscaler, factor=2)
+    assert recipe["upscale"] == {"upscaler": "tiny-upscaler", "weights_sha256": upscaler.model.weights_sha256, "factor": 2}
+    assert recipe["width"] == 64 and "upscale" not in video.clip_recipe(pipe, spec)
+    with pytest.raises(VideoError, match=re.escape("frames would be 1024x1024 (32px model upscaled x4 x8)")):
+        video.check_frame_size(32, 8, 4)
+    with pytest.raises(VideoError, match="upscale x4 needs an upscaler model"):
+        video.render_clip(pipe, spec, factor=4)
+    assert video.display_scale(16, factor=4) == 4 and video.display_scale(64, factor=4) == 1
+
+
+def test_to_height_and_side_by_side():
+    img = torch.arange(2 * 3 * 4 * 4, dtype=torch.uint8).reshape(2, 3, 4, 4)
+    assert torch.equal(video.to_height(img, 4), img)
+    assert torch.equal(video.to_height(img, 8), img.repeat_interleave(2, 2).repeat_interleave(2, 3))  # crisp pixels
+    assert video.to_height(img, 6).shape == (2, 3, 6, 6)  # not a whole multiple: resampled
+    wide = video.side_by_side([img, img[:, :, :2, :2]])
+    assert wide.shape == (2, 3, 4, 8) and torch.equal(wide[..., :4], img)
+    with pytest.raises(ValueError, match="same length"):
+        video.side_by_side([img, img[:1]])
+
+
+def test_compare_clip_walks_every_model_through_the_same_keyframes(pipe, small_pipe, upscaler):
+    spec = ClipSpec((1, 7), 3, 12, loop=True, scale=2)
+    seen = []
+    frames = video.render_compare([pipe, small_pipe], spec, progress=lambda d, t: seen.append((d, t)))
+    assert frames.shape == (6, 32, 64, 3) and seen == [(6, 12), (12, 12)]
+    assert np.array_equal(frames[:, :, :32], video.render_clip(pipe, spec))
+    assert np.array_equal(frames[:, :, 32:], video.render_clip(small_pipe, spec).repeat(2, axis=1).repeat(2, axis=2))
+    recipe = video.compare_recipe([pipe, small_pipe], spec)
+    assert recipe["kind"] == "compare-video" and (recipe["width"], recipe["height"]) == (64, 32)
+    assert [m["model"] for m in recipe["models"]] == ["tiny-dcgan", "tiny-stylegan2"]
+    assert recipe["models"][1]["weights_sha256"] == small_pipe.model.weights_sha256 and recipe["seeds"] == [1, 7]
+    up = video.render_compare([pipe, small_pipe], spec, upscaler=upscaler, factor=2)
+    assert up.shape == (6, 64, 128, 3)
+    with pytest.raises(VideoError, match="two or more models"):
+        video.render_compare([pipe], spec)
+
+
+def test_compare_image_rows_are_seeds_and_columns_models(pipe, small_pipe, upscaler):
+    from dgf_core import compare
+
+    grid = compare.compare_grid([pipe, small_pipe], [4, 5, 6], 0.8)
+    assert grid.shape == (3, 2 + 3 * 18, 2 + 2 * 18)
+    assert torch.equal(grid[:, 2 + 18 : 2 + 18 + 16, 2:18], pipe.generate([5], 0.8)[0])
+    assert torch.equal(grid[:, 2:18, 20:36], small_pipe.generate([4], 0.8)[0].repeat_interleave(2, 1).repeat_interleave(2, 2))
+    big = compare.compare_grid([pipe, small_pipe], [4], 1.0, upscaler, "x4")
+    assert big.shape == (3, 2 + 66, 2 + 2 * 66)
+    recipe = compare.compare_recipe([pipe, small_pipe], [4], 1.0, upscaler, 4)
+    assert recipe["upscale"]["factor"] == 4 and recipe["models"][0]["model"] == "tiny-dcgan"
+    with pytest.raises(ValueError, match="1..16 seeds"):
+        compare.compare_grid([pipe, small_pipe], list(range(17)))
 
 
 # ---- encoding ---------------------------------------------------------------------------------------------
@@ -284,6 +357,30 @@ def test_cli_errors(tiny_weights_dir, tmp_path, monkeypatch, capsys, args, messa
     assert main(["video", *args]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "c.mp4").exists()
+
+
+def test_cli_upscales_and_reproduces_from_the_recipe(tiny_weights_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DGF_WEIGHTS_DIR", str(tiny_weights_dir))
+    sr = make_tiny_upscaler(tmp_path / "sr")
+    mp4, rec = tmp_path / "up.mp4", tmp_path / "up.json"
+    assert main(["video", "--model", "tiny-dcgan", "--seeds", "1,2", "--frames-per-seed", "2", "--upscale", "4",
+                 "--upscaler", str(sr), "--out", str(mp4), "--save-recipe", str(rec)]) == 0
+    frames, _ = video.read_clip(mp4)
+    assert frames.shape == (3, 64, 64, 3)
+    recipe = json.loads(rec.read_text())
+    assert recipe["upscale"]["upscaler"] == "sr" and recipe["upscale"]["factor"] == 4
+    again = tmp_path / "again.mp4"
+    assert main(["video", "--recipe", str(rec), "--upscaler", str(sr), "--out", str(again)]) == 0
+    assert np.array_equal(video.read_clip(again)[0], frames)
+    other = make_tiny_upscaler(tmp_path / "other", seed=3)
+    assert main(["video", "--recipe", str(rec), "--upscaler", str(other), "--out", str(again)]) == 2
+    assert "these weights would render a different clip" in capsys.readouterr().err
+    assert main(["video", "--recipe", str(rec), "--upscale", "2", "--out", str(again)]) == 2
+    assert "drop --upscale" in capsys.readouterr().err
+    assert main(["video", "--model", "tiny-dcgan", "--seeds", "1,2", "--upscale", "4", "--out", str(again)]) == 2
+    assert "--upscale needs an upscaler" in capsys.readouterr().err
+    assert main(["video", "--model", "tiny-dcgan", "--seeds", "1,2", "--upscale", "3", "--out", str(again)]) == 2
+    assert "upscale factor must be off, 2 or 4" in capsys.readouterr().err
 
 
 def test_cli_recipe_excludes_other_clip_options(tiny_weights_dir, tmp_path, monkeypatch, capsys):
