@@ -413,10 +413,6 @@ def add_video(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--easing", choices=sorted(EASINGS), default=None, help="timing of each transition (default linear)")
     p.add_argument("--truncation", type=float, default=None, help="psi in [0, 1]; 1 = none (default)")
     p.add_argument("--scale", type=int, default=None, help=f"nearest-neighbour pixel scale 1..{MAX_PIXEL_SCALE} (default 1)")
-    p.add_argument("--upscale", default=None, help="upscale each face 2x or 4x with an upscaler GAN before the pixel scale "
-                                                   "(off, 2, 4; default off)")
-    p.add_argument("--upscaler", default=None, help="upscaler in weights/ or a model folder (default: upscaler-x4, or the "
-                                                    "weights folder's only upscaler; with --recipe: the recipe's)")
     p.add_argument("--recipe", default=None, help="reproduce a clip exactly from its recipe (.json, or a .mp4/.gif we wrote)")
     p.add_argument("--out", action="append", required=True, help="clip.mp4 or clip.gif (repeatable: one render, several files)")
     p.add_argument("--save-recipe", default=None, help="also write the recipe as JSON here")
@@ -426,19 +422,15 @@ def add_video(sub: argparse._SubParsersAction) -> None:
 
 def cmd_video(a: argparse.Namespace) -> int:
     from .pipeline import FacePipeline
-    from .upscale import check_factor
-    from .video import (ClipSpec, check_frame_size, check_outputs, check_recipe_model, check_recipe_upscaler, make_clip,
-                        parse_keyframes, read_clip_recipe)
+    from .video import ClipSpec, check_outputs, check_recipe_model, make_clip, parse_keyframes, read_clip_recipe
 
     check_outputs(a.out)
-    factor = check_factor(a.upscale) if a.upscale is not None else None
     spec_args = {"seeds": a.seeds, "frames_per_transition": a.frames_per_transition, "fps": a.fps, "loop": a.loop,
                  "method": a.method, "easing": a.easing, "truncation": a.truncation, "scale": a.scale}
     given = {k: v for k, v in spec_args.items() if v is not None}
     if a.recipe:
-        if given or factor is not None:
-            extra = [*given, *(["upscale"] if factor is not None else [])]
-            raise ValueError(f"--recipe fixes the clip; drop {', '.join('--' + k.replace('_', '-') for k in extra)}")
+        if given:
+            raise ValueError(f"--recipe fixes the clip; drop {', '.join('--' + k.replace('_', '-') for k in given)}")
         rpath = Path(a.recipe)
         if not rpath.is_file():
             raise FileNotFoundError(f"--recipe: no such file {rpath}")
@@ -461,18 +453,12 @@ def cmd_video(a: argparse.Namespace) -> int:
     pipe = FacePipeline.from_pretrained(model, device=a.device)
     if recipe is not None:
         check_recipe_model(pipe, recipe)
-        factor = check_factor((recipe.get("upscale") or {}).get("factor", 1))
-    factor = factor or 1
-    check_frame_size(pipe.resolution, spec.scale, factor)
-    upscaler = _video_upscaler(a, recipe, pipe.device) if factor > 1 else None
     print(json.dumps({"video": {"model": pipe.model.name, "path": str(pipe.model.path), **spec.params(),
-                                "upscale": factor, "upscaler": upscaler.name if upscaler else None,
                                 "n_frames": spec.n_frames, "duration_s": round(spec.duration, 3),
-                                "size": pipe.resolution * factor * spec.scale, "out": a.out, "device": str(pipe.device)}},
-                     indent=2))
+                                "size": pipe.resolution * spec.scale, "out": a.out, "device": str(pipe.device)}}, indent=2))
     if a.dry_run:
         return 0
-    recipe = make_clip(pipe, spec, a.out, upscaler=upscaler, factor=factor)
+    recipe = make_clip(pipe, spec, a.out)
     if a.save_recipe:
         from .checkpoint import write_json_atomic
 
@@ -480,22 +466,6 @@ def cmd_video(a: argparse.Namespace) -> int:
     print(f"wrote {', '.join(a.out)} ({spec.n_frames} frames, {spec.duration:.2f} s)"
           + (f" and recipe {a.save_recipe}" if a.save_recipe else ""))
     return 0
-
-
-def _video_upscaler(a: argparse.Namespace, recipe: dict | None, device):
-    """The upscaler of `video --upscale`: --upscaler, else the recipe's (checked against its weights hash), else the
-    weights folder's default."""
-    from . import registry
-    from .upscale import Upscaler
-    from .video import check_recipe_upscaler
-
-    name = a.upscaler or (recipe or {}).get("upscale", {}).get("upscaler") or registry.default_upscaler()
-    if name is None:
-        raise ValueError("--upscale needs an upscaler: pass --upscaler NAME_OR_FOLDER or put one in the weights folder")
-    up = Upscaler.from_pretrained(name, device=device)
-    if recipe is not None:
-        check_recipe_upscaler(up, recipe)
-    return up
 
 
 def add_project(sub: argparse._SubParsersAction) -> None:
@@ -518,9 +488,8 @@ def add_project(sub: argparse._SubParsersAction) -> None:
 def cmd_project(a: argparse.Namespace) -> int:
     import time
 
-    from .checkpoint import load_model
     from .latent import check_seed
-    from .projection import ProjectionOptions, project_photo, save_latent
+    from .projection import ProjectionOptions, load_projection_model, project_photo, save_latent
     from .uploads import open_upload
 
     opts = ProjectionOptions(steps=a.steps, seed=check_seed(a.seed), space=a.space)
@@ -534,7 +503,7 @@ def cmd_project(a: argparse.Namespace) -> int:
 
         torch.set_num_threads(a.threads)
     image = open_upload(a.photo)
-    model = load_model(a.model, a.device, with_discriminator=True) if _ships_discriminator(a.model) else load_model(a.model, a.device)
+    model = load_projection_model(a.model, a.device)
     print(json.dumps({"project": {"model": model.name, "path": str(model.path), "photo_size": list(image.size),
                                   "align": not a.no_align, **dataclasses.asdict(opts), "discriminator": model.discriminator is not None,
                                   "out": a.out, "device": a.device}}, indent=2))
@@ -560,18 +529,6 @@ def cmd_project(a: argparse.Namespace) -> int:
                                                                 "Software": "Deeply Good Fakes"})
     print(f"wrote {a.out} (space {res.space}, reconstruction PSNR {res.psnr:.2f} dB, {res.seconds:.1f} s)")
     return 0
-
-
-def _ships_discriminator(name_or_path: str) -> bool:
-    from safetensors import SafetensorError, safe_open
-
-    from .checkpoint import WEIGHTS_FILE, resolve_model_path
-
-    try:
-        with safe_open(str(resolve_model_path(name_or_path) / WEIGHTS_FILE), "pt") as f:
-            return any(k.startswith("discriminator.") for k in f.keys())
-    except (SafetensorError, OSError):  # unreadable: load_model then reports it properly
-        return False
 
 
 COMMANDS = {

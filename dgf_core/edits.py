@@ -87,18 +87,22 @@ class AttributeClassifier:
         return {"age": torch.cat(ages), "female": torch.cat(fem)}
 
 
-def save_classifier(folder: str | os.PathLike, net: AttributeNet, card: dict[str, Any]) -> Path:
+def save_net(folder: str | os.PathLike, net: nn.Module, fmt: str, card: dict[str, Any]) -> Path:
+    """A small auxiliary network (attribute classifier, identity embedding): model.safetensors + config.json
+    holding its format, config dataclass (`net.cfg`), card and weights hash."""
     from .checkpoint import file_sha256, save_tensors_atomic, write_json_atomic
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_tensors_atomic(net.state_dict(), folder / "model.safetensors")
-    write_json_atomic({"format": CLASSIFIER_FORMAT, "config": asdict(net.cfg), "card": card,
+    write_json_atomic({"format": fmt, "config": asdict(net.cfg), "card": card,
                        "weights_sha256": file_sha256(folder / "model.safetensors")}, folder / "config.json")
     return folder
 
 
-def load_classifier(folder: str | os.PathLike, device: str | torch.device = "cpu") -> AttributeClassifier:
+def load_net(folder: str | os.PathLike, fmt: str, cfg_cls: type, net_cls: type, device: str | torch.device = "cpu"
+             ) -> tuple[nn.Module, dict[str, Any], str]:
+    """Inverse of `save_net`: (net in eval mode without grads, card, weights sha256). Raises CheckpointError."""
     from safetensors.torch import load_file
 
     from .checkpoint import CheckpointError, file_sha256
@@ -106,16 +110,24 @@ def load_classifier(folder: str | os.PathLike, device: str | torch.device = "cpu
     folder = Path(folder)
     cfg_path, w_path = folder / "config.json", folder / "model.safetensors"
     if not cfg_path.is_file() or not w_path.is_file():
-        raise CheckpointError(f"{folder} is not an attribute classifier folder (config.json + model.safetensors)")
+        raise CheckpointError(f"{folder} is not a model folder (config.json + model.safetensors)")
     meta = json.loads(cfg_path.read_text())
-    if meta.get("format") != CLASSIFIER_FORMAT:
-        raise CheckpointError(f"{cfg_path} is not a {CLASSIFIER_FORMAT} config")
+    if meta.get("format") != fmt:
+        raise CheckpointError(f"{cfg_path} is not a {fmt} config (format={meta.get('format')!r})")
     sha = file_sha256(w_path)
     if meta.get("weights_sha256") and meta["weights_sha256"] != sha:
         raise CheckpointError(f"{w_path} does not match the sha256 in its config.json")
-    net = AttributeNet(AttributeConfig(**meta["config"]))
+    net = net_cls(cfg_cls(**meta["config"]))
     net.load_state_dict(load_file(str(w_path)))
-    return AttributeClassifier(net.to(device).eval().requires_grad_(False), meta.get("card", {}), sha)
+    return net.to(device).eval().requires_grad_(False), meta.get("card", {}), sha
+
+
+def save_classifier(folder: str | os.PathLike, net: AttributeNet, card: dict[str, Any]) -> Path:
+    return save_net(folder, net, CLASSIFIER_FORMAT, card)
+
+
+def load_classifier(folder: str | os.PathLike, device: str | torch.device = "cpu") -> AttributeClassifier:
+    return AttributeClassifier(*load_net(folder, CLASSIFIER_FORMAT, AttributeConfig, AttributeNet, device))
 
 
 def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -324,9 +336,10 @@ def apply_edits(latent: torch.Tensor, space: str, directions: dict[str, torch.Te
 
 
 def measure_edit(model, classifier: AttributeClassifier, directions: dict[str, torch.Tensor], *, n: int = 200, seed: int = 1,
-                 amount: float = 1.0, recipe: str | None = None) -> dict[str, Any]:
+                 amount: float = 1.0, recipe: str | None = None, likeness=None) -> dict[str, Any]:
     """What one unit of each edit does on n held-out samples (a seed other than the fitting one): change of the
-    predicted age (years) and female probability, and the RMS pixel change (images in [0, 1])."""
+    predicted age (years) and female probability, the RMS pixel change (images in [0, 1]) and, given a
+    `likeness.Likeness`, the mean identity cosine between each edited sample and its unedited self."""
     from .alignment import model_recipe
 
     g = model.generator
@@ -342,4 +355,6 @@ def measure_edit(model, classifier: AttributeClassifier, directions: dict[str, t
         out[name] = {"age_change_years": round(float((p["age"] - p0["age"]).mean()), 2),
                      "female_prob_change": round(float((p["female"] - p0["female"]).mean()), 3),
                      "rms_pixel_change": round(float(((img - base) / 2).square().mean((1, 2, 3)).sqrt().mean()), 4)}
+        if likeness is not None:
+            out[name]["likeness_to_unedited"] = round(float(likeness(img, base, recipe).mean()), 4)
     return out

@@ -309,6 +309,22 @@ def project(
                             opts, time.perf_counter() - t0)
 
 
+def load_projection_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu"):
+    """`checkpoint.load_model` with the discriminator when the folder ships one (it adds the feature-matching
+    loss), without it otherwise."""
+    from safetensors import SafetensorError, safe_open
+
+    from .checkpoint import WEIGHTS_FILE, load_model, resolve_model_path
+
+    folder = resolve_model_path(name_or_path)
+    try:
+        with safe_open(str(folder / WEIGHTS_FILE), "pt") as f:
+            has_d = any(k.startswith("discriminator.") for k in f.keys())
+    except (SafetensorError, OSError):  # unreadable: load_model reports it with its own message
+        has_d = False
+    return load_model(folder, device, with_discriminator=has_d)
+
+
 def project_model(model, target: torch.Tensor, options: ProjectionOptions | None = None, *,
                   progress: Progress | None = None) -> ProjectionResult:
     """`project` for a `checkpoint.LoadedModel` (uses its discriminator when it was loaded with one) and

@@ -26,6 +26,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=4000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help=f"default: <model folder>/{DIRECTIONS_FILE}")
+    p.add_argument("--likeness", default=None, help="identity embedding folder: also measure likeness per unit of edit")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -36,7 +37,14 @@ def main() -> None:
     out = Path(a.out) if a.out else Path(model.path) / DIRECTIONS_FILE
     save_directions(table, out)
     dirs = load_directions(model, out)
-    table["effect_per_unit"] = {f"{amt:+g}": measure_edit(model, clf, dirs, n=300, seed=a.seed + 1, amount=amt) for amt in (1.0, -1.0)}
+    like = None
+    if a.likeness:
+        from dgf_core.likeness import load_likeness
+
+        like = load_likeness(a.likeness)
+        table["likeness_baseline"] = like.card.get("heldout_verification")
+    table["effect_per_unit"] = {f"{amt:+g}": measure_edit(model, clf, dirs, n=300, seed=a.seed + 1, amount=amt, likeness=like)
+                                for amt in (1.0, -1.0, 2.0)}
     save_directions(table, out)
     print(json.dumps({k: v for k, v in table.items() if k != "directions"}, indent=1))
 

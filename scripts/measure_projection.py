@@ -41,6 +41,7 @@ def main() -> None:
     p.add_argument("--fm-weight", type=float, default=ProjectionOptions.fm_weight)
     p.add_argument("--no-align", action="store_true")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--likeness", default=None, help="identity embedding folder (scripts/train_identity.py)")
     p.add_argument("--json", default=None)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -48,6 +49,12 @@ def main() -> None:
     files = files[:: max(1, len(files) // a.n)][: a.n]
     out = {"data": a.data, "split": "heldout", "n_files": len(files), "align": not a.no_align, "steps": a.steps,
            "threads": a.threads, "command": "python " + " ".join(sys.argv), "models": {}}
+    like = None
+    if a.likeness:
+        from dgf_core.likeness import load_likeness
+
+        like = load_likeness(a.likeness)
+        out["likeness_baseline"] = like.card.get("heldout_verification")
     for name in a.model:
         model = load_model(name, with_discriminator=True)
         opts = ProjectionOptions(steps=a.steps, space=a.space, fm_weight=a.fm_weight)
@@ -62,11 +69,16 @@ def main() -> None:
             rec, tgt = to_uint8(res.image), to_uint8(target)
             rows.append({"file": f.name, "psnr": float(psnr(rec, tgt, channel="rgb")[0]), "ssim": float(ssim(rec, tgt)[0]),
                          "seconds": res.seconds, "space": res.space})
+            if like is not None:
+                from dgf_core.alignment import model_recipe
+
+                rows[-1]["likeness"] = float(like(res.image, target, model_recipe(model.card))[0])
             print(f"{name} {f.name}: PSNR {rows[-1]['psnr']:.2f} dB SSIM {rows[-1]['ssim']:.3f} ({res.seconds:.1f} s)", flush=True)
         out["models"][model.name] = {
             "path": str(model.path), "weights_sha256": model.weights_sha256, "space": rows[0]["space"] if rows else None,
             "options": vars(opts), "psnr_db": summary([r["psnr"] for r in rows]), "ssim": summary([r["ssim"] for r in rows]),
             "seconds_per_face": summary([r["seconds"] for r in rows]), "n": len(rows), "alignment_failures": failures,
+            "likeness": summary([r["likeness"] for r in rows]) if like is not None and rows else None,
             "faces": rows,
         }
     text = json.dumps(out, indent=1)

@@ -105,8 +105,11 @@ def test_directions_follow_the_labeller_and_are_tied_to_the_weights(tmp_path):
     dirs = load_directions(model)
     assert set(dirs) == {"age", "gender"} and dirs["age"].shape == (16,)
     assert abs(float(dirs["age"] @ dirs["gender"])) < 1e-4 * float(dirs["age"].norm() * dirs["gender"].norm())
-    effect = measure_edit(model, clf, dirs, n=100)
+    pixel_cosine = lambda a, b, recipe: torch.nn.functional.cosine_similarity(a.flatten(1), b.flatten(1))
+    effect = measure_edit(model, clf, dirs, n=100, likeness=pixel_cosine)
     assert effect["age"]["age_change_years"] > 0 and effect["gender"]["female_prob_change"] > 0
+    bigger = measure_edit(model, clf, dirs, n=100, amount=3.0, likeness=pixel_cosine)
+    assert bigger["age"]["likeness_to_unedited"] < effect["age"]["likeness_to_unedited"] < 1.0  # further edits, less alike
     other = json.loads((tmp_path / "tiny" / "directions.json").read_text())
     other["weights_sha256"] = "0" * 64
     (tmp_path / "other.json").write_text(json.dumps(other))
