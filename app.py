@@ -366,10 +366,7 @@ def upscale_image(image: str | None, factor: str = "x4") -> str:
         raise ValueError("choose x2 or x4")
     picture = open_upload(image)
     big = up.upscale_pil(picture, f)
-    recipe = json.dumps(up.recipe(factor=f, input_size=list(picture.size)))
-    text = {"Description": f"Upscaled x{f} by a neural network ({up.name}, Deeply Good Fakes): the added detail is "
-                          "invented by the model.", "Software": "Deeply Good Fakes", "dgf_upscale": recipe}
-    return str(save_png(big, SCRATCH.new() / f"upscaled-x{f}.png", text))
+    return str(save_png(big, SCRATCH.new() / f"upscaled-x{f}.png", compare.upscaled_png_text(up, f, picture.size)))
 
 
 @user_errors

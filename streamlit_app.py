@@ -9,6 +9,8 @@ st.title("Deeply Good Fakes")
 st.markdown(NOTICE)
 st.page_link("pages/1_Generate.py", label="Generate: click through seeds", icon="🖼️")
 st.page_link("pages/2_Interpolate.py", label="Interpolate: video memories between faces", icon="🎞️")
+st.page_link("pages/3_Compare.py", label="Compare: the same seeds in two models", icon="⚖️")
+st.page_link("pages/4_Upscale.py", label="Upscale: enlarge a face 2x or 4x", icon="🔍")
 
 entries = registry.scan()
 st.subheader("Models")
@@ -16,4 +18,5 @@ if not entries:
     st.warning(f"No models in the weights folder ({registry.default_weights_dir()}): put a model folder there "
                "(see README) or set DGF_WEIGHTS_DIR.")
 for e in entries:
-    st.markdown(f"- **{e.name}**: {e.kind}, {e.family}, {e.resolution}x{e.resolution}. {e.description}")
+    size = f", {e.resolution}x{e.resolution}" if e.resolution else ""
+    st.markdown(f"- **{e.name}**: {e.kind}, {e.family}{size}. {e.description}")

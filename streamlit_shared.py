@@ -1,6 +1,7 @@
-"""What the Streamlit pages share: the model picker, the cached pipelines, PNG bytes with provenance.
+"""What the Streamlit pages share: the model picker, the cached pipelines and upscalers, the upscale option,
+PNG bytes with provenance.
 
-Pipelines are cached with `st.cache_resource`, so one copy of each model serves every page and session:
+Pipelines (and upscalers) are cached with `st.cache_resource`, so one copy of each model serves every page and session:
 they hold read-only models and no per-request state. The cache key includes the model folder's version
 (its config's mtime), so a replaced model is loaded afresh.
 """
@@ -11,11 +12,15 @@ from pathlib import Path
 
 import streamlit as st
 import torch
+from PIL import Image
 
 from dgf_core import registry
 from dgf_core.checkpoint import CheckpointError
 from dgf_core.images import save_png
 from dgf_core.pipeline import FacePipeline
+from dgf_core.upscale import Upscaler, check_factor
+
+UPSCALE_CHOICES = ["off", "x2", "x4"]
 
 NOTICE = ("Every face here is **synthetic**: made by a neural network from a seed, not a photo of a real person. "
           "Downloads carry that notice and their recipe.")
@@ -35,6 +40,38 @@ def pipeline(name: str) -> FacePipeline:
         st.stop()
 
 
+@st.cache_resource(show_spinner="Loading upscaler...", max_entries=2)
+def _load_upscaler(name: str, version: int) -> Upscaler:
+    return registry.load_upscaler(name)
+
+
+def upscaler(name: str) -> Upscaler:
+    """The shared upscaler `name`; one that cannot be loaded stops the page with its reason."""
+    try:
+        return _load_upscaler(name, registry.model_version(name, kind="upscaler"))
+    except CheckpointError as e:
+        st.error(str(e))
+        st.stop()
+
+
+def no_upscaler_note() -> str:
+    return (f"No upscaler in the weights folder ({registry.default_weights_dir()}): put an upscaler model folder there "
+            "(see README) or set DGF_WEIGHTS_DIR.")
+
+
+def upscale_option(key: str = "upscale") -> tuple[Upscaler | None, int]:
+    """The upscale radio (off / x2 / x4, with the weights folder's upscaler) -> (upscaler or None, factor).
+    Without an upscaler it is shown disabled at "off", with a note saying why."""
+    name = registry.default_upscaler()
+    if name is None:
+        st.radio("Upscale", UPSCALE_CHOICES[:1], key=key, horizontal=True, disabled=True)
+        st.caption(f"Upscaling is off. {no_upscaler_note()}")
+        return None, 1
+    factor = check_factor(st.radio("Upscale", UPSCALE_CHOICES, key=key, horizontal=True,
+                                   help=f"a GAN upscaler ({name}) enlarges each face"))
+    return (upscaler(name) if factor > 1 else None), factor
+
+
 def model_picker() -> str:
     """The sidebar's model select box (every generator in the weights folder); stops the page if there is none."""
     names = registry.generators()
@@ -49,7 +86,7 @@ def model_picker() -> str:
     return name
 
 
-def png_bytes(image: torch.Tensor, text: dict[str, str]) -> bytes:
+def png_bytes(image: torch.Tensor | Image.Image, text: dict[str, str]) -> bytes:
     """A PNG (with text chunks) as bytes, for st.download_button."""
     with tempfile.TemporaryDirectory() as d:
         return save_png(image, Path(d) / "face.png", text).read_bytes()

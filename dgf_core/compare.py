@@ -3,6 +3,7 @@
     faces(pipe, [1, 2], 0.7, upscaler, 4)              # (2, 3, 4R, 4R) uint8: generated, then upscaled x4
     compare_grid([pipe_a, pipe_b], [1, 2], 0.7)       # (3, H, W) uint8: one row per seed, one column per model
     compare_png_text([pipe_a, pipe_b], [1, 2], 0.7)   # PNG text chunks: notice + recipe naming every model
+    upscaled_png_text(upscaler, 4, (64, 64))          # PNG text chunks of an upscaled upload: upscaler + weights hash
 
 Columns are scaled to the same height (`video.to_height`: nearest-neighbour for whole multiples), so a 64 px
 DCGAN and a 128 px StyleGAN2 line up. Every call is a pure function of the models, seeds and parameters.
@@ -77,3 +78,12 @@ def compare_recipe(pipes: Sequence[FacePipeline], seeds: Sequence[int], truncati
 def compare_png_text(pipes: Sequence[FacePipeline], seeds: Sequence[int], truncation: float = 1.0,
                      upscaler: Upscaler | None = None, factor: int | str = 1) -> dict[str, str]:
     return png_text(compare_recipe(pipes, seeds, truncation, upscaler, factor))
+
+
+def upscaled_png_text(upscaler: Upscaler, factor: int, input_size: tuple[int, int]) -> dict[str, str]:
+    """PNG tEXt chunks of an upscaled image (an upload, not a generated face): a notice that the added detail is
+    invented, and the recipe naming the upscaler, its weights hash and the factor (never the upload's file name)."""
+    recipe = upscaler.recipe(factor=factor, input_size=list(input_size))
+    return {"Description": f"Upscaled x{factor} by a neural network ({upscaler.name}, Deeply Good Fakes): the added "
+                           "detail is invented by the model.", "Software": "Deeply Good Fakes",
+            "dgf_upscale": json.dumps(recipe)}

@@ -1,12 +1,14 @@
-"""Generate: one face per seed, previous/next/random, a grid of consecutive seeds, PNG download with provenance."""
+"""Generate: one face per seed (optionally upscaled), previous/next/random, a grid of consecutive seeds, PNG download
+with provenance."""
 import secrets
 
 import streamlit as st
 from PIL import Image
 
+from dgf_core import compare
 from dgf_core.images import to_pil
 from dgf_core.latent import SEED_MAX
-from streamlit_shared import NOTICE, model_picker, pipeline, png_bytes
+from streamlit_shared import NOTICE, model_picker, pipeline, png_bytes, upscale_option
 
 MAX_GRID = 64
 
@@ -34,16 +36,19 @@ next_col.button("Next ▶", key="next", on_click=step, args=(1,), width="stretch
 random_col.button("🎲 Random", key="random", on_click=pick_random, width="stretch")
 psi = st.slider("Truncation ψ", 0.0, 1.0, 1.0, 0.05, key="truncation",
                 help="lower: more typical faces, less variety; 1 = none")
+up, factor = upscale_option()
 
-image = pipe.generate([seed], psi)[0]  # (3, R, R) uint8
-text = pipe.png_text(seed=seed, truncation=psi)
-show = max(1, 256 // pipe.resolution)
-st.image(to_pil(image).resize((pipe.resolution * show,) * 2, Image.NEAREST), caption=f"{model}, seed {seed} (synthetic)",
+image = compare.faces(pipe, [seed], psi, up, factor)[0]  # (3, S, S) uint8, S = R * factor
+recipe = compare.image_recipe(pipe, up, factor, seed=seed, truncation=psi)
+side = pipe.resolution * factor
+show = max(1, 256 // side)
+st.image(to_pil(image).resize((side * show,) * 2, Image.NEAREST), caption=f"{model}, seed {seed} (synthetic)",
          output_format="PNG")
-st.download_button("Download PNG", png_bytes(image, text), file_name=f"{model}-seed{seed}.png", mime="image/png",
-                   key="download", on_click="ignore")
+suffix = f"-x{factor}" if factor > 1 else ""
+st.download_button("Download PNG", png_bytes(image, compare.png_text(recipe)), file_name=f"{model}-seed{seed}{suffix}.png",
+                   mime="image/png", key="download", on_click="ignore")
 with st.expander("Recipe (also in the PNG's text chunks)"):
-    st.json(pipe.recipe(seed=seed, truncation=psi))
+    st.json(recipe)
 
 count = st.slider("Grid: consecutive seeds from the current one", 1, MAX_GRID, 16, key="grid")
 seeds = [s for s in range(seed, seed + count) if s <= SEED_MAX]

@@ -7,7 +7,7 @@ import streamlit as st
 
 from dgf_core import video
 from dgf_core.latent import EASINGS, INTERPOLATIONS
-from streamlit_shared import NOTICE, model_picker, pipeline
+from streamlit_shared import NOTICE, model_picker, pipeline, upscale_option
 
 st.set_page_config(page_title="Interpolate · Deeply Good Fakes", page_icon="🎞️")
 st.title("Interpolate")
@@ -28,23 +28,25 @@ method = method_col.radio("Interpolation", methods, horizontal=True, key="method
 easing = easing_col.selectbox("Easing", sorted(EASINGS), index=sorted(EASINGS).index("ease-in-out"), key="easing")
 loop = st.checkbox("Loop back to the first face", True, key="loop")
 psi = st.slider("Truncation ψ", 0.0, 1.0, 1.0, 0.05, key="truncation")
+up, factor = upscale_option()
 scales = list(video.DISPLAY_SCALES)
-scale = st.radio("Pixel scale", scales, index=scales.index(video.display_scale(pipe.resolution)), horizontal=True,
-                 key="scale", help="nearest-neighbour enlargement of the written frames")
+scale = st.radio("Pixel scale", scales, index=scales.index(video.display_scale(pipe.resolution, factor=factor)),
+                 horizontal=True, key="scale", help="nearest-neighbour enlargement of the written frames")
 
 if st.button("Render clip", type="primary", key="render"):
     st.session_state.pop("clip", None)
     try:
         spec = video.ClipSpec(video.parse_keyframes(keyframes), frames_per_transition, fps, loop=loop, method=method,
                               easing=easing, truncation=psi, scale=scale)
-        video.check_frame_size(pipe.resolution, spec.scale)
+        video.check_frame_size(pipe.resolution, spec.scale, factor)
     except ValueError as e:
         st.error(str(e))
     else:
         bar = st.progress(0.0, text="Rendering frames")
         frames = video.render_clip(pipe, spec, lambda done, total: bar.progress(0.8 * done / total,
-                                                                                  text=f"Rendering frames {done}/{total}"))
-        recipe = video.clip_recipe(pipe, spec)
+                                                                                  text=f"Rendering frames {done}/{total}"),
+                                   upscaler=up, factor=factor)
+        recipe = video.clip_recipe(pipe, spec, upscaler=up, factor=factor)
         bar.progress(0.8, text="Encoding MP4 and GIF")
         with tempfile.TemporaryDirectory() as d:
             mp4 = video.write_clip(frames, Path(d) / "clip.mp4", spec.fps, recipe).read_bytes()

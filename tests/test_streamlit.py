@@ -22,6 +22,13 @@ def weights(tiny_weights_dir, monkeypatch):
 
 
 @pytest.fixture
+def app_weights(app_weights_dir, monkeypatch):
+    """Two generators (tiny-dcgan 16 px, tiny-stylegan2 8 px) and an upscaler (tiny-upscaler)."""
+    monkeypatch.setenv("DGF_WEIGHTS_DIR", str(app_weights_dir))
+    return app_weights_dir
+
+
+@pytest.fixture
 def loads(monkeypatch):
     """Count model loads (after clearing the st.cache_resource cache)."""
     import streamlit_shared
@@ -44,10 +51,18 @@ def test_home_lists_the_models_and_pages(weights):
     text = " ".join(m.value for m in at.markdown)
     assert "synthetic" in text and "**tiny-dcgan**: generator, dcgan, 16x16" in text
     assert [p.label for p in at.get("page_link")] == ["Generate: click through seeds",
-                                                       "Interpolate: video memories between faces"]
+                                                       "Interpolate: video memories between faces",
+                                                       "Compare: the same seeds in two models",
+                                                       "Upscale: enlarge a face 2x or 4x"]
 
 
-@pytest.mark.parametrize("name", ["pages/1_Generate.py", "pages/2_Interpolate.py"])
+def test_home_lists_upscalers_without_a_resolution(app_weights):
+    at = page("streamlit_app.py").run()
+    text = " ".join(m.value for m in at.markdown)
+    assert "**tiny-upscaler**: upscaler, upscaler. tiny test upscaler" in text
+
+
+@pytest.mark.parametrize("name", ["pages/1_Generate.py", "pages/2_Interpolate.py", "pages/3_Compare.py"])
 def test_pages_say_clearly_when_there_is_no_model(tmp_path, monkeypatch, name):
     monkeypatch.setenv("DGF_WEIGHTS_DIR", str(tmp_path))
     at = page(name).run()
@@ -130,3 +145,120 @@ def test_interpolate_page_explains_bad_input(weights, keyframes, frames, message
     assert not at.exception
     assert message in at.error[0].value
     assert "clip" not in at.session_state
+
+
+# ---- upscale option ---------------------------------------------------------------------------------------
+
+def test_without_an_upscaler_the_option_is_disabled_with_a_note(weights):
+    at = page("pages/1_Generate.py").run()
+    assert not at.exception and not at.error
+    assert at.radio(key="upscale").disabled and at.radio(key="upscale").options == ["off"]
+    assert any("no upscaler in the weights folder" in c.value.lower() for c in at.caption)
+    assert "upscale" not in json.loads(at.json[0].value)
+
+
+def test_generate_page_upscales(app_weights):
+    at = page("pages/1_Generate.py").run()
+    assert at.radio(key="upscale").options == ["off", "x2", "x4"] and not at.radio(key="upscale").disabled
+    at.radio(key="upscale").set_value("x4").run()
+    assert not at.exception and not at.error
+    recipe = json.loads(at.json[0].value)
+    assert recipe["upscale"]["upscaler"] == "tiny-upscaler" and recipe["upscale"]["factor"] == 4
+    assert recipe["model"] == "tiny-dcgan" and recipe["seed"] == 42
+
+
+def test_interpolate_page_upscales(app_weights, tmp_path):
+    at = page("pages/2_Interpolate.py").run()
+    at.radio(key="upscale").set_value("x2").run()
+    assert at.radio(key="scale").value == 8  # 16 px x2 = 32 px, shown at 256
+    at.radio(key="scale").set_value(2)
+    at.text_input(key="keyframes").input("4, 5")
+    at.slider(key="frames").set_value(2)
+    at.checkbox(key="loop").uncheck()
+    at.button(key="render").click().run()
+    assert not at.exception and not at.error
+    clip = at.session_state["clip"]
+    (tmp_path / "c.mp4").write_bytes(clip["mp4"])
+    assert video.read_clip(tmp_path / "c.mp4")[0].shape == (3, 64, 64, 3)
+    assert clip["recipe"]["upscale"]["factor"] == 2
+
+
+# ---- Compare -----------------------------------------------------------------------------------------------
+
+def test_compare_page_shows_both_models_with_their_cards(app_weights, loads):
+    at = page("pages/3_Compare.py").run()
+    assert not at.exception and not at.error
+    assert (at.selectbox(key="model_a").value, at.selectbox(key="model_b").value) == ("tiny-dcgan", "tiny-stylegan2")
+    text = " ".join(m.value for m in at.markdown)
+    assert "**tiny-stylegan2**" in text and "memorization ratio: 1.250" in text and "images seen: 1,234" in text
+    assert "**tiny-dcgan**" in text and "faces detected (p>=0.999): not evaluated" in text
+    assert at.image[0].proto.imgs[0].caption == "tiny-dcgan | tiny-stylegan2, seeds 1, 2, 3 (synthetic)"
+    at.text_input(key="seeds").input("9").run()
+    assert at.image[0].proto.imgs[0].caption.endswith("seeds 9 (synthetic)")
+    assert sorted(loads) == ["tiny-dcgan", "tiny-stylegan2"]
+
+
+def test_compare_page_renders_a_side_by_side_clip(app_weights, tmp_path):
+    at = page("pages/3_Compare.py").run()
+    at.text_input(key="keyframes").input("3, 4")
+    at.slider(key="frames").set_value(2)
+    at.slider(key="fps").set_value(6)
+    at.radio(key="scale").set_value(2)
+    at.button(key="render").click().run()
+    assert not at.exception and not at.error
+    clip = at.session_state["compare_clip"]
+    (tmp_path / "c.mp4").write_bytes(clip["mp4"])
+    frames, fps = video.read_clip(tmp_path / "c.mp4")
+    assert frames.shape == (4, 32, 64, 3) and fps == 6
+    assert video.read_clip_recipe(tmp_path / "c.mp4") == clip["recipe"]
+    assert [m["model"] for m in clip["recipe"]["models"]] == ["tiny-dcgan", "tiny-stylegan2"]
+    assert [b.label for b in at.get("download_button")][-2:] == ["Download MP4", "Download recipe (JSON)"]
+
+
+@pytest.mark.parametrize("seeds, message", [("x", "got 'x'"), ("0-20", "too many seeds: at most 16"), ("", "no seeds")])
+def test_compare_page_explains_bad_seeds(app_weights, seeds, message):
+    at = page("pages/3_Compare.py").run()
+    at.text_input(key="seeds").input(seeds).run()
+    assert not at.exception and message in at.error[0].value
+
+
+# ---- Upscale -----------------------------------------------------------------------------------------------
+
+def png_of(size=(8, 8), seed=0) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_upscale_page_without_an_upscaler(weights):
+    at = page("pages/4_Upscale.py").run()
+    assert not at.exception and "No upscaler in the weights folder" in at.warning[0].value
+    assert not at.file_uploader
+
+
+def test_upscale_page_shows_before_and_after(app_weights):
+    at = page("pages/4_Upscale.py").run()
+    assert not at.exception and not at.error and not at.get("download_button")
+    at.file_uploader(key="upload").set_value(("face.png", png_of(), "image/png")).run()
+    assert not at.exception and not at.error
+    captions = [img.caption for im in at.image for img in im.proto.imgs]
+    assert captions == ["Before: 8x8", "After: 32x32 (x4, tiny-upscaler)"]
+    recipe = json.loads(at.json[0].value)
+    assert recipe["upscaler"] == "tiny-upscaler" and recipe["factor"] == 4 and len(recipe["weights_sha256"]) == 64
+    assert at.get("download_button")[0].label == "Download PNG"
+    at.radio(key="factor").set_value("x2").run()
+    assert [img.caption for im in at.image for img in im.proto.imgs][1] == "After: 16x16 (x2, tiny-upscaler)"
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("notes.png", b"hello", "this file is not an image"),
+    ("cut.png", png_of((64, 64))[:200], "truncated or corrupt"),
+    ("wide.png", png_of((600, 8)), "images must be 4..512 pixels a side"),
+])
+def test_upscale_page_explains_bad_uploads(app_weights, name, data, message):
+    at = page("pages/4_Upscale.py").run()
+    at.file_uploader(key="upload").set_value((name, data, "image/png")).run()
+    assert not at.exception and message in at.error[0].value
+    assert not at.get("download_button")

@@ -1,0 +1,36 @@
+"""Upscale: an uploaded image enlarged 2x or 4x by the upscaler GAN, before and after, PNG with provenance."""
+import json
+
+import streamlit as st
+
+from dgf_core import compare, registry, uploads, upscale
+from streamlit_shared import no_upscaler_note, png_bytes, upscaler
+
+st.set_page_config(page_title="Upscale · Deeply Good Fakes", page_icon="🔍")
+st.title("Upscale")
+st.markdown(f"Enlarge a face 2x or 4x with the upscaler GAN. Images: PNG, JPEG, WebP, BMP or GIF (first frame), at most "
+            f"{uploads.MAX_UPLOAD_BYTES // 2**20} MB and {upscale.MAX_INPUT_SIDE} px a side.")
+name = registry.default_upscaler()
+if name is None:
+    st.warning(no_upscaler_note())
+    st.stop()
+up = upscaler(name)
+st.caption(f"Upscaler: {name}")
+
+source = st.file_uploader("Image to upscale", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], key="upload")
+factor = upscale.check_factor(st.radio("Factor", ["x2", "x4"], index=1, horizontal=True, key="factor"))
+if source is not None:
+    try:
+        picture = uploads.open_upload(source.getvalue())
+        big = up.upscale_pil(picture, factor)
+    except ValueError as e:  # UploadError, or an image over the upscaler's size limit
+        st.error(str(e))
+        st.stop()
+    before, after = st.columns(2)
+    before.image(picture, caption=f"Before: {picture.width}x{picture.height}", output_format="PNG")
+    after.image(big, caption=f"After: {big.width}x{big.height} (x{factor}, {up.name})", output_format="PNG")
+    text = compare.upscaled_png_text(up, factor, picture.size)
+    st.download_button("Download PNG", png_bytes(big, text), file_name=f"upscaled-x{factor}.png", mime="image/png",
+                       key="download", on_click="ignore")
+    with st.expander("Recipe (in the PNG's text chunks)"):
+        st.json(json.loads(text["dgf_upscale"]))
