@@ -26,8 +26,9 @@ WORKDIR /app
 
 # torch/torchvision come from TORCH_INDEX (CPU wheels by default: no CUDA libraries in the image), the rest from PyPI;
 # requirements.txt pins every version.
-COPY requirements.txt ./
-RUN pip install --extra-index-url "${TORCH_INDEX}" -r requirements.txt
+COPY requirements.txt requirements-nodeps.txt ./
+RUN pip install --extra-index-url "${TORCH_INDEX}" -r requirements.txt \
+ && pip install --no-deps -r requirements-nodeps.txt
 
 COPY dgf_core/ dgf_core/
 COPY weights/ weights/
