@@ -173,3 +173,29 @@ def test_cli_project_errors(dcgan, tmp_path, capsys, monkeypatch, args, message)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and not (tmp_path / "lat.npz").exists()
+
+
+def test_any_stylegan2_imported_from_rosinality_projects_edits_and_animates(tmp_path):
+    """Item 5: a (tiny) official-layout StyleGAN2 brought through the rosinality loader, no discriminator."""
+    from safetensors.torch import save_file
+
+    from dgf_core.edits import apply_edits
+    from dgf_core.memory import MemorySpec, make_memory
+    from dgf_core.official import import_rosinality
+    from dgf_core.projection import load_projection_model
+    from test_stylegan import make_rosinality_state_dict
+
+    save_file(make_rosinality_state_dict(seed=3), str(tmp_path / "g.safetensors"))
+    folder = import_rosinality(tmp_path / "g.safetensors", tmp_path / "ffhq-tiny", dtype=None, card={"crop_recipe": "ffhq"})
+    model = load_projection_model(folder)
+    assert model.discriminator is None
+    from dgf_core.alignment import load_canonical, model_recipe
+
+    assert model_recipe(model.card) == "ffhq" and load_canonical("ffhq")[0, 0] < 0.4  # photos align to FFHQ's crop
+    res = project_model(model, reachable_target(model, seed=2), ProjectionOptions(steps=20, space="w+"))
+    assert res.space == "w+" and res.latent.shape == (1, model.generator.n_ws, 16) and np.isfinite(res.losses).all()
+    edited = apply_edits(res.latent, "w+", {"age": torch.ones(16)}, {"age": 1.0})
+    with torch.no_grad():
+        assert not torch.equal(synthesize(model.generator, edited, "w+"), res.image)
+    recipe = make_memory(model, res.latent, "w+", MemorySpec(frames=3, fps=6), [tmp_path / "m.gif"])
+    assert recipe["space"] == "w+" and (tmp_path / "m.gif").stat().st_size > 0
