@@ -14,6 +14,10 @@ API (gradio_client; the UI's own events):
   /compare_clip (seeds "1,7,42", frames_per_transition, fps, model_a, model_b[, loop, truncation, scale, upscale])
                 -> MP4 of both models walking the same keyframes side by side; recipe names both models
   /upscale      (image file, factor "x2" | "x4") -> PNG with the upscaler and its weights hash in text chunks
+  /project      (photo file, consent, model[, steps, align, age, gender, frames, fps, mark, upscale]) -> looping MP4
+                memory of the face in the photo; its recipe holds the projected latent, never the photo. Without
+                consent=True nothing is read. The upload is moved into a private per-request folder and deleted
+                with it when the request ends (and never logged).
 `upscale` is "off" (default), "x2" or "x4", done by the weights folder's upscaler (registry.default_upscaler);
 with no upscaler there, the option is disabled in the UI and the API refuses x2/x4 with a message.
 Bad input raises gr.Error with the reason (gradio_client raises it as AppError).
@@ -21,18 +25,26 @@ Bad input raises gr.Error with the reason (gradio_client raises it as AppError).
 from __future__ import annotations
 
 import argparse
+import base64
 import functools
+import io
 import json
 import os
 import secrets
+import shutil
 import signal
+from pathlib import Path
 
 import gradio as gr
 from PIL import Image
 
 from dgf_core import compare, registry, uploads, upscale, video
 from dgf_core.checkpoint import write_json_atomic
-from dgf_core.images import save_png
+from dgf_core.data import to_uint8
+from dgf_core.edits import MAX_EDIT, EditError, load_directions
+from dgf_core.images import save_png, to_pil
+from dgf_core.memory import MAX_MEMORY_FRAMES, MemorySpec, make_memory
+from dgf_core.projection import DEFAULT_STEPS, ProjectionOptions, prepare_target, project_model
 from dgf_core.latent import EASINGS, INTERPOLATIONS, SEED_MAX, check_seed, parse_seeds
 from dgf_core.scratch import ScratchDirs
 from dgf_core.uploads import open_upload
@@ -44,6 +56,9 @@ RENDER_CONCURRENCY = int(os.environ.get("DGF_MAX_RENDERS", "2"))  # clips render
 QUEUE_SIZE = int(os.environ.get("DGF_QUEUE_SIZE", "64"))  # requests waiting beyond this are turned away
 MODELS = registry.PipelineCache()
 UPSCALERS = registry.UpscalerCache()
+PROJECTORS = registry.ModelCache(max_models=2, kind="projection")  # generators with their discriminators
+MAX_PROJECTION_STEPS = 1000  # the app's budget per photo (the CLI allows more)
+CONSENT = "I have the right to use this photo"
 UPSCALE_CHOICES = ["off", "x2", "x4"]
 SCRATCH = ScratchDirs(prefix="dgf-app-")
 CSS = """
@@ -410,6 +425,160 @@ def upscale_tab() -> None:
                                                       api_visibility="private")
 
 
+# ---- Memory from a photo ---------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def face_detector():
+    """MTCNN, loaded on the first photo (not at import: the app starts without facenet-pytorch's weights)."""
+    from dgf_core.alignment import load_detector
+
+    return load_detector("cpu")
+
+
+def take_upload(path: str, private: Path) -> Path:
+    """Move an upload out of Gradio's cache into this request's private folder (deleted when the request ends), so
+    no copy of the photo outlives the request. Never logged."""
+    src = Path(path)
+    dst = private / "photo"
+    shutil.move(src, dst)
+    try:
+        src.parent.rmdir()  # Gradio's per-upload folder, now empty
+    except OSError:  # not empty (another file of the same content), or already gone
+        pass
+    return dst
+
+
+def forget_upload(path: str | None) -> None:
+    """Delete an upload that was not taken (no consent, an error before it was moved)."""
+    if path:
+        Path(path).unlink(missing_ok=True)
+        try:
+            Path(path).parent.rmdir()
+        except OSError:
+            pass
+
+
+def data_uri(image_u8) -> str:
+    """A (3, H, W) uint8 image as a PNG data URI: shown in the page, never written to the server's disk."""
+    buf = io.BytesIO()
+    to_pil(image_u8).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _whole(name: str, value: float, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be a whole number in {lo}..{hi}, got {value!r}")
+    return int(value)
+
+
+@user_errors
+def memory_from_photo(photo: str | None, consent: bool, model: str, steps: float = DEFAULT_STEPS, align: bool = True,
+                      age: float = 0.0, gender: float = 0.0, frames: float = 48, fps: float = 24, mark: bool = True,
+                      upscale: str = "off", progress=gr.Progress()) -> tuple[str, dict]:
+    """Photo -> aligned face -> projected latent -> looping memory clip (MP4, GIF, recipe with the latent)."""
+    private = SCRATCH.new()
+    try:
+        if consent is not True:
+            raise ValueError(f"tick \"{CONSENT}\" to use a photo; nothing was read")
+        if not photo:
+            raise ValueError("upload a photo with one face, seen from the front")
+        picture = uploads.open_upload(take_upload(photo, private))
+        m = PROJECTORS.get(model)
+        up, factor = upscaler_for(upscale)
+        edit = {k: float(v) for k, v in (("age", age), ("gender", gender)) if v}
+        directions = load_directions(m) if edit else None
+        spec = MemorySpec(frames=_whole("frames", frames, 2, MAX_MEMORY_FRAMES), fps=_whole("fps", fps, 1, video.MAX_FPS),
+                          edit=edit, upscale=factor, mark=bool(mark))
+        spec.validate()
+        options = ProjectionOptions(steps=_whole("steps", steps, 1, MAX_PROJECTION_STEPS))
+        progress(0, desc="Finding the face")
+        target, notices = prepare_target(picture, m, align=bool(align), detector=face_detector() if align else None)
+        aligned = to_uint8(target)[0]  # (3, R, R): what the generator is asked to reproduce
+        result = project_model(m, target, options, progress=lambda step, total, loss: progress(
+            (step, total), desc="Projecting into the model", unit="steps"))
+        folder = SCRATCH.new()
+        stem = f"memory-{m.name}"
+        progress(0.9, desc="Rendering the memory clip")
+        recipe = make_memory(m, result.latent, result.space, spec, [folder / f"{stem}.mp4", folder / f"{stem}.gif"],
+                             directions=directions, upscaler=up)
+        write_json_atomic(recipe, folder / f"{stem}.recipe.json")
+        return str(folder / f"{stem}.mp4"), {
+            "mp4": str(folder / f"{stem}.mp4"), "gif": str(folder / f"{stem}.gif"), "recipe": recipe,
+            "recipe_path": str(folder / f"{stem}.recipe.json"), "reconstruction": data_uri(to_uint8(result.image)[0]),
+            "aligned": data_uri(aligned), "psnr": result.psnr, "notices": notices}
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+        forget_upload(photo)
+
+
+def show_memory(files: dict):
+    notices = "".join(f"<li>{n}</li>" for n in files["notices"])
+    html = (f"<div style='display:flex;gap:1em;align-items:flex-start'><figure><img src='{files['aligned']}' "
+            f"style='width:192px;image-rendering:pixelated'/><figcaption>aligned photo (not stored)</figcaption></figure>"
+            f"<figure><img src='{files['reconstruction']}' style='width:192px;image-rendering:pixelated'/>"
+            f"<figcaption>the model's reconstruction, PSNR {files['psnr']:.1f} dB</figcaption></figure></div>"
+            + (f"<ul>{notices}</ul>" if notices else ""))
+    return (html, gr.DownloadButton(value=files["mp4"], interactive=True), gr.DownloadButton(value=files["gif"], interactive=True),
+            files["recipe"])
+
+
+@user_errors
+def edit_controls(model: str | None):
+    """Age and gender sliders, usable only when the model has edit directions."""
+    have = []
+    if model:
+        try:
+            have = sorted(load_directions(PROJECTORS.get(model)))
+        except EditError:
+            have = []
+    note = (f"Edits for **{model}**: {', '.join(have)} (reached mid-clip, undone by its end)." if have else
+            f"**{model}** has no edit directions (a `directions.json` in its folder, see README): the edit sliders are off.")
+    return (gr.Slider(interactive="age" in have, value=0.0), gr.Slider(interactive="gender" in have, value=0.0), note)
+
+
+def memory_tab(model: gr.Dropdown, demo: gr.Blocks) -> None:
+    with gr.Tab("Memory from a photo"):
+        gr.Markdown("Find a face from a photo in the model's latent space and make a short, looping *memory* of it. "
+                    "The photo is used for this request only: it is deleted when the request ends, never logged, and "
+                    "the clip's recipe holds the latent, not the photo. The clip is **synthetic**.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                consent = gr.Checkbox(False, label=CONSENT, elem_id="consent")
+                photo = gr.File(label="Photo (one face, from the front)", file_types=["image"], type="filepath",
+                                interactive=False, elem_id="photo")
+                align = gr.Checkbox(True, label="Find and align the face (untick for a photo already cropped like the "
+                                                "training faces)")
+                steps = gr.Slider(10, MAX_PROJECTION_STEPS, value=DEFAULT_STEPS, step=10, label="Projection steps",
+                                  info="more: a closer likeness, slower")
+                note = gr.Markdown()
+                with gr.Row():
+                    age = gr.Slider(-MAX_EDIT, MAX_EDIT, value=0.0, step=0.25, label="Age", interactive=False)
+                    gender = gr.Slider(-MAX_EDIT, MAX_EDIT, value=0.0, step=0.25, label="Gender", interactive=False)
+                with gr.Row():
+                    frames = gr.Slider(2, MAX_MEMORY_FRAMES, value=48, step=1, label="Frames in the loop")
+                    fps = gr.Slider(1, video.MAX_FPS, value=24, step=1, label="Frames per second")
+                mark = gr.Checkbox(True, label="Visible \"SYNTHETIC\" mark")
+                upscale = upscale_radio("memory-upscale")
+                button = gr.Button("Make the memory", variant="primary", elem_id="memory-btn")
+            with gr.Column(scale=1):
+                clip = gr.Video(label="Memory (MP4, synthetic, loops)", autoplay=True, loop=True, buttons=["download"],
+                                elem_id="memory-clip", height=320)
+                preview = gr.HTML(elem_id="memory-preview")
+                with gr.Row():
+                    mp4_dl = gr.DownloadButton("Download MP4", interactive=False)
+                    gif_dl = gr.DownloadButton("Download GIF", interactive=False)
+                recipe = gr.JSON(label="Recipe (in the clip): model, weights hash, latent, parameters", max_height=240)
+        files = gr.State()
+        consent.change(lambda c: gr.File(interactive=bool(c)), consent, photo, api_visibility="private",
+                       show_progress="hidden")
+        gr.on([model.change, demo.load], edit_controls, model, [age, gender, note], api_visibility="private",
+              show_progress="hidden")
+        button.click(memory_from_photo, [photo, consent, model, steps, align, age, gender, frames, fps, mark, upscale],
+                     [clip, files], api_name="project", concurrency_limit=RENDER_CONCURRENCY,
+                     concurrency_id="render").success(show_memory, files, [preview, mp4_dl, gif_dl, recipe],
+                                                      api_visibility="private")
+
+
 # ---- the app ----------------------------------------------------------------------------------------------
 
 def model_info(name: str | None) -> str:
@@ -438,6 +607,7 @@ def build_demo() -> gr.Blocks:
         interpolate_tab(model, demo)
         compare_tab(demo)
         upscale_tab()
+        memory_tab(model, demo)
         model.change(user_errors(model_info), model, info, api_visibility="private", show_progress="hidden")
         demo.load(refresh_models, model, model, api_visibility="private", show_progress="hidden")
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=4)

@@ -11,6 +11,8 @@ st.page_link("pages/1_Generate.py", label="Generate: click through seeds", icon=
 st.page_link("pages/2_Interpolate.py", label="Interpolate: video memories between faces", icon="🎞️")
 st.page_link("pages/3_Compare.py", label="Compare: the same seeds in two models", icon="⚖️")
 st.page_link("pages/4_Upscale.py", label="Upscale: enlarge a face 2x or 4x", icon="🔍")
+st.page_link("pages/5_Memory.py", label="Memory from a photo: a looping clip of a face you have the right to use",
+             icon="🕯️")
 
 entries = registry.scan()
 st.subheader("Models")

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from dgf_core import registry
-from dgf_core.checkpoint import CheckpointError
+from dgf_core.checkpoint import CheckpointError, LoadedModel
 from dgf_core.images import save_png
 from dgf_core.pipeline import FacePipeline
 from dgf_core.upscale import Upscaler, check_factor
@@ -35,6 +35,20 @@ def pipeline(name: str) -> FacePipeline:
     """The shared pipeline of generator `name`; a model that cannot be loaded stops the page with its reason."""
     try:
         return _load(name, registry.model_version(name))
+    except CheckpointError as e:
+        st.error(str(e))
+        st.stop()
+
+
+@st.cache_resource(show_spinner="Loading model...", max_entries=2)
+def _load_for_projection(name: str, version: int) -> LoadedModel:
+    return registry.load_for_projection(name)
+
+
+def projection_model(name: str) -> LoadedModel:
+    """Generator `name` with its discriminator (for projecting photos), shared; stops the page if it cannot load."""
+    try:
+        return _load_for_projection(name, registry.model_version(name, kind="projection"))
     except CheckpointError as e:
         st.error(str(e))
         st.stop()

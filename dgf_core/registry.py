@@ -5,10 +5,16 @@ in the weights folder (`$DGF_WEIGHTS_DIR`, else `weights/`) whose family is a ge
 folder's config.json (cheap: no weights are loaded). A new family (StyleGAN2, an upscaler) appears in
 every dropdown as soon as it is registered in `dgf_core.models` and its folder is in `weights/`.
 
+`upscalers()` lists the upscaler folders the same way (`default_upscaler()` is the one the UIs' upscale
+option uses); `default_pair()` is what the Compare views open with; `card_metrics()` / `card_markdown()`
+show what a model card says about quality and training ("not evaluated" where it says nothing).
+
 `PipelineCache` loads each generator once and hands the same read-only `FacePipeline` to every request
-and thread. It only loads names that `generators()` lists, so a UI or API caller cannot make the
-server open arbitrary paths. Its key includes the config file's modification time, so a model folder
-replaced on disk (a newer training export) is reloaded on the next request.
+and thread (`UpscalerCache`: each `Upscaler`; `ModelCache(kind="projection")`: each generator as a
+`LoadedModel` with its discriminator, for projecting photos). They only load names that `generators()` /
+`upscalers()` list, so a UI or API caller cannot make the server open arbitrary paths. Their key includes
+the config file's modification time, so a model folder replaced on disk (a newer training export) is
+reloaded on the next request.
 """
 from __future__ import annotations
 
@@ -20,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .checkpoint import CONFIG_FILE, CheckpointError, default_weights_dir, list_models, read_config
+from .checkpoint import CONFIG_FILE, CheckpointError, LoadedModel, default_weights_dir, list_models, read_config
 from .models import FAMILIES
-from .pipeline import FacePipeline
+from .pipeline import FacePipeline, pick_device
 from .upscale import Upscaler
 
 log = logging.getLogger(__name__)
@@ -145,17 +151,20 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
+def _names(kind: str, weights_dir: str | os.PathLike | None) -> list[str]:
+    return upscalers(weights_dir) if kind == "upscaler" else generators(weights_dir)  # "projection": generators
+
+
 def _unknown(name: object, weights_dir: str | os.PathLike | None, kind: str = "generator") -> str:
     root = Path(weights_dir) if weights_dir else default_weights_dir()
-    names = generators(root) if kind == "generator" else upscalers(root)
-    known = ", ".join(names) or f"none (put a model folder in {root} or set DGF_WEIGHTS_DIR)"
-    return f"unknown {'model' if kind == 'generator' else 'upscaler'} {name!r}; available: {known}"
+    known = ", ".join(_names(kind, root)) or f"none (put a model folder in {root} or set DGF_WEIGHTS_DIR)"
+    return f"unknown {'upscaler' if kind == 'upscaler' else 'model'} {name!r}; available: {known}"
 
 
 def model_version(name: str, weights_dir: str | os.PathLike | None = None, kind: str = "generator") -> int:
     """A token that changes when model `name`'s folder is replaced (its config's mtime); checks the name
     against the models of that kind in the weights folder."""
-    names = generators(weights_dir) if kind == "generator" else upscalers(weights_dir)
+    names = _names(kind, weights_dir)
     if not isinstance(name, str) or name not in names:
         raise CheckpointError(_unknown(name, weights_dir, kind))
     root = Path(weights_dir) if weights_dir else default_weights_dir()
@@ -174,6 +183,15 @@ def load_upscaler(name: str, device: str = "auto", weights_dir: str | os.PathLik
     model_version(name, weights_dir, "upscaler")
     root = Path(weights_dir) if weights_dir else default_weights_dir()
     return Upscaler.from_pretrained(root / name, device=device)
+
+
+def load_for_projection(name: str, device: str = "auto", weights_dir: str | os.PathLike | None = None) -> LoadedModel:
+    """Generator `name` as a `LoadedModel` with its discriminator when it ships one (projection's feature matching)."""
+    from .projection import load_projection_model
+
+    model_version(name, weights_dir, "projection")
+    root = Path(weights_dir) if weights_dir else default_weights_dir()
+    return load_projection_model(root / name, pick_device(device))
 
 
 class ModelCache:
@@ -229,4 +247,5 @@ class UpscalerCache(ModelCache):
 
 
 LOADERS: dict[str, Callable[[str, str, Any], Any]] = {"generator": lambda *a: load_generator(*a),
-                                                      "upscaler": lambda *a: load_upscaler(*a)}
+                                                      "upscaler": lambda *a: load_upscaler(*a),
+                                                      "projection": lambda *a: load_for_projection(*a)}

@@ -87,7 +87,23 @@ def app_weights_dir(tiny_weights_dir, tmp_path_factory) -> Path:
         "description": "tiny test stylegan2", "images_seen": 1234, "hardware": "test CPU",
         "evaluation": {"face_detection": {"samples": {"p>=0.999": 0.5}}, "memorization": {"ratio": 1.25}}})
     make_tiny_upscaler(root / "tiny-upscaler")
+    write_tiny_directions(root / "tiny-dcgan")  # tiny-dcgan can be edited (age, gender); tiny-stylegan2 cannot
     return root
+
+
+def write_tiny_directions(folder: Path, attributes: tuple[str, ...] = ("age", "gender")) -> Path:
+    """A directions.json (dgf_core.edits format) with random unit directions for the model in `folder`."""
+    from dgf_core.checkpoint import read_config, write_json_atomic
+    from dgf_core.edits import DIRECTIONS_FILE, DIRECTIONS_FORMAT
+
+    meta = read_config(folder)
+    dim = meta["config"]["z_dim"] if meta["family"] == "dcgan" else meta["config"]["w_dim"]
+    rng = np.random.default_rng(0)
+    table = {"format": DIRECTIONS_FORMAT, "model": folder.name, "weights_sha256": meta["weights_sha256"],
+             "space": "z" if meta["family"] == "dcgan" else "w",
+             "directions": {a: {"vector": (rng.standard_normal(dim) / np.sqrt(dim)).tolist()} for a in attributes}}
+    write_json_atomic(table, folder / DIRECTIONS_FILE)
+    return folder / DIRECTIONS_FILE
 
 
 @pytest.fixture
@@ -99,10 +115,16 @@ def image_folder(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def gradio_app(app_weights_dir, tmp_path_factory):
     """`python app.py` serving the tiny models (app_weights_dir) on 127.0.0.1 and a free port, shared by the app and browser
-    tests; stopped by its PID at the end of the session. Its output is in `gradio_app.log`."""
+    tests; stopped by its PID at the end of the session. Its output is in `gradio_app.log`, its temporary files
+    (Gradio's cache, scratch folders) under `gradio_app.tmp`."""
     from dgf_core.bench import app_server
 
-    with app_server(weights_dir=app_weights_dir, timeout=180, log=tmp_path_factory.mktemp("app") / "app.log") as srv:
+    # its own temporary folders (Gradio's cache, the scratch folders), so tests can check what is left on disk
+    tmp = tmp_path_factory.mktemp("app-tmp")
+    (tmp / "gradio").mkdir()
+    env = {"TMPDIR": str(tmp), "GRADIO_TEMP_DIR": str(tmp / "gradio")}
+    with app_server(weights_dir=app_weights_dir, timeout=180, env=env, log=tmp_path_factory.mktemp("app") / "app.log") as srv:
+        srv.tmp = tmp
         yield srv
     # stopped by SIGTERM, the app must close cleanly (exit 0), which is when it removes its scratch files
     assert srv.proc.returncode == 0, f"app.py exited with {srv.proc.returncode} on SIGTERM:\n{srv.log.read_text()[-2000:]}"

@@ -1,11 +1,13 @@
 """The Gradio app, run as `python app.py` on a free port (fixture `gradio_app`) and driven through gradio_client."""
 from __future__ import annotations
 
+import io
 import json
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
@@ -311,3 +313,93 @@ def test_app_benchmark_runs(tiny_weights_dir, monkeypatch):
     res = bench_app(BenchContext(model="tiny-dcgan", quick=True))
     assert 0 < res["first_image_s"] < 180 and 0 < res["generate_round_trip_ms"]
     assert res["target_met"] == (res["first_image_s"] <= 15 and res["generate_round_trip_ms"] <= 150)
+
+
+# ---- Memory from a photo ------------------------------------------------------------------------------------
+
+def photo_bytes(size=(40, 48), seed=3) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def left_on_disk(gradio_app, data: bytes, name: str) -> list[str]:
+    """Files under the app's temporary folders (Gradio's cache, scratch) holding these bytes or named like the upload."""
+    return [str(p) for p in gradio_app.tmp.rglob("*")
+            if p.is_file() and (p.name == name or p.stat().st_size == len(data) and p.read_bytes() == data)]
+
+
+def test_project_needs_consent_and_keeps_nothing(client, gradio_app, tmp_path):
+    data = photo_bytes()
+    (tmp_path / "my-photo-1.png").write_bytes(data)
+    with pytest.raises(AppError) as e:
+        client.predict(handle_file(str(tmp_path / "my-photo-1.png")), False, "tiny-dcgan", 10, False, api_name="/project")
+    assert 'tick "I have the right to use this photo" to use a photo; nothing was read' in str(e.value)
+    assert left_on_disk(gradio_app, data, "my-photo-1.png") == []
+    # the check does see what Gradio keeps: an upload to another tab stays in its cache
+    control = photo_bytes(seed=9)
+    (tmp_path / "control.png").write_bytes(control)
+    client.predict(handle_file(str(tmp_path / "control.png")), "x2", api_name="/upscale")
+    assert left_on_disk(gradio_app, control, "control.png")
+
+
+def test_project_makes_a_looping_memory_and_keeps_no_photo(client, gradio_app, app_weights_dir, tmp_path):
+    data = photo_bytes(seed=4)
+    (tmp_path / "my-photo-2.png").write_bytes(data)
+    path = client.predict(handle_file(str(tmp_path / "my-photo-2.png")), True, "tiny-dcgan", 10, False, 0.0, 0.0, 4, 8,
+                          False, api_name="/project")
+    frames, fps = video.read_clip(path)
+    assert frames.shape == (4, 16, 16, 3) and fps == 8
+    recipe = video.read_clip_recipe(path)
+    assert recipe["kind"] == "memory" and recipe["model"] == "tiny-dcgan" and recipe["space"] == "z"
+    assert np.asarray(recipe["latent"]).shape == (1, 16) and recipe["synthetic"] is True
+    assert "my-photo-2" not in json.dumps(recipe)
+    assert left_on_disk(gradio_app, data, "my-photo-2.png") == []
+    # the clip is the memory of the latent in its recipe: rendering that latent again gives the same frames
+    from dgf_core.checkpoint import load_model
+    from dgf_core.memory import MemorySpec, memory_latents, render_memory
+
+    model = load_model(app_weights_dir / "tiny-dcgan")
+    spec = MemorySpec(frames=4, fps=8, mark=False, radius=recipe["radius"], seed=recipe["seed"])
+    want = render_memory(model.generator, memory_latents(torch.tensor(recipe["latent"]), "z", spec), "z", spec)
+    assert np.abs(frames.astype(int) - want.astype(int)).mean() < 8  # H.264 is lossy; 5-decimal latent
+
+
+def test_project_edits_need_directions(client, tmp_path):
+    (tmp_path / "p.png").write_bytes(photo_bytes())
+    path = client.predict(handle_file(str(tmp_path / "p.png")), True, "tiny-dcgan", 10, False, 1.5, -1.0, 4, 8, True,
+                          "x2", api_name="/project")
+    recipe = video.read_clip_recipe(path)
+    assert recipe["edit"] == {"age": 1.5, "gender": -1.0} and recipe["mark"] is True and recipe["upscale"] == 2
+    assert recipe["upscaler"]["upscaler"] == "tiny-upscaler"
+    assert video.read_clip(path)[0].shape == (4, 32, 32, 3)
+    with pytest.raises(AppError) as e:
+        client.predict(handle_file(str(tmp_path / "p.png")), True, "tiny-stylegan2", 10, False, 1.0, api_name="/project")
+    assert "no edit directions for model 'tiny-stylegan2'" in str(e.value)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"%PDF-1.4", "this file is not an image in a supported format"),
+    ("cut", "truncated or corrupt"),
+    ("huge", "the limit is 16,777,216 pixels"),
+])
+def test_project_refuses_bad_uploads_and_keeps_nothing(client, gradio_app, tmp_path, content, message):
+    if content == "huge":
+        buf = io.BytesIO()
+        Image.new("RGB", (4100, 4100), (7, 8, 9)).save(buf, "PNG")  # not the bytes another test leaves in Gradio's cache
+        content = buf.getvalue()
+    data = photo_bytes((64, 64))[:300] if content == "cut" else content
+    (tmp_path / "bad-upload.png").write_bytes(data)
+    with pytest.raises(AppError) as e:
+        client.predict(handle_file(str(tmp_path / "bad-upload.png")), True, "tiny-dcgan", 10, False, api_name="/project")
+    assert message in str(e.value) and "Traceback" not in str(e.value)
+    assert left_on_disk(gradio_app, data, "bad-upload.png") == []
+
+
+def test_project_says_when_there_is_no_face(client, gradio_app, tmp_path):
+    data = photo_bytes((96, 96), seed=5)  # noise: MTCNN (loaded on this first aligned request) finds no face
+    (tmp_path / "noise.png").write_bytes(data)
+    with pytest.raises(AppError) as e:
+        client.predict(handle_file(str(tmp_path / "noise.png")), True, "tiny-dcgan", 10, True, api_name="/project")
+    assert "no face found in this photo" in str(e.value)
+    assert left_on_disk(gradio_app, data, "noise.png") == []

@@ -53,7 +53,9 @@ def test_home_lists_the_models_and_pages(weights):
     assert [p.label for p in at.get("page_link")] == ["Generate: click through seeds",
                                                        "Interpolate: video memories between faces",
                                                        "Compare: the same seeds in two models",
-                                                       "Upscale: enlarge a face 2x or 4x"]
+                                                       "Upscale: enlarge a face 2x or 4x",
+                                                       "Memory from a photo: a looping clip of a face you have the "
+                                                       "right to use"]
 
 
 def test_home_lists_upscalers_without_a_resolution(app_weights):
@@ -62,7 +64,8 @@ def test_home_lists_upscalers_without_a_resolution(app_weights):
     assert "**tiny-upscaler**: upscaler, upscaler. tiny test upscaler" in text
 
 
-@pytest.mark.parametrize("name", ["pages/1_Generate.py", "pages/2_Interpolate.py", "pages/3_Compare.py"])
+@pytest.mark.parametrize("name", ["pages/1_Generate.py", "pages/2_Interpolate.py", "pages/3_Compare.py",
+                                  "pages/5_Memory.py"])
 def test_pages_say_clearly_when_there_is_no_model(tmp_path, monkeypatch, name):
     monkeypatch.setenv("DGF_WEIGHTS_DIR", str(tmp_path))
     at = page(name).run()
@@ -262,3 +265,66 @@ def test_upscale_page_explains_bad_uploads(app_weights, name, data, message):
     at.file_uploader(key="upload").set_value((name, data, "image/png")).run()
     assert not at.exception and message in at.error[0].value
     assert not at.get("download_button")
+
+
+# ---- Memory from a photo -------------------------------------------------------------------------------------
+
+def test_memory_page_is_gated_by_consent(app_weights):
+    at = page("pages/5_Memory.py").run()
+    assert not at.exception and not at.error
+    assert at.file_uploader(key="photo").disabled and at.button(key="make").disabled
+    at.checkbox(key="consent").check().run()
+    assert not at.file_uploader(key="photo").disabled and at.button(key="make").disabled  # no photo yet
+    at.file_uploader(key="photo").set_value(("me.png", png_of((40, 48)), "image/png")).run()
+    assert not at.button(key="make").disabled
+    at.checkbox(key="consent").uncheck().run()
+    assert at.button(key="make").disabled
+
+
+def test_memory_page_makes_a_clip_from_the_latent(app_weights, tmp_path):
+    at = page("pages/5_Memory.py").run()
+    assert not at.slider(key="age").disabled  # tiny-dcgan has edit directions
+    at.checkbox(key="consent").check()
+    at.checkbox(key="align").uncheck()
+    at.slider(key="steps").set_value(10)
+    at.slider(key="frames").set_value(4)
+    at.slider(key="fps").set_value(8)
+    at.slider(key="age").set_value(1.0)
+    at.run()
+    at.file_uploader(key="photo").set_value(("me.png", png_of((40, 48)), "image/png")).run()
+    at.button(key="make").click().run()
+    assert not at.exception and not at.error
+    memory = at.session_state["memory"]
+    (tmp_path / "m.mp4").write_bytes(memory["mp4"])
+    frames, fps = video.read_clip(tmp_path / "m.mp4")
+    assert frames.shape == (4, 16, 16, 3) and fps == 8
+    recipe = video.read_clip_recipe(tmp_path / "m.mp4")
+    assert recipe == json.loads(json.dumps(memory["recipe"]))
+    assert recipe["kind"] == "memory" and recipe["edit"] == {"age": 1.0} and np.asarray(recipe["latent"]).shape == (1, 16)
+    assert "me.png" not in json.dumps(recipe)
+    assert [b.label for b in at.get("download_button")] == ["Download MP4", "Download GIF", "Download recipe (JSON)"]
+
+
+def test_memory_page_without_edit_directions(app_weights):
+    at = page("pages/5_Memory.py")
+    at.session_state["model"] = "tiny-stylegan2"
+    at.run()
+    assert not at.exception and at.slider(key="age").disabled and at.slider(key="gender").disabled
+    assert any("has no edit directions" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("data, align, message", [
+    (b"hello", False, "this file is not an image"),
+    (png_of((64, 64))[:200], False, "truncated or corrupt"),
+    (png_of((96, 96)), True, "no face found in this photo"),
+])
+def test_memory_page_explains_bad_photos(app_weights, data, align, message):
+    at = page("pages/5_Memory.py").run()
+    at.checkbox(key="consent").check()
+    if not align:
+        at.checkbox(key="align").uncheck()
+    at.run()
+    at.file_uploader(key="photo").set_value(("p.png", data, "image/png")).run()
+    at.button(key="make").click().run()
+    assert not at.exception and message in at.error[0].value
+    assert "memory" not in at.session_state
