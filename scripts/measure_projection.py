@@ -37,17 +37,20 @@ def main() -> None:
     p.add_argument("--model", action="append", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--n", type=int, default=12)
+    p.add_argument("--first", type=int, default=None, help="measure only the first K of the n faces (same faces as a full run)")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--space", default="auto")
     p.add_argument("--fm-weight", type=float, default=ProjectionOptions.fm_weight)
     p.add_argument("--no-align", action="store_true")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--likeness", default=None, help="identity embedding folder (scripts/train_identity.py)")
+    p.add_argument("--save-pairs", default=None, help="also write targets and reconstructions (uint8) to this .safetensors, "
+                   "for later analysis (face images: keep it outside the repository)")
     p.add_argument("--json", default=None)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     files = list_images(a.data, "heldout")
-    files = files[:: max(1, len(files) // a.n)][: a.n]
+    files = files[:: max(1, len(files) // a.n)][: a.n][: a.first]
     out = {"data": a.data, "split": "heldout", "n_files": len(files), "align": not a.no_align, "steps": a.steps,
            "threads": a.threads, "command": "python " + " ".join(sys.argv), "models": {}}
     like = None
@@ -56,6 +59,7 @@ def main() -> None:
 
         like = load_likeness(a.likeness)
         out["likeness_baseline"] = like.card.get("heldout_verification")
+    pairs = {}
     for name in a.model:
         model = load_model(name, with_discriminator=True)
         opts = ProjectionOptions(steps=a.steps, space=a.space, fm_weight=a.fm_weight)
@@ -70,6 +74,8 @@ def main() -> None:
             res = project_model(model, target, opts)
             cpu = time.process_time() - c0
             rec, tgt = to_uint8(res.image), to_uint8(target)
+            pairs.setdefault(f"{model.name}.target", []).append(tgt)
+            pairs.setdefault(f"{model.name}.reconstruction", []).append(rec)
             rows.append({"file": f.name, "psnr": float(psnr(rec, tgt, channel="rgb")[0]), "ssim": float(ssim(rec, tgt)[0]),
                          "seconds": res.seconds, "cpu_seconds": cpu, "space": res.space})
             if like is not None:
@@ -85,6 +91,10 @@ def main() -> None:
             "likeness": summary([r["likeness"] for r in rows]) if like is not None and rows else None,
             "faces": rows,
         }
+    if a.save_pairs:
+        from safetensors.torch import save_file
+
+        save_file({k: torch.cat(v) for k, v in pairs.items()}, a.save_pairs)
     text = json.dumps(out, indent=1)
     print(text)
     if a.json:

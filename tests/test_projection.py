@@ -199,3 +199,19 @@ def test_any_stylegan2_imported_from_rosinality_projects_edits_and_animates(tmp_
         assert not torch.equal(synthesize(model.generator, edited, "w+"), res.image)
     recipe = make_memory(model, res.latent, "w+", MemorySpec(frames=3, fps=6), [tmp_path / "m.gif"])
     assert recipe["space"] == "w+" and (tmp_path / "m.gif").stat().st_size > 0
+
+
+def test_projecting_a_photo_writes_nothing(dcgan, tmp_path, monkeypatch):
+    """Privacy: the core keeps the photo in memory; no file appears in the working or temporary folder."""
+    import tempfile
+
+    from dgf_core.projection import project_photo
+
+    work, tmp = tmp_path / "cwd", tmp_path / "tmp"
+    work.mkdir()
+    tmp.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    photo = Image.fromarray(np.full((40, 40, 3), 100, np.uint8))
+    res = project_photo(dcgan, photo, ProjectionOptions(steps=2), align=False)
+    assert res.extra["notices"] == [] and list(work.iterdir()) == [] and list(tmp.iterdir()) == []
