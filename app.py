@@ -63,7 +63,7 @@ UPSCALE_CHOICES = ["off", "x2", "x4"]
 SCRATCH = ScratchDirs(prefix="dgf-app-")
 CSS = """
 .pixelated img, .pixelated video { image-rendering: pixelated; }
-#face img { width: 100%; height: 100%; object-fit: contain; }
+#face img, #compare-image img, #upscale-before img, #upscale-after img { width: 100%; height: 100%; object-fit: contain; }
 """
 
 
@@ -539,8 +539,9 @@ def edit_controls(model: str | None):
 def memory_tab(model: gr.Dropdown, demo: gr.Blocks) -> None:
     with gr.Tab("Memory from a photo"):
         gr.Markdown("Find a face from a photo in the model's latent space and make a short, looping *memory* of it. "
-                    "The photo is used for this request only: it is deleted when the request ends, never logged, and "
-                    "the clip's recipe holds the latent, not the photo. The clip is **synthetic**.")
+                    "The photo is used for this request only: it is deleted when the request ends (upload it again to "
+                    "try other settings), never logged, and the clip's recipe holds the latent, not the photo. The "
+                    "clip is **synthetic**.")
         with gr.Row():
             with gr.Column(scale=1):
                 consent = gr.Checkbox(False, label=CONSENT, elem_id="consent")
@@ -573,10 +574,11 @@ def memory_tab(model: gr.Dropdown, demo: gr.Blocks) -> None:
                        show_progress="hidden")
         gr.on([model.change, demo.load], edit_controls, model, [age, gender, note], api_visibility="private",
               show_progress="hidden")
-        button.click(memory_from_photo, [photo, consent, model, steps, align, age, gender, frames, fps, mark, upscale],
-                     [clip, files], api_name="project", concurrency_limit=RENDER_CONCURRENCY,
-                     concurrency_id="render").success(show_memory, files, [preview, mp4_dl, gif_dl, recipe],
-                                                      api_visibility="private")
+        made = button.click(memory_from_photo, [photo, consent, model, steps, align, age, gender, frames, fps, mark,
+                                                upscale], [clip, files], api_name="project",
+                            concurrency_limit=RENDER_CONCURRENCY, concurrency_id="render")
+        made.success(show_memory, files, [preview, mp4_dl, gif_dl, recipe], api_visibility="private")
+        made.then(lambda: None, None, photo, api_visibility="private", show_progress="hidden")  # it was deleted
 
 
 # ---- the app ----------------------------------------------------------------------------------------------

@@ -3,9 +3,11 @@
     python scripts/screenshot_app.py                        # the models in weights/ (the shipped ones)
     python scripts/screenshot_app.py --weights-dir DIR --model NAME --seed 7 --out docs/app.png
     python scripts/screenshot_app.py --tab interpolate --keyframes 1,7,42 --out docs/app-interpolate.png
+    python scripts/screenshot_app.py --tab compare --compare-seeds 1,2,3 --out docs/app-compare.png
 
 Starts `python app.py` on a free port (stopped by its PID after), opens it in /usr/bin/chromium (never
-`playwright install`), sets the seed (and renders a clip for --tab interpolate), waits for every image, and
+`playwright install`), sets the seed (renders a clip for --tab interpolate; shows the same seeds in two models, with a side-by-side
+clip, for --tab compare), waits for every image, and
 writes the page as PNG.
 """
 from __future__ import annotations
@@ -31,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights-dir", default=None, help="weights folder (default: $DGF_WEIGHTS_DIR, else weights/)")
     p.add_argument("--model", default=None, help="model to show (default: the app's default)")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--tab", choices=["generate", "interpolate"], default="generate")
-    p.add_argument("--keyframes", default="1, 7, 42", help="keyframe seeds for --tab interpolate")
+    p.add_argument("--tab", choices=["generate", "interpolate", "compare"], default="generate")
+    p.add_argument("--keyframes", default="1, 7, 42", help="keyframe seeds for --tab interpolate and compare")
+    p.add_argument("--compare-seeds", default="1, 2, 3", help="seeds for --tab compare")
     p.add_argument("--out", default=str(ROOT / "docs" / "app.png"))
     p.add_argument("--width", type=int, default=1280)
     p.add_argument("--height", type=int, default=900)
@@ -74,6 +77,15 @@ def main(argv: list[str] | None = None) -> int:
                 page.locator("#keyframes textarea").fill(a.keyframes)
                 page.locator("#render").click()
                 page.wait_for_function("() => { const b = document.querySelector('#dl-mp4'); return b && !b.disabled }")
+            if a.tab == "compare":
+                page.get_by_role("tab", name="Compare").click()
+                before = page.locator("#compare-image img").get_attribute("src")
+                page.locator("#compare-seeds textarea").fill(a.compare_seeds)
+                page.locator("#compare-btn").click()
+                page.wait_for_function("s => document.querySelector('#compare-image img')?.src !== s", arg=before)
+                page.locator("#compare-keyframes textarea").fill(a.keyframes)
+                page.locator("#compare-render").click()
+                page.wait_for_function("() => { const b = document.querySelector('#compare-dl-mp4'); return b && !b.disabled }")
             page.wait_for_function(ALL_IMAGES_LOADED)
             page.wait_for_timeout(500)  # let transitions settle
             page.screenshot(path=str(out), full_page=True)

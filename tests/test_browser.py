@@ -97,3 +97,22 @@ def test_render_and_download_a_clip(page, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser.png"), full_page=True)
     assert (ARTIFACTS / "browser.png").stat().st_size > 10_000
+
+
+def test_compare_tab_shows_the_same_seeds_in_both_models_with_their_cards(page):
+    page.get_by_role("tab", name="Compare").click()
+    image = page.locator("#compare-image img")
+    image.wait_for()
+    grid = fetch_image(page, image.get_attribute("src"))
+    assert grid.shape == (2 + 3 * 18, 2 + 2 * 18, 3)  # seeds 1, 2, 3 (the default) x tiny-dcgan | tiny-stylegan2
+    page.wait_for_function("() => document.querySelector('#card-b')?.innerText.includes('memorization ratio: 1.250')")
+    assert "faces detected (p>=0.999): not evaluated" in page.locator("#card-a").inner_text()
+
+
+def test_memory_photo_can_be_chosen_only_after_consent(page):
+    page.get_by_role("tab", name="Memory from a photo").click()
+    page.locator("#consent").wait_for()
+    assert page.locator("#photo input[type=file]").count() == 0
+    page.locator("#consent input").check()
+    page.locator("#photo input[type=file]").wait_for(state="attached")
+    assert page.locator("#photo input[type=file]").count() == 1
