@@ -214,4 +214,5 @@ def test_projecting_a_photo_writes_nothing(dcgan, tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp))
     photo = Image.fromarray(np.full((40, 40, 3), 100, np.uint8))
     res = project_photo(dcgan, photo, ProjectionOptions(steps=2), align=False)
-    assert res.extra["notices"] == [] and list(work.iterdir()) == [] and list(tmp.iterdir()) == []
+    written = [p for p in (*work.rglob("*"), *tmp.rglob("*")) if p.is_file()]  # (torch may make an empty cache folder)
+    assert res.extra["notices"] == [] and written == []
