@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -413,10 +413,6 @@ def check_latent_model(saved: SavedLatent, model) -> None:
         raise ProjectionError(f"latent shape {shape} does not fit z_dim {model.config.z_dim}")
     if saved.space in ("w", "w+") and not hasattr(g, "synthesis"):
         raise ProjectionError(f"a {saved.space} latent needs a StyleGAN2 model; {model.name!r} is {model.family.name}")
-
-
-def options_dict(opts: ProjectionOptions) -> dict[str, Any]:
-    return asdict(opts)
 
 
 # ---- photo -> latent ---------------------------------------------------------------------------------------

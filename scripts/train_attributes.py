@@ -11,11 +11,10 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-from dgf_core.data import list_images, load_image_set, parse_utkface_name
+from dgf_core.data import load_image_set, parse_utkface_name
 from dgf_core.edits import save_classifier, train_attribute_classifier
 from dgf_core.models.attributes import AttributeConfig
 
