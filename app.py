@@ -465,34 +465,49 @@ def data_uri(image_u8) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _whole(name: str, value: float, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or not lo <= value <= hi:
-        raise ValueError(f"{name} must be a whole number in {lo}..{hi}, got {value!r}")
-    return int(value)
+def _number(name: str, value: object, lo: float, hi: float, whole: bool = False) -> float:
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi
+            or (whole and value != int(value))):
+        raise ValueError(f"{name} must be a {'whole ' if whole else ''}number in {lo:g}..{hi:g}, got {value!r}")
+    return int(value) if whole else float(value)
+
+
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
 
 
 @user_errors
-def memory_from_photo(photo: str | None, consent: bool, model: str, steps: float = DEFAULT_STEPS, align: bool = True,
-                      age: float = 0.0, gender: float = 0.0, frames: float = 48, fps: float = 24, mark: bool = True,
-                      upscale: str = "off", progress=gr.Progress()) -> tuple[str, dict]:
-    """Photo -> aligned face -> projected latent -> looping memory clip (MP4, GIF, recipe with the latent)."""
+def memory_from_photo(photo: dict | str | None, consent: bool, model: str, steps: float = DEFAULT_STEPS,
+                      align: bool = True, age: float = 0.0, gender: float = 0.0, frames: float = 48, fps: float = 24,
+                      mark: bool = True, upscale: str = "off", progress=gr.Progress()) -> tuple[str, dict]:
+    """Photo -> aligned face -> projected latent -> looping memory clip (MP4, GIF, recipe with the latent).
+
+    Registered with preprocess=False: Gradio's own input checks would refuse a bad value before this runs and
+    leave the upload in its cache, so every input is checked here, after the upload is in hand. `photo` is
+    Gradio's file payload ({"path": ...} in its upload folder; Gradio has checked the path)."""
+    path = photo.get("path") if isinstance(photo, dict) else photo
     private = SCRATCH.new()
     try:
         if consent is not True:
             raise ValueError(f"tick \"{CONSENT}\" to use a photo; nothing was read")
-        if not photo:
+        if not path:
             raise ValueError("upload a photo with one face, seen from the front")
-        picture = uploads.open_upload(take_upload(photo, private))
+        picture = uploads.open_upload(take_upload(path, private))
         m = PROJECTORS.get(model)
         up, factor = upscaler_for(upscale)
-        edit = {k: float(v) for k, v in (("age", age), ("gender", gender)) if v}
+        amounts = {"age": _number("age", age, -MAX_EDIT, MAX_EDIT), "gender": _number("gender", gender, -MAX_EDIT, MAX_EDIT)}
+        edit = {k: v for k, v in amounts.items() if v}
         directions = load_directions(m) if edit else None
-        spec = MemorySpec(frames=_whole("frames", frames, 2, MAX_MEMORY_FRAMES), fps=_whole("fps", fps, 1, video.MAX_FPS),
-                          edit=edit, upscale=factor, mark=bool(mark))
+        spec = MemorySpec(frames=_number("frames", frames, 2, MAX_MEMORY_FRAMES, whole=True),
+                          fps=_number("fps", fps, 1, video.MAX_FPS, whole=True), edit=edit, upscale=factor,
+                          mark=_flag("mark", mark))
         spec.validate()
-        options = ProjectionOptions(steps=_whole("steps", steps, 1, MAX_PROJECTION_STEPS))
+        options = ProjectionOptions(steps=_number("steps", steps, 1, MAX_PROJECTION_STEPS, whole=True))
+        align = _flag("align", align)
         progress(0, desc="Finding the face")
-        target, notices = prepare_target(picture, m, align=bool(align), detector=face_detector() if align else None)
+        target, notices = prepare_target(picture, m, align=align, detector=face_detector() if align else None)
         aligned = to_uint8(target)[0]  # (3, R, R): what the generator is asked to reproduce
         result = project_model(m, target, options, progress=lambda step, total, loss: progress(
             (step, total), desc="Projecting into the model", unit="steps"))
@@ -508,7 +523,7 @@ def memory_from_photo(photo: str | None, consent: bool, model: str, steps: float
             "aligned": data_uri(aligned), "psnr": result.psnr, "notices": notices}
     finally:
         shutil.rmtree(private, ignore_errors=True)
-        forget_upload(photo)
+        forget_upload(path)
 
 
 def show_memory(files: dict):
@@ -575,7 +590,7 @@ def memory_tab(model: gr.Dropdown, demo: gr.Blocks) -> None:
         gr.on([model.change, demo.load], edit_controls, model, [age, gender, note], api_visibility="private",
               show_progress="hidden")
         made = button.click(memory_from_photo, [photo, consent, model, steps, align, age, gender, frames, fps, mark,
-                                                upscale], [clip, files], api_name="project",
+                                                upscale], [clip, files], api_name="project", preprocess=False,
                             concurrency_limit=RENDER_CONCURRENCY, concurrency_id="render")
         made.success(show_memory, files, [preview, mp4_dl, gif_dl, recipe], api_visibility="private")
         made.then(lambda: None, None, photo, api_visibility="private", show_progress="hidden")  # it was deleted

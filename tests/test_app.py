@@ -403,3 +403,33 @@ def test_project_says_when_there_is_no_face(client, gradio_app, tmp_path):
         client.predict(handle_file(str(tmp_path / "noise.png")), True, "tiny-dcgan", 10, True, api_name="/project")
     assert "no face found in this photo" in str(e.value)
     assert left_on_disk(gradio_app, data, "noise.png") == []
+
+
+@pytest.mark.parametrize("args, message", [
+    ((5000, False), "steps must be a whole number in 1..1000, got 5000"),
+    ((10, "yes"), "align must be true or false, got 'yes'"),
+    ((10, False, 9.0), "age must be a number in -3..3, got 9.0"),
+    ((10, False, 0.0, 0.0, 4, 8, True, "x3"), "upscale factor must be off, 2 or 4"),
+])
+def test_project_checks_its_inputs_after_taking_the_upload(client, gradio_app, tmp_path, args, message):
+    """Gradio's own checks would refuse these before the app runs and leave the photo in its cache."""
+    data = photo_bytes(seed=6)
+    (tmp_path / "checked.png").write_bytes(data)
+    with pytest.raises(AppError) as e:
+        client.predict(handle_file(str(tmp_path / "checked.png")), True, "tiny-dcgan", *args, api_name="/project")
+    assert message in str(e.value)
+    assert left_on_disk(gradio_app, data, "checked.png") == []
+
+
+def test_project_never_takes_a_file_from_outside_the_upload_folder(gradio_app, tmp_path):
+    import urllib.request
+
+    victim = tmp_path / "not-uploaded.png"
+    victim.write_bytes(photo_bytes(seed=7))
+    payload = {"data": [{"path": str(victim), "meta": {"_type": "gradio.FileData"}}, True, "tiny-dcgan", 10, False,
+                        0.0, 0.0, 4, 8, False, "off"]}
+    req = urllib.request.Request(gradio_app.url + "/gradio_api/call/project", json.dumps(payload).encode(),
+                                 {"Content-Type": "application/json"})
+    event = json.loads(urllib.request.urlopen(req, timeout=60).read())["event_id"]
+    stream = urllib.request.urlopen(f"{gradio_app.url}/gradio_api/call/project/{event}", timeout=120).read().decode()
+    assert stream.startswith("event: error") and victim.exists()
