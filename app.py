@@ -2,8 +2,8 @@
 
 Widgets wired to `dgf_core` calls, nothing else. The model dropdown lists the generators that
 `dgf_core.registry` finds in the weights folder ($DGF_WEIGHTS_DIR, else weights/). Each tab is built by one
-small function taking that dropdown, so a new tab (Compare, Upscale) is a function and one line in
-`build_demo`.
+small function (Generate, Interpolate, Compare, Upscale, Memory from a photo), so a new tab is a function and
+one line in `build_demo`.
 
 API (gradio_client; the UI's own events):
   /generate     (seed, model, truncation[, upscale]) -> PNG with its recipe in text chunks
