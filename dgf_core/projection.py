@@ -34,7 +34,7 @@ from torch import nn
 
 LATENT_FORMAT = "dgf-latent/1"
 SPACES = ("z", "w", "w+")
-DEFAULT_STEPS = 200  # CPU budget: about 10-25 s for a 64x64 DCGAN or StyleGAN2 on 1-2 cores (see README)
+DEFAULT_STEPS = 200  # one free CPU core, 64x64, with feature matching: DCGAN about 6 s, StyleGAN2 W+ about 25 s (CPU time)
 MAX_STEPS = 5000
 
 Progress = Callable[[int, int, float], None]
