@@ -432,7 +432,11 @@ def face_detector():
     """MTCNN, loaded on the first photo (not at import: the app starts without facenet-pytorch's weights)."""
     from dgf_core.alignment import load_detector
 
-    return load_detector("cpu")
+    try:
+        return load_detector("cpu")
+    except ImportError:  # e.g. a Space, which installs requirements.txt only
+        raise gr.Error("Face alignment needs facenet-pytorch, which is not installed here: "
+                       "pip install --no-deps -r requirements-nodeps.txt", print_exception=False) from None
 
 
 def take_upload(path: str, private: Path) -> Path:

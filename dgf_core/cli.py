@@ -55,6 +55,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--model", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="architecture override, e.g. g_channels=32")
+    p.add_argument("--note", default="", help="free text stored on the model card")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
@@ -76,7 +77,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         r1_gamma=pick("r1_gamma"), seed=a.seed,
         log_every=a.log_every, sample_every=a.sample_every, checkpoint_every=a.checkpoint_every, device=a.device,
         amp=not a.no_amp, compile=a.compile, limit=a.limit, cache_dir=a.cache_dir, resume=a.resume,
-        progress=not a.no_progress, threads=a.threads,
+        progress=not a.no_progress, threads=a.threads, note=a.note,
     )
     opts.validate()
     for d in opts.data:
@@ -413,6 +414,10 @@ def add_video(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--easing", choices=sorted(EASINGS), default=None, help="timing of each transition (default linear)")
     p.add_argument("--truncation", type=float, default=None, help="psi in [0, 1]; 1 = none (default)")
     p.add_argument("--scale", type=int, default=None, help=f"nearest-neighbour pixel scale 1..{MAX_PIXEL_SCALE} (default 1)")
+    p.add_argument("--upscale", default=None, help="upscale each face 2x or 4x with an upscaler GAN before the pixel scale "
+                                                   "(off, 2, 4; default off)")
+    p.add_argument("--upscaler", default=None, help="upscaler in weights/ or a model folder (default: upscaler-x4, or the "
+                                                    "weights folder's only upscaler; with --recipe: the recipe's)")
     p.add_argument("--recipe", default=None, help="reproduce a clip exactly from its recipe (.json, or a .mp4/.gif we wrote)")
     p.add_argument("--out", action="append", required=True, help="clip.mp4 or clip.gif (repeatable: one render, several files)")
     p.add_argument("--save-recipe", default=None, help="also write the recipe as JSON here")
@@ -422,15 +427,19 @@ def add_video(sub: argparse._SubParsersAction) -> None:
 
 def cmd_video(a: argparse.Namespace) -> int:
     from .pipeline import FacePipeline
-    from .video import ClipSpec, check_outputs, check_recipe_model, make_clip, parse_keyframes, read_clip_recipe
+    from .upscale import check_factor
+    from .video import (ClipSpec, check_frame_size, check_outputs, check_recipe_model, check_recipe_upscaler, make_clip,
+                        parse_keyframes, read_clip_recipe)
 
     check_outputs(a.out)
+    factor = check_factor(a.upscale) if a.upscale is not None else None
     spec_args = {"seeds": a.seeds, "frames_per_transition": a.frames_per_transition, "fps": a.fps, "loop": a.loop,
                  "method": a.method, "easing": a.easing, "truncation": a.truncation, "scale": a.scale}
     given = {k: v for k, v in spec_args.items() if v is not None}
     if a.recipe:
-        if given:
-            raise ValueError(f"--recipe fixes the clip; drop {', '.join('--' + k.replace('_', '-') for k in given)}")
+        if given or factor is not None:
+            extra = [*given, *(["upscale"] if factor is not None else [])]
+            raise ValueError(f"--recipe fixes the clip; drop {', '.join('--' + k.replace('_', '-') for k in extra)}")
         rpath = Path(a.recipe)
         if not rpath.is_file():
             raise FileNotFoundError(f"--recipe: no such file {rpath}")
@@ -453,12 +462,18 @@ def cmd_video(a: argparse.Namespace) -> int:
     pipe = FacePipeline.from_pretrained(model, device=a.device)
     if recipe is not None:
         check_recipe_model(pipe, recipe)
+        factor = check_factor((recipe.get("upscale") or {}).get("factor", 1))
+    factor = factor or 1
+    check_frame_size(pipe.resolution, spec.scale, factor)
+    upscaler = _video_upscaler(a, recipe, pipe.device) if factor > 1 else None
     print(json.dumps({"video": {"model": pipe.model.name, "path": str(pipe.model.path), **spec.params(),
+                                "upscale": factor, "upscaler": upscaler.name if upscaler else None,
                                 "n_frames": spec.n_frames, "duration_s": round(spec.duration, 3),
-                                "size": pipe.resolution * spec.scale, "out": a.out, "device": str(pipe.device)}}, indent=2))
+                                "size": pipe.resolution * factor * spec.scale, "out": a.out, "device": str(pipe.device)}},
+                     indent=2))
     if a.dry_run:
         return 0
-    recipe = make_clip(pipe, spec, a.out)
+    recipe = make_clip(pipe, spec, a.out, upscaler=upscaler, factor=factor)
     if a.save_recipe:
         from .checkpoint import write_json_atomic
 
@@ -466,6 +481,22 @@ def cmd_video(a: argparse.Namespace) -> int:
     print(f"wrote {', '.join(a.out)} ({spec.n_frames} frames, {spec.duration:.2f} s)"
           + (f" and recipe {a.save_recipe}" if a.save_recipe else ""))
     return 0
+
+
+def _video_upscaler(a: argparse.Namespace, recipe: dict | None, device):
+    """The upscaler of `video --upscale`: --upscaler, else the recipe's (checked against its weights hash), else the
+    weights folder's default."""
+    from . import registry
+    from .upscale import Upscaler
+    from .video import check_recipe_upscaler
+
+    name = a.upscaler or (recipe or {}).get("upscale", {}).get("upscaler") or registry.default_upscaler()
+    if name is None:
+        raise ValueError("--upscale needs an upscaler: pass --upscaler NAME_OR_FOLDER or put one in the weights folder")
+    up = Upscaler.from_pretrained(name, device=device)
+    if recipe is not None:
+        check_recipe_upscaler(up, recipe)
+    return up
 
 
 def add_project(sub: argparse._SubParsersAction) -> None:
