@@ -419,6 +419,11 @@ def add_video(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--upscaler", default=None, help="upscaler in weights/ or a model folder (default: upscaler-x4, or the "
                                                     "weights folder's only upscaler; with --recipe: the recipe's)")
     p.add_argument("--recipe", default=None, help="reproduce a clip exactly from its recipe (.json, or a .mp4/.gif we wrote)")
+    p.add_argument("--latent", default=None, help="a memory clip around a projected face (latent.npz from `project`)")
+    p.add_argument("--edit", action="append", default=[], metavar="NAME=AMOUNT",
+                   help="with --latent: a gentle edit reached mid-clip, e.g. age=+1.5 (needs the model's directions.json)")
+    p.add_argument("--frames", type=int, default=48, help="with --latent: frames of the loop (default 48)")
+    p.add_argument("--no-mark", action="store_true", help="with --latent: no visible SYNTHETIC mark")
     p.add_argument("--out", action="append", required=True, help="clip.mp4 or clip.gif (repeatable: one render, several files)")
     p.add_argument("--save-recipe", default=None, help="also write the recipe as JSON here")
     p.add_argument("--device", default="auto")
@@ -433,6 +438,10 @@ def cmd_video(a: argparse.Namespace) -> int:
 
     check_outputs(a.out)
     factor = check_factor(a.upscale) if a.upscale is not None else None
+    if a.latent:
+        return _video_from_latent(a, factor or 1)
+    if a.edit:
+        raise ValueError("--edit works with --latent (a projected face)")
     spec_args = {"seeds": a.seeds, "frames_per_transition": a.frames_per_transition, "fps": a.fps, "loop": a.loop,
                  "method": a.method, "easing": a.easing, "truncation": a.truncation, "scale": a.scale}
     given = {k: v for k, v in spec_args.items() if v is not None}
@@ -480,6 +489,33 @@ def cmd_video(a: argparse.Namespace) -> int:
         write_json_atomic(recipe, a.save_recipe)
     print(f"wrote {', '.join(a.out)} ({spec.n_frames} frames, {spec.duration:.2f} s)"
           + (f" and recipe {a.save_recipe}" if a.save_recipe else ""))
+    return 0
+
+
+def _video_from_latent(a: argparse.Namespace, factor: int) -> int:
+    """`video --latent latent.npz [--edit age=+1.5]`: a looping memory clip around a projected face."""
+    from .edits import parse_edits
+    from .memory import MemorySpec, memory_from_file
+
+    if a.seeds or a.recipe:
+        raise ValueError("--latent makes its own path: drop --seeds / --recipe")
+    if not Path(a.latent).is_file():
+        raise FileNotFoundError(f"--latent: no such file {a.latent}")
+    spec = MemorySpec(frames=a.frames, fps=a.fps or 24, edit=parse_edits(a.edit), upscale=factor, mark=not a.no_mark)
+    spec.validate()
+    print(json.dumps({"video": {"latent": a.latent, "model": a.model, "frames": spec.frames, "fps": spec.fps,
+                                "edit": spec.edit, "upscale": factor, "mark": spec.mark, "out": a.out}}, indent=2))
+    if a.dry_run:
+        return 0
+    upscaler = _video_upscaler(a, None, "cpu") if factor > 1 else None
+    from .pipeline import pick_device
+
+    recipe = memory_from_file(a.latent, a.out, spec, model_name=a.model, device=str(pick_device(a.device)), upscaler=upscaler)
+    if a.save_recipe:
+        from .checkpoint import write_json_atomic
+
+        write_json_atomic(recipe, a.save_recipe)
+    print(f"wrote {', '.join(a.out)}")
     return 0
 
 

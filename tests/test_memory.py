@@ -72,3 +72,21 @@ def test_memory_from_latent_file(tmp_path):
                      "directions": {"age": {"vector": [0.0] * 15 + [1.0]}}}, tmp_path / "tiny" / "directions.json")
     recipe = memory_from_file(path, [tmp_path / "a.gif"], MemorySpec(frames=4, edit={"age": 1.0}), model_name=str(model.path))
     assert recipe["edit"] == {"age": 1.0} and (tmp_path / "a.gif").stat().st_size > 0
+
+
+def test_cli_video_from_a_latent(tmp_path, capsys):
+    from dgf_core.cli import main
+    from dgf_core.projection import ProjectionOptions, project_model, save_latent
+
+    model = load_model(make_tiny_dcgan(tmp_path / "tiny"))
+    path = save_latent(tmp_path / "face.npz", project_model(model, torch.zeros(1, 3, 16, 16), ProjectionOptions(steps=2)))
+    out = tmp_path / "m.gif"
+    assert main(["video", "--latent", str(path), "--model", str(model.path), "--frames", "4", "--fps", "8",
+                 "--out", str(out)]) == 0
+    assert out.read_bytes()[:6] == b"GIF89a" and b'"kind":"memory"' in out.read_bytes()
+    # no directions beside the tiny model: a clear one-line error, and no clip half-written
+    assert main(["video", "--latent", str(path), "--model", str(model.path), "--edit", "age=+1", "--out",
+                 str(tmp_path / "e.gif")]) == 2
+    assert "no edit directions" in capsys.readouterr().err and not (tmp_path / "e.gif").exists()
+    assert main(["video", "--seeds", "1,2", "--model", str(model.path), "--edit", "age=1", "--out", str(out)]) == 2
+    assert main(["video", "--latent", str(tmp_path / "nope.npz"), "--out", str(out)]) == 2
