@@ -422,3 +422,23 @@ def test_diffusers_backend_refuses_pickles_and_unknown_pipelines(tmp_path):
     (other / "model_index.json").write_text(json.dumps({"_class_name": "DDPMPipeline"}))
     with pytest.raises(CheckpointError, match="'DDPMPipeline' is not supported"):
         Upscaler.from_pretrained(other)
+
+
+# ---- the shipped weights (run whenever weights/upscaler-x4 is in the repository) -------------------------------
+
+SHIPPED = Path(__file__).resolve().parent.parent / "weights" / "upscaler-x4"
+
+
+@pytest.mark.skipif(not (SHIPPED / "config.json").is_file(), reason="weights/upscaler-x4 not in this checkout")
+def test_shipped_upscaler_weights():
+    up = Upscaler.from_pretrained(SHIPPED)  # verifies the sha256 of model.safetensors
+    card = up.model.card
+    assert "non-commercial" in card["licence"] and card["shipped_phase"] in ("l1", "gan")
+    assert card["metrics"]["x4_clean_all_faces"]["l1"]["psnr_y_gain_db"] >= 1.5
+    assert (SHIPPED / "model.safetensors").stat().st_size < 10 * 2**20
+    face = smooth_faces(2, 64)
+    out4, out2 = up.upscale(face, 4), up.upscale(face, 2)
+    assert out4.shape == (2, 3, 256, 256) and out2.shape == (2, 3, 128, 128)
+    assert torch.equal(up.upscale(face[1:], 4), out4[1:])
+    bic = bicubic_upscale(face, 4)
+    assert 25 < psnr(out4, bic).min() < 60  # close to bicubic on smooth content, but not bicubic itself
