@@ -90,18 +90,24 @@ class FacePipeline:
         grid: str | os.PathLike | None = None,
     ) -> list[Path]:
         """Write out_dir/seed000042.png per seed (and optionally a grid), each with its provenance chunks."""
+        return self._write_batches(seeds, out_dir, lambda chunk: self.generate(chunk, truncation),
+                                   lambda s: f"seed{s:06d}.png", batch_size, grid, truncation=truncation)
+
+    def _write_batches(self, seeds, out_dir, render, name, batch_size, grid, **params) -> list[Path]:
+        """Render seeds in batches with `render(chunk) -> uint8 (n, 3, R, R)` and write one PNG per seed
+        (`name(seed)`, recipe = params + seed) and optionally a grid of all of them (recipe = params + seeds)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths, all_imgs = [], []
         for i in range(0, len(seeds), batch_size):
             chunk = list(seeds[i : i + batch_size])
-            imgs = self.generate(chunk, truncation)
+            imgs = render(chunk)
             for s, img in zip(chunk, imgs):
-                paths.append(save_png(img, out / f"seed{s:06d}.png", self.png_text(seed=s, truncation=truncation)))
+                paths.append(save_png(img, out / name(s), self.png_text(seed=s, **params)))
             if grid:
                 all_imgs.append(imgs)
         if grid:
-            save_png(make_grid(torch.cat(all_imgs)), grid, self.png_text(seeds=list(seeds), truncation=truncation))
+            save_png(make_grid(torch.cat(all_imgs)), grid, self.png_text(seeds=list(seeds), **params))
         return paths
 
     # ---- style mixing (families whose generator has `mix`, i.e. StyleGAN2) ----------------------------------
@@ -137,18 +143,6 @@ class FacePipeline:
         truncation: float = 1.0, batch_size: int = 64, grid: str | os.PathLike | None = None,
     ) -> list[Path]:
         """Write out_dir/seed000042-mix000007-x4.png per seed: coarse styles from the seed, fine from mix_seed."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths, all_imgs = [], []
-        for i in range(0, len(seeds), batch_size):
-            chunk = list(seeds[i : i + batch_size])
-            imgs = self.style_mix(chunk, [mix_seed], crossover, truncation)
-            for s, img in zip(chunk, imgs):
-                text = self.png_text(seed=s, mix_seed=mix_seed, crossover=crossover, truncation=truncation)
-                paths.append(save_png(img, out / f"seed{s:06d}-mix{mix_seed:06d}-x{crossover}.png", text))
-            if grid:
-                all_imgs.append(imgs)
-        if grid:
-            text = self.png_text(seeds=list(seeds), mix_seed=mix_seed, crossover=crossover, truncation=truncation)
-            save_png(make_grid(torch.cat(all_imgs)), grid, text)
-        return paths
+        return self._write_batches(seeds, out_dir, lambda chunk: self.style_mix(chunk, [mix_seed], crossover, truncation),
+                                   lambda s: f"seed{s:06d}-mix{mix_seed:06d}-x{crossover}.png", batch_size, grid,
+                                   mix_seed=mix_seed, crossover=crossover, truncation=truncation)
