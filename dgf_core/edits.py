@@ -146,6 +146,29 @@ def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return (x * gain + bias).clamp(-1, 1)
 
 
+def fit_on_cpu_budget(net: nn.Module, opt: torch.optim.Optimizer, batch_loss: Callable[[], torch.Tensor], *,
+                      steps: int, minutes: float | None, lr: float, log: Callable[[str], None] | None = None,
+                      loss_digits: int = 4) -> dict[str, Any]:
+    """The small nets' training loop: `batch_loss()` draws a batch and returns its loss; lr decays on a cosine over
+    `steps`, or over `minutes` of this process's CPU time when that ends first (a shared machine does not shrink
+    a CPU-time budget). Leaves `net` in eval mode without gradients; returns steps and timings."""
+    t0, c0, step = time.perf_counter(), time.process_time(), 0
+    net.train()
+    while step < steps and (minutes is None or time.process_time() - c0 < 60 * minutes):
+        frac = step / steps if minutes is None else max(step / steps, (time.process_time() - c0) / (60 * minutes))
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+        loss = batch_loss()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        if log and step % 200 == 0:
+            log(f"step {step} loss {float(loss.detach()):.{loss_digits}f} ({time.perf_counter() - t0:.0f} s)")
+    net.eval().requires_grad_(False)
+    return {"steps": step, "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1)}
+
+
 def train_attribute_classifier(
     images_u8: torch.Tensor, ages: torch.Tensor, female: torch.Tensor, *, cfg: AttributeConfig | None = None,
     steps: int = 4000, minutes: float | None = None, batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
@@ -162,25 +185,15 @@ def train_attribute_classifier(
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     g = torch.Generator().manual_seed(seed)
     y_age = (log_age - cfg.age_mean) / cfg.age_std
-    t0, c0, step = time.perf_counter(), time.process_time(), 0  # budget: CPU time (a shared machine does not shrink it)
-    net.train()
-    while step < steps and (minutes is None or time.process_time() - c0 < 60 * minutes):
+
+    def batch_loss() -> torch.Tensor:
         idx = torch.randint(0, len(images_u8), (batch_size,), generator=g)
         x = _augment(images_u8[idx].float().div(127.5).sub(1.0), g)
-        frac = step / steps if minutes is None else max(step / steps, (time.process_time() - c0) / (60 * minutes))
-        for group in opt.param_groups:
-            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
         out = net(x)
-        loss = F.smooth_l1_loss(out[:, 0], y_age[idx]) + F.binary_cross_entropy_with_logits(out[:, 1], female[idx].float())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        if log and step % 200 == 0:
-            log(f"step {step} loss {float(loss.detach()):.4f} ({time.perf_counter() - t0:.0f} s)")
-    net.eval().requires_grad_(False)
-    card: dict[str, Any] = {"steps": step, "seconds": round(time.perf_counter() - t0, 1),
-                            "cpu_seconds": round(time.process_time() - c0, 1), "n_train": len(images_u8)}
+        return F.smooth_l1_loss(out[:, 0], y_age[idx]) + F.binary_cross_entropy_with_logits(out[:, 1], female[idx].float())
+
+    card: dict[str, Any] = {**fit_on_cpu_budget(net, opt, batch_loss, steps=steps, minutes=minutes, lr=lr, log=log,
+                                                loss_digits=4), "n_train": len(images_u8)}
     if val is not None:
         clf = AttributeClassifier(net, {})
         pred = clf.predict(val[0].float().div(127.5).sub(1.0), cfg.recipe)

@@ -14,9 +14,7 @@ used to identify anyone.
 """
 from __future__ import annotations
 
-import math
 import os
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .edits import _augment, load_net, recipe_warp, save_net
+from .edits import _augment, fit_on_cpu_budget, load_net, recipe_warp, save_net
 from .models.identity import IdentityConfig, IdentityNet
 
 IDENTITY_FORMAT = "dgf-identity/1"
@@ -58,24 +56,13 @@ def train_identity(faces: torch.Tensor, ids: torch.Tensor, *, cfg: IdentityConfi
     net = IdentityNet(cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=5e-4)
     g = torch.Generator().manual_seed(seed)
-    t0, c0, step = time.perf_counter(), time.process_time(), 0  # budget: CPU time (a shared machine does not shrink it)
-    net.train()
-    while step < steps and (minutes is None or time.process_time() - c0 < 60 * minutes):
-        frac = step / steps if minutes is None else max(step / steps, (time.process_time() - c0) / (60 * minutes))
-        for group in opt.param_groups:
-            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+
+    def batch_loss() -> torch.Tensor:
         idx = torch.randint(0, len(faces), (batch_size,), generator=g)
-        x = _augment(faces[idx], g)
-        loss = F.cross_entropy(net.logits(net(x)), ids[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        if log and step % 200 == 0:
-            log(f"step {step} loss {float(loss.detach()):.3f} ({time.perf_counter() - t0:.0f} s)")
-    net.eval().requires_grad_(False)
-    return net, {"steps": step, "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1),
-                 "n_train": len(faces), "n_ids": cfg.n_ids}
+        return F.cross_entropy(net.logits(net(_augment(faces[idx], g))), ids[idx])
+
+    card = fit_on_cpu_budget(net, opt, batch_loss, steps=steps, minutes=minutes, lr=lr, log=log, loss_digits=3)
+    return net, {**card, "n_train": len(faces), "n_ids": cfg.n_ids}
 
 
 @torch.no_grad()
