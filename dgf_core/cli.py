@@ -433,7 +433,7 @@ def add_video(sub: argparse._SubParsersAction) -> None:
 def cmd_video(a: argparse.Namespace) -> int:
     from .pipeline import FacePipeline
     from .upscale import check_factor
-    from .video import (ClipSpec, check_frame_size, check_outputs, check_recipe_model, check_recipe_upscaler, make_clip,
+    from .video import (ClipSpec, check_frame_size, check_outputs, check_recipe_model, make_clip,
                         parse_keyframes, read_clip_recipe)
 
     check_outputs(a.out)

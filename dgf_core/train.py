@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import os
 import platform
 import signal
@@ -36,7 +35,7 @@ from . import checkpoint as ckpt
 from .data import data_licences, epoch_permutation, load_image_set, random_flip, to_float, to_uint8
 from .images import make_grid, save_png
 from .latent import seeds_to_z
-from .losses import d_logistic_loss, ema_decay_at, ema_update, g_nonsaturating_loss
+from .losses import d_logistic_loss, d_r1_penalty, ema_decay_at, ema_update, g_nonsaturating_loss
 from .models import get_family
 
 STATE_FILE = "state.safetensors"
@@ -263,8 +262,6 @@ def train(opts: TrainOptions, on_step: Callable[[dict], None] | None = None) -> 
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             if opts.r1_gamma > 0 and step % opts.r1_every == 0:
-                from .losses import d_r1_penalty
-
                 real_r = real.detach().requires_grad_(True)
                 with amp:
                     r_logits = D_train(real_r)
