@@ -48,7 +48,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample-every", type=int, default=500)
     p.add_argument("--checkpoint-every", type=int, default=1000)
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
-    p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
+    p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast (used on CUDA and on CPUs with native bf16)")
     p.add_argument("--compile", action="store_true", help="torch.compile G and D")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--cache-dir", default=None, help="cache decoded images here (safetensors)")
@@ -56,6 +56,16 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="architecture override, e.g. g_channels=32")
     p.add_argument("--note", default="", help="free text stored on the model card")
+    p.add_argument("--augment", default="", metavar="POLICY",
+                   help="DiffAugment for D's inputs: comma-separated color,translation,cutout (default: none)")
+    p.add_argument("--augment-p", type=float, default=1.0, help="probability of each augmentation per image")
+    p.add_argument("--eval-every", type=int, default=0, metavar="IMAGES",
+                   help="every this many images: face rate of fixed seeds in log.jsonl and a snapshot (0: off)")
+    p.add_argument("--eval-seeds", type=int, default=256, help="seeds 0..N-1 scored at each evaluation")
+    p.add_argument("--checkpoint-minutes", type=float, default=10.0,
+                   help="also save the run state when this much time passed since the last save")
+    p.add_argument("--init-from", default=None, metavar="MODEL",
+                   help="start from a shipped generator (name in weights/ or a model folder) instead of from scratch")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
@@ -77,12 +87,17 @@ def cmd_train(a: argparse.Namespace) -> int:
         r1_gamma=pick("r1_gamma"), seed=a.seed,
         log_every=a.log_every, sample_every=a.sample_every, checkpoint_every=a.checkpoint_every, device=a.device,
         amp=not a.no_amp, compile=a.compile, limit=a.limit, cache_dir=a.cache_dir, resume=a.resume,
-        progress=not a.no_progress, threads=a.threads, note=a.note,
+        progress=not a.no_progress, threads=a.threads, note=a.note, augment=a.augment, augment_p=a.augment_p,
+        eval_every=a.eval_every, eval_seeds=a.eval_seeds, checkpoint_minutes=a.checkpoint_minutes, init_from=a.init_from,
     )
     opts.validate()
     for d in opts.data:
         if not Path(d).exists():
             raise DataError(f"data path does not exist: {d}")
+    if opts.init_from:
+        from .checkpoint import resolve_model_path
+
+        resolve_model_path(opts.init_from)  # a clear error now, not after the data has loaded
     config = get_family(opts.family).make_config({"resolution": opts.resolution, **opts.model})
     print(json.dumps({"train": dataclasses.asdict(opts), "config": dataclasses.asdict(config)}, indent=2, default=list))
     if a.dry_run:
@@ -598,6 +613,45 @@ def cmd_project(a: argparse.Namespace) -> int:
     return 0
 
 
+def add_curves(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("curves", help="draw learning curves (face rate, C2ST) of training runs from their log.jsonl")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="training run folder (holds log.jsonl)")
+    p.add_argument("--out", required=True, help="PNG to write, e.g. docs/learning-curves.png")
+    p.add_argument("--json", default=None, help="also write the extracted series here")
+    p.add_argument("--real-rate", type=float, default=None,
+                   help="real faces' face rate at p>=0.999 (from `evaluate`): a dashed reference line")
+    p.add_argument("--size", default=None, help="WIDTHxHEIGHT in pixels (default 450 per panel x 400)")
+    p.add_argument("--dry-run", action="store_true")
+
+
+def cmd_curves(a: argparse.Namespace) -> int:
+    from .curves import check_runs, curves_json, default_size, panels, parse_size, plot_curves, read_run
+
+    if Path(a.out).suffix.lower() != ".png":
+        raise ValueError(f"--out must be a .png file, got {a.out}")
+    if a.real_rate is not None and not 0.0 <= a.real_rate <= 1.0:
+        raise ValueError(f"--real-rate must be in [0, 1], got {a.real_rate}")
+    runs = [read_run(r) for r in a.runs]
+    warnings = check_runs(runs)
+    kinds = panels(runs)
+    size = parse_size(a.size) if a.size else default_size(len(kinds))
+    print(json.dumps({"curves": {"runs": [{"run": str(r.path), "family": r.family, "step_records": len(r.steps),
+                                           "eval_records": len(r.evals)} for r in runs],
+                                 "panels": kinds, "real_rate": a.real_rate, "size": list(size), "out": a.out,
+                                 "json": a.json}}, indent=2))
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if a.dry_run:
+        return 0
+    plot_curves(runs, a.out, real_rate=a.real_rate, size=size)
+    if a.json:
+        from .checkpoint import write_json_atomic
+
+        write_json_atomic(curves_json(runs, real_rate=a.real_rate), a.json)
+    print(f"wrote {a.out}" + (f" and {a.json}" if a.json else ""))
+    return 0
+
+
 COMMANDS = {
     "pack": (add_pack, cmd_pack),
     "train": (add_train, cmd_train),
@@ -610,6 +664,7 @@ COMMANDS = {
     "evaluate-upscaler": (add_evaluate_upscaler, cmd_evaluate_upscaler),
     "import-rosinality": (add_import_rosinality, cmd_import_rosinality),
     "project": (add_project, cmd_project),
+    "curves": (add_curves, cmd_curves),
 }
 
 

@@ -2,11 +2,15 @@
 
 `train(TrainOptions(...))` trains a registered GAN family on folders of face images:
 - data decoded once into a uint8 tensor on the training device, random horizontal flips per batch;
-- EMA of the generator, bf16 autocast on CUDA, optional torch.compile;
+- EMA of the generator, bf16 autocast (CUDA, and CPUs with native bf16), optional torch.compile,
+  optional differentiable augmentation (`dgf_core.augment`, for D on small data sets);
 - a progress bar with images/s, a JSONL log and sample grids at intervals;
-- training state written atomically every `checkpoint_every` steps and on Ctrl-C; `resume=True`
-  continues exactly: the batch order is a function of (seed, epoch), and all per-step randomness
-  (noise, flips) comes from a generator seeded with (seed, rank, step), so no RNG state must be saved;
+- every `eval_every` images, the face rate of fixed seeds (with images seen and CPU seconds) in the log and a
+  snapshot of the EMA generator under `snapshots/`: the run's learning curve (`python -m dgf_core curves`);
+- training state written atomically every `checkpoint_every` steps, every `checkpoint_minutes` and on
+  Ctrl-C/SIGTERM; `resume=True` continues exactly: the batch order is a function of (seed, epoch), and all
+  per-step randomness (noise, flips, augmentation) comes from a generator seeded with (seed, rank, step),
+  so no RNG state must be saved; `init_from` starts a new run from a shipped generator's weights;
 - data-parallel training under `torchrun` (DDP; NCCL on GPUs, gloo on CPUs): each rank takes its slice
   of every global batch.
 """
@@ -32,6 +36,7 @@ import torch.distributed as dist
 from torch import nn
 
 from . import checkpoint as ckpt
+from .augment import diff_augment, parse_policy
 from .data import data_licences, epoch_permutation, load_image_set, random_flip, to_float, to_uint8
 from .images import make_grid, save_png
 from .latent import seeds_to_z
@@ -63,7 +68,7 @@ class TrainOptions:
     checkpoint_every: int = 1000
     sample_seeds: int = 64
     device: str = "auto"
-    amp: bool = True  # bf16 autocast, CUDA only
+    amp: bool = True  # bf16 autocast on CUDA, and on CPUs with native bf16 (AVX512-BF16/AMX); losses, R1, EMA stay fp32
     compile: bool = False  # torch.compile G and D (CUDA)
     limit: int | None = None  # use only the first N training images
     cache_dir: str | None = None
@@ -72,14 +77,29 @@ class TrainOptions:
     threads: int | None = None  # CPU threads for torch (None: torch's default)
     export: bool = True  # write OUT/model (EMA generator with recalibrated batch norm) at the end
     note: str = ""  # free text for the model card (e.g. how it was trained and what that means for quality)
+    checkpoint_minutes: float = 10.0  # also write the state when this much wall time passed since the last write
+    augment: str = ""  # DiffAugment policy for D's inputs, e.g. "color,translation,cutout" ("" : none)
+    augment_p: float = 1.0  # probability of each augmentation per image
+    eval_every: int = 0  # images between face-rate evaluations + snapshots (0: off)
+    eval_seeds: int = 256  # fixed seeds 0..n-1 whose samples are scored
+    init_from: str | None = None  # model folder or name in weights/: start G (and D when it ships) from it
 
     def validate(self) -> None:
         if not self.data:
             raise ValueError("give at least one --data folder")
         get_family(self.family)
-        for name in ("batch_size", "steps", "log_every", "sample_every", "checkpoint_every", "r1_every"):
+        for name in ("batch_size", "steps", "log_every", "sample_every", "checkpoint_every", "r1_every", "eval_seeds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.eval_every < 0:
+            raise ValueError(f"eval_every must be 0 (off) or a number of images, got {self.eval_every}")
+        if not self.checkpoint_minutes > 0:
+            raise ValueError(f"checkpoint_minutes must be positive, got {self.checkpoint_minutes}")
+        if not 0.0 < self.augment_p <= 1.0:
+            raise ValueError(f"augment_p must be in (0, 1], got {self.augment_p}")
+        parse_policy(self.augment)
+        if self.init_from and self.resume:
+            raise ValueError("--init-from starts a new run; --resume continues one: give only one of them")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
@@ -88,6 +108,22 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True on x86 CPUs with AVX512-BF16 or AMX-BF16, where bf16 autocast is ~2x faster than fp32 for our nets."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_for(device: torch.device, enabled: bool):
+    """bf16 autocast where it pays (CUDA; CPUs with native bf16), else a no-op context."""
+    if enabled and (device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bf16())):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
 
 
 def step_generator(seed: int, rank: int, step: int, device: torch.device) -> torch.Generator:
@@ -156,8 +192,89 @@ def _environment() -> dict[str, Any]:
     return {"hardware": hw, "torch": torch.__version__, "python": platform.python_version()}
 
 
-def train(opts: TrainOptions, on_step: Callable[[dict], None] | None = None) -> Path:
-    """Train; return the exported model folder (`OUT/model`). Raises ValueError/DataError on bad input."""
+# Options whose change would make --resume continue a different experiment (refused).
+RESUME_FIXED = ("family", "model", "resolution", "batch_size", "seed", "lr")
+
+
+@dataclass
+class Run:
+    """Everything one training run holds between steps (built by `setup`)."""
+
+    opts: TrainOptions
+    env: _Distributed
+    out: Path
+    config: Any
+    data: Any  # ImageSet (uint8 images on the device)
+    G: nn.Module
+    D: nn.Module
+    G_ema: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    start_step: int = 0
+    cpu_before: float = 0.0  # CPU seconds spent by earlier pieces of this run (from the state file)
+    wall_before: float = 0.0
+    cpu_t0: float = field(default_factory=time.process_time)
+    wall_t0: float = field(default_factory=time.perf_counter)
+    G_train: nn.Module | None = None  # G/D wrapped for DDP and/or torch.compile
+    D_train: nn.Module | None = None
+    detector: Any = None  # MTCNN, loaded at the first evaluation
+
+    @property
+    def device(self) -> torch.device:
+        return self.env.device
+
+    @property
+    def z_dim(self) -> int:
+        return _z_dim(self.config)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.data) // self.opts.batch_size
+
+    def cpu_seconds(self) -> float:
+        return self.cpu_before + time.process_time() - self.cpu_t0
+
+    def wall_seconds(self) -> float:
+        return self.wall_before + time.perf_counter() - self.wall_t0
+
+    @property
+    def modules(self) -> dict[str, nn.Module]:
+        return {"G": self.G, "D": self.D, "G_ema": self.G_ema}
+
+    @property
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"g": self.opt_g, "d": self.opt_d}
+
+
+def _check_resume(saved: dict[str, Any], opts: TrainOptions, out: Path) -> None:
+    now = dataclasses.asdict(opts)
+    for key in RESUME_FIXED:
+        if saved[key] != json.loads(json.dumps(now[key])):
+            raise ValueError(f"--resume: option {key} was {saved[key]!r} in {out}, now {now[key]!r}")
+
+
+def _init_from(run: Run) -> None:
+    """Copy a shipped generator (into G and G_ema) and, when the folder has one, its discriminator."""
+    src = ckpt.resolve_model_path(run.opts.init_from)
+    meta = ckpt.read_config(src)
+    if meta.get("config") != json.loads(json.dumps(dataclasses.asdict(run.config))):
+        raise ValueError(f"--init-from {src}: its config {meta.get('config')} differs from this run's "
+                         f"{dataclasses.asdict(run.config)}; drop the --model overrides to take the folder's")
+    loaded = ckpt.load_model(src, run.device)
+    run.G.load_state_dict(loaded.generator.state_dict())
+    run.G_ema.load_state_dict(loaded.generator.state_dict())
+    try:
+        d = ckpt.load_model(src, run.device, with_discriminator=True).discriminator
+        run.D.load_state_dict(d.state_dict())
+        what = "generator and discriminator"
+    except ckpt.CheckpointError:
+        what = "generator (it ships no discriminator: D starts from scratch)"
+    if run.env.main:
+        print(f"initialized the {what} from {src}")
+
+
+def setup(opts: TrainOptions) -> Run:
+    """Validate, load data, build (or restore) models and optimizers. Raises ValueError/DataError on bad input."""
     opts.validate()
     if opts.threads:
         torch.set_num_threads(opts.threads)
@@ -165,10 +282,18 @@ def train(opts: TrainOptions, on_step: Callable[[dict], None] | None = None) -> 
     device = env.device
     out = Path(opts.out)
     family = get_family(opts.family)
-    config = family.make_config({"resolution": opts.resolution, **opts.model})
+    model_overrides = dict(opts.model)
+    if opts.init_from:
+        src = ckpt.resolve_model_path(opts.init_from)
+        meta = ckpt.read_config(src)
+        if meta.get("family") != opts.family:
+            raise ValueError(f"--init-from {src} is a {meta.get('family')!r} model, not {opts.family!r}")
+        if not model_overrides:  # the shipped folder's architecture
+            model_overrides = {k: v for k, v in meta.get("config", {}).items() if k != "resolution"}
+            opts.model = model_overrides
+    config = family.make_config({"resolution": opts.resolution, **model_overrides})
     if opts.batch_size % env.world:
         raise ValueError(f"batch size {opts.batch_size} is not divisible by the {env.world} ranks")
-    local_batch = opts.batch_size // env.world
 
     state_path = out / STATE_FILE
     if env.main:
@@ -180,10 +305,8 @@ def train(opts: TrainOptions, on_step: Callable[[dict], None] | None = None) -> 
     env.barrier()
 
     data = load_image_set(opts.data, opts.resolution, "train", limit=opts.limit, cache_dir=opts.cache_dir, device=device)
-    n = len(data)
-    if n < opts.batch_size:
-        raise ValueError(f"only {n} training images, fewer than one batch of {opts.batch_size}")
-    steps_per_epoch = n // opts.batch_size
+    if len(data) < opts.batch_size:
+        raise ValueError(f"only {len(data)} training images, fewer than one batch of {opts.batch_size}")
     if env.main and data.skipped:
         print(f"skipped {len(data.skipped)} unreadable files (first: {data.skipped[0]})", file=sys.stderr)
 
@@ -193,15 +316,15 @@ def train(opts: TrainOptions, on_step: Callable[[dict], None] | None = None) -> 
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     opt_g = torch.optim.Adam(G.parameters(), lr=opts.lr, betas=opts.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=opts.lr, betas=opts.betas)
-    modules = {"G": G, "D": D, "G_ema": G_ema}
-    start_step = 0
+    run = Run(opts, env, out, config, data, G, D, G_ema, opt_g, opt_d)
     if opts.resume:
-        info = ckpt.load_training_state(state_path, modules, {"g": opt_g, "d": opt_d})
-        saved = info["options"]
-        for key in ("family", "model", "resolution", "batch_size", "seed", "lr"):
-            if saved[key] != json.loads(json.dumps(dataclasses.asdict(opts)[key])):
-                raise ValueError(f"--resume: option {key} was {saved[key]!r} in {out}, now {dataclasses.asdict(opts)[key]!r}")
-        start_step = info["step"]
+        info = ckpt.load_training_state(state_path, run.modules, run.optimizers)
+        _check_resume(info["options"], opts, out)
+        run.start_step = info["step"]
+        run.cpu_before = float(info.get("cpu_seconds", 0.0))
+        run.wall_before = float(info.get("wall_seconds", 0.0))
+    elif opts.init_from:
+        _init_from(run)
 
     G_train, D_train = G, D
     if env.world > 1:
@@ -210,26 +333,156 @@ def train(opts: TrainOptions, on_step: Callable[[dict], None] | None = None) -> 
         D_train = nn.parallel.DistributedDataParallel(D, device_ids=ids)
     if opts.compile:
         G_train, D_train = torch.compile(G_train), torch.compile(D_train)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if (opts.amp and device.type == "cuda") else nullcontext()
-    z_dim = _z_dim(config)
-    sample_z = seeds_to_z(range(opts.sample_seeds), z_dim).to(device)
-    # generators with stochastic layers (StyleGAN2: noise inputs, style mixing) draw from the step's generator
-    takes_gen = getattr(G, "accepts_noise_generator", False)
+    run.G_train, run.D_train = G_train, D_train
+    return run
+
+
+def train_step(run: Run, step: int) -> dict[str, torch.Tensor]:
+    """One D step and one G step on global batch `step` (this rank's slice); EMA update. Returns the losses."""
+    opts, device = run.opts, run.device
+    n, world, rank = len(run.data), run.env.world, run.env.rank
+    epoch, b = divmod(step, run.steps_per_epoch)
+    perm = epoch_permutation(n, opts.seed, epoch)
+    idx = perm[b * opts.batch_size : (b + 1) * opts.batch_size][rank::world].to(device)
+    gen = step_generator(opts.seed, rank, step, device)
+    real = to_float(random_flip(run.data.images[idx], gen))  # (B, 3, R, R) in [-1, 1]
+    z = torch.randn(opts.batch_size // world, run.z_dim, generator=gen, device=device)
+    policy = parse_policy(opts.augment)
+    aug = (lambda x: diff_augment(x, policy, gen, opts.augment_p)) if policy else (lambda x: x)
+    amp = autocast_for(device, opts.amp)
+    takes_gen = getattr(run.G, "accepts_noise_generator", False)  # StyleGAN2: noise inputs, style mixing
+
+    # D step: real vs detached fakes (separate batches, as in the paper)
+    with amp:
+        fake = run.G_train(z, noise_generator=gen) if takes_gen else run.G_train(z)
+        real_in = aug(real)
+        d_real, d_fake = run.D_train(real_in), run.D_train(aug(fake.detach()))
+        d_loss = d_logistic_loss(d_real.float(), d_fake.float())
+    run.opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    if opts.r1_gamma > 0 and step % opts.r1_every == 0:
+        real_r = real_in.detach().float().requires_grad_(True)  # R1 at what D sees (augmented reals, as DiffAugment)
+        r_logits = run.D_train(real_r)  # fp32: the penalty's double backward is sensitive to bf16 rounding
+        r1 = d_r1_penalty(r_logits.float(), real_r)
+        (opts.r1_gamma / 2 * r1 * opts.r1_every).backward()
+    run.opt_d.step()
+
+    # G step: non-saturating loss on the same fakes
+    with amp:
+        g_loss = g_nonsaturating_loss(run.D_train(aug(fake)).float())
+    run.opt_g.zero_grad(set_to_none=True)
+    g_loss.backward()
+    run.opt_g.step()
+    ema_update(run.G_ema, run.G, ema_decay_at(step, opts.ema_decay))
+    return {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake, "epoch": epoch}
+
+
+def step_record(run: Run, done: int, losses: dict[str, Any], images_per_s: float) -> dict[str, Any]:
+    return {"step": done, "images_seen": done * run.opts.batch_size, "epoch": losses["epoch"],
+            "d_loss": round(losses["d_loss"].item(), 5), "g_loss": round(losses["g_loss"].item(), 5),
+            "d_real": round(torch.sigmoid(losses["d_real"].float()).mean().item(), 4),
+            "d_fake": round(torch.sigmoid(losses["d_fake"].float()).mean().item(), 4),
+            "images_per_s": round(images_per_s, 1), "cpu_seconds": round(run.cpu_seconds(), 1),
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def write_state(run: Run, step: int) -> None:
+    """The whole run (weights, EMA, optimizer moments, options, CPU time) in one file, written atomically."""
+    if run.env.main:
+        info = {"step": step, "options": dataclasses.asdict(run.opts), "config": dataclasses.asdict(run.config),
+                "images_seen": step * run.opts.batch_size, "cpu_seconds": run.cpu_seconds(),
+                "wall_seconds": run.wall_seconds()}
+        ckpt.save_training_state(run.out / STATE_FILE, run.modules, run.optimizers, json.loads(json.dumps(info, default=list)))
+
+
+def export_generator(G_ema: nn.Module, z_dim: int, device: torch.device, seed: int) -> nn.Module:
+    """A copy of the EMA generator ready for sampling: batch norm re-estimated (DCGAN), truncation centre
+    estimated from the EMA mapping network (StyleGAN2)."""
+    export = copy.deepcopy(G_ema).eval()
+    recalibrate_batchnorm(export, z_dim, device)
+    if hasattr(export, "estimate_mean_w"):
+        export.estimate_mean_w(generator=torch.Generator(device=device).manual_seed(seed))
+    return export.eval().requires_grad_(False)
+
+
+def model_card(run: Run, step: int) -> dict[str, Any]:
+    opts = run.opts
+    return {
+        "description": f"{opts.family} generator (EMA weights) trained with dgf_core",
+        "data": [str(p) for p in opts.data],
+        "data_licence": data_licences(opts.data),
+        "heldout_rule": "files whose crc32(file name) % 20 == 0 are held out (dgf_core.data.is_heldout)",
+        "training_images": len(run.data),
+        "images_seen": step * opts.batch_size,
+        "steps": step,
+        "batch_size": opts.batch_size,
+        "cpu_seconds": round(run.cpu_seconds(), 1),
+        "augment": opts.augment or "none",
+        **({"init_from": str(opts.init_from)} if opts.init_from else {}),
+        "date": datetime.now(timezone.utc).date().isoformat(),
+        **_environment(),
+        "world_size": run.env.world,
+        **({"notes": opts.note} if opts.note else {}),
+    }
+
+
+def evaluate_snapshot(run: Run, step: int) -> dict[str, Any]:
+    """Face rate of seeds 0..eval_seeds-1 (MTCNN) of the exported EMA generator, logged with images seen and
+    CPU seconds, and the generator kept as a model folder `snapshots/kimgNNNNNN` (fp16, G only)."""
+    from .metrics import detection_rates, face_probabilities, load_mtcnn
+
+    opts = run.opts
+    cpu0 = time.process_time()
+    export = export_generator(run.G_ema, run.z_dim, run.device, opts.seed)
+    images_seen = step * opts.batch_size
+    folder = run.out / "snapshots" / f"kimg{images_seen // 1000:06d}"
+    ckpt.save_model(folder, opts.family, run.config, export, None, model_card(run, step))
+    with torch.no_grad():
+        z = seeds_to_z(range(opts.eval_seeds), run.z_dim).to(run.device)
+        imgs = torch.cat([to_uint8(export(z[i : i + 64])) for i in range(0, len(z), 64)]).cpu()
+    rec: dict[str, Any] = {"kind": "eval", "step": step, "images_seen": images_seen,
+                           "cpu_seconds": round(run.cpu_before + cpu0 - run.cpu_t0, 1),
+                           "wall_seconds": round(run.wall_seconds(), 1), "n_seeds": opts.eval_seeds,
+                           "snapshot": str(folder.relative_to(run.out))}
+    try:
+        if run.detector is None:
+            run.detector = load_mtcnn("cpu")
+        rec["face_rate"] = detection_rates(face_probabilities(imgs, run.detector))
+    except ImportError as e:  # facenet-pytorch is optional for training itself
+        rec["face_rate_error"] = f"face detection unavailable: {e}"
+    rec["eval_cpu_seconds"] = round(time.process_time() - cpu0, 1)
+    rec["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return rec
+
+
+def export_model(run: Run, step: int) -> Path:
+    """OUT/model: the EMA generator (fp16) and the discriminator, with its model card."""
+    export = export_generator(run.G_ema, run.z_dim, run.device, run.opts.seed)
+    return ckpt.save_model(run.out / MODEL_DIR, run.opts.family, run.config, export, run.D.eval(), model_card(run, step))
+
+
+def write_samples(run: Run, step: int, sample_z: torch.Tensor) -> None:
+    with torch.no_grad():
+        imgs = to_uint8(run.G_ema(sample_z))
+    save_png(make_grid(imgs), run.out / "samples" / f"step{step:07d}.png")
+
+
+def _log_line(log, rec: dict[str, Any]) -> None:
+    log.write(json.dumps(rec) + "\n")
+    log.flush()
+
+
+def train(opts: TrainOptions, on_step: Callable[[dict], None] | None = None) -> Path:
+    """Train; return the exported model folder (`OUT/model`). Raises ValueError/DataError on bad input."""
+    run = setup(opts)
+    env, out, device = run.env, run.out, run.device
+    start_step = run.start_step
+    sample_z = seeds_to_z(range(opts.sample_seeds), run.z_dim).to(device)
 
     if env.main:
-        print(f"training {opts.family} on {n} images ({steps_per_epoch} steps/epoch), device {device}, world {env.world}")
-        print(json.dumps({"options": dataclasses.asdict(opts), "config": dataclasses.asdict(config)}, default=str))
-
-    def write_state(step: int) -> None:
-        if env.main:
-            info = {"step": step, "options": dataclasses.asdict(opts), "config": dataclasses.asdict(config),
-                    "images_seen": step * opts.batch_size}
-            ckpt.save_training_state(state_path, modules, {"g": opt_g, "d": opt_d}, json.loads(json.dumps(info, default=list)))
-
-    def write_samples(step: int) -> None:
-        with torch.no_grad():
-            imgs = to_uint8(G_ema(sample_z))
-        save_png(make_grid(imgs), out / "samples" / f"step{step:07d}.png")
+        print(f"training {opts.family} on {len(run.data)} images ({run.steps_per_epoch} steps/epoch), "
+              f"device {device}, world {env.world}, bf16 {not isinstance(autocast_for(device, opts.amp), nullcontext)}")
+        print(json.dumps({"options": dataclasses.asdict(opts), "config": dataclasses.asdict(run.config)}, default=str))
 
     progress = None
     if env.main and opts.progress:
@@ -237,8 +490,14 @@ def train(opts: TrainOptions, on_step: Callable[[dict], None] | None = None) -> 
 
         progress = tqdm(total=opts.steps, initial=start_step, unit="step", dynamic_ncols=True, file=sys.stderr)
     log = (out / LOG_FILE).open("a") if env.main else None
+    if log is not None:
+        _log_line(log, {"kind": "start", "family": opts.family, "step": start_step,
+                        "images_seen": start_step * opts.batch_size, "cpu_seconds": round(run.cpu_before, 1),
+                        "options": json.loads(json.dumps(dataclasses.asdict(opts), default=list)),
+                        "config": dataclasses.asdict(run.config), **_environment(),
+                        "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     t_last, step_last = time.perf_counter(), start_step
-    step = start_step
+    last_save = time.monotonic()
     # Ctrl-C / SIGTERM finish the current step, save the state and stop (a half-done step would not resume exactly)
     stop_requested = threading.Event()
     handlers = {}
@@ -247,69 +506,45 @@ def train(opts: TrainOptions, on_step: Callable[[dict], None] | None = None) -> 
             handlers[sig] = signal.signal(sig, lambda *_: stop_requested.set())
     try:
         for step in range(start_step, opts.steps):
-            epoch, b = divmod(step, steps_per_epoch)
-            perm = epoch_permutation(n, opts.seed, epoch)
-            idx = perm[b * opts.batch_size : (b + 1) * opts.batch_size][env.rank :: env.world].to(device)
-            gen = step_generator(opts.seed, env.rank, step, device)
-            real = to_float(random_flip(data.images[idx], gen))  # (B, 3, R, R) in [-1, 1]
-            z = torch.randn(local_batch, z_dim, generator=gen, device=device)
-
-            # D step: real vs detached fakes (separate batches, as in the paper)
-            with amp:
-                fake = G_train(z, noise_generator=gen) if takes_gen else G_train(z)
-                d_real, d_fake = D_train(real), D_train(fake.detach())
-                d_loss = d_logistic_loss(d_real.float(), d_fake.float())
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            if opts.r1_gamma > 0 and step % opts.r1_every == 0:
-                real_r = real.detach().requires_grad_(True)
-                with amp:
-                    r_logits = D_train(real_r)
-                r1 = d_r1_penalty(r_logits.float(), real_r)
-                (opts.r1_gamma / 2 * r1 * opts.r1_every).backward()
-            opt_d.step()
-
-            # G step: non-saturating loss on the same fakes
-            with amp:
-                g_loss = g_nonsaturating_loss(D_train(fake).float())
-            opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            opt_g.step()
-            ema_update(G_ema, G, ema_decay_at(step, opts.ema_decay))
-
+            losses = train_step(run, step)
             done = step + 1
             if progress is not None:
                 progress.update(1)
             if env.main and (done % opts.log_every == 0 or done == opts.steps):
                 now = time.perf_counter()
-                ips = (done - step_last) * opts.batch_size / max(now - t_last, 1e-9)
+                rec = step_record(run, done, losses, (done - step_last) * opts.batch_size / max(now - t_last, 1e-9))
                 t_last, step_last = now, done
-                rec = {"step": done, "images_seen": done * opts.batch_size, "epoch": epoch,
-                       "d_loss": round(d_loss.item(), 5), "g_loss": round(g_loss.item(), 5),
-                       "d_real": round(torch.sigmoid(d_real.float()).mean().item(), 4),
-                       "d_fake": round(torch.sigmoid(d_fake.float()).mean().item(), 4),
-                       "images_per_s": round(ips, 1), "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
+                _log_line(log, rec)
                 if progress is not None:
-                    progress.set_postfix(img_s=f"{ips:.0f}", d=f"{rec['d_loss']:.3f}", g=f"{rec['g_loss']:.3f}")
+                    progress.set_postfix(img_s=f"{rec['images_per_s']:.0f}", d=f"{rec['d_loss']:.3f}", g=f"{rec['g_loss']:.3f}")
                 if on_step:
                     on_step(rec)
             if env.main and done % opts.sample_every == 0:
-                write_samples(done)
-            if done % opts.checkpoint_every == 0 and done != opts.steps:
-                write_state(done)
+                write_samples(run, done, sample_z)
+            if env.main and opts.eval_every and done * opts.batch_size // opts.eval_every > step * opts.batch_size // opts.eval_every:
+                rec = evaluate_snapshot(run, done)
+                _log_line(log, rec)
+                if progress is not None:
+                    progress.write(f"step {done}: face rate {rec.get('face_rate', rec.get('face_rate_error'))}")
+                t_last = time.perf_counter()  # images/s counts training only
+            due = done % opts.checkpoint_every == 0 or time.monotonic() - last_save >= opts.checkpoint_minutes * 60
+            if env.world > 1:  # the time rule must agree across ranks
+                flag = torch.tensor([float(due)], device=device)
+                dist.all_reduce(flag)
+                due = bool(flag.item())
+            if due and done != opts.steps:
+                write_state(run, done)
+                last_save = time.monotonic()
             stop_now = stop_requested.is_set()
             if env.world > 1:  # every rank stops after the same step, or the others would wait forever
                 flag = torch.tensor([float(stop_now)], device=device)
                 dist.all_reduce(flag)
                 stop_now = bool(flag.item())
             if stop_now and done != opts.steps:
-                write_state(done)
+                write_state(run, done)
                 if env.main:
-                    print(f"\nstopped after step {done}: state saved to {state_path}; continue with --resume", file=sys.stderr)
+                    print(f"\nstopped after step {done}: state saved to {out / STATE_FILE}; continue with --resume", file=sys.stderr)
                 raise KeyboardInterrupt
-        step = opts.steps
     finally:
         for sig, h in handlers.items():
             signal.signal(sig, h)
@@ -318,29 +553,11 @@ def train(opts: TrainOptions, on_step: Callable[[dict], None] | None = None) -> 
         if log is not None:
             log.close()
 
-    write_state(opts.steps)
+    write_state(run, opts.steps)
     model_dir = out / MODEL_DIR
     if env.main and opts.export:
-        export = copy.deepcopy(G_ema)
-        recalibrate_batchnorm(export, z_dim, device)
-        if hasattr(export, "estimate_mean_w"):  # StyleGAN2: the truncation centre, from the EMA mapping network
-            export.estimate_mean_w(generator=torch.Generator(device=device).manual_seed(opts.seed))
-        card = {
-            "description": f"{opts.family} generator (EMA weights) trained with dgf_core",
-            "data": [str(p) for p in opts.data],
-            "data_licence": data_licences(opts.data),
-            "heldout_rule": "files whose crc32(file name) % 20 == 0 are held out (dgf_core.data.is_heldout)",
-            "training_images": n,
-            "images_seen": opts.steps * opts.batch_size,
-            "steps": opts.steps,
-            "batch_size": opts.batch_size,
-            "date": datetime.now(timezone.utc).date().isoformat(),
-            **_environment(),
-            "world_size": env.world,
-            **({"notes": opts.note} if opts.note else {}),
-        }
-        ckpt.save_model(model_dir, opts.family, config, export.eval(), D.eval(), card)
-        write_samples(opts.steps)
+        export_model(run, opts.steps)
+        write_samples(run, opts.steps, sample_z)
     env.barrier()
     env.close()
     return model_dir

@@ -78,7 +78,8 @@ def test_ddp_two_cpu_processes(image_folder, tmp_path):
     assert "world 2" in r.stdout
     m = load_model(out / "model")
     assert m.card["world_size"] == 2 and m.card["images_seen"] == 24
-    assert len((out / "log.jsonl").read_text().splitlines()) == 3  # only rank 0 logs
+    log = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
+    assert [r.get("kind", "step") for r in log] == ["start", "step", "step", "step"]  # only rank 0 logs
 
 
 def test_sigint_stops_after_a_whole_step_and_resumes_exactly(image_folder, tmp_path):
@@ -97,3 +98,105 @@ def test_sigint_stops_after_a_whole_step_and_resumes_exactly(image_folder, tmp_p
     a, b = load_file(str(tmp_path / "full" / STATE_FILE)), load_file(str(tmp_path / "part" / STATE_FILE))
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_resumes_a_state_written_by_the_previous_layout(image_folder, tmp_path):
+    """tests/data/legacy-dcgan16-step2.safetensors was written by the single-function trainer (commit ea187d5) after
+    2 steps of these options (fp32: that trainer used autocast on CUDA only); today's code continues it exactly."""
+    import shutil
+
+    run = tmp_path / "legacy"
+    run.mkdir()
+    shutil.copy(ROOT / "tests" / "data" / "legacy-dcgan16-step2.safetensors", run / STATE_FILE)
+    train(opts(image_folder, run, steps=4, export=False, resume=True, amp=False, sample_every=100, checkpoint_every=100))
+    train(opts(image_folder, tmp_path / "full", steps=4, export=False, amp=False, sample_every=100, checkpoint_every=100))
+    a, b = load_file(str(tmp_path / "full" / STATE_FILE)), load_file(str(run / STATE_FILE))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_augmented_run_resumes_exactly_and_differs_from_plain(image_folder, tmp_path):
+    aug = dict(augment="color,translation,cutout", export=False)
+    train(opts(image_folder, tmp_path / "full", steps=4, **aug))
+    train(opts(image_folder, tmp_path / "part", steps=2, **aug))
+    train(opts(image_folder, tmp_path / "part", steps=4, resume=True, **aug))
+    train(opts(image_folder, tmp_path / "plain", steps=4, export=False))
+    a, b, c = (load_file(str(tmp_path / r / STATE_FILE)) for r in ("full", "part", "plain"))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert not torch.equal(a["D.features.0.weight"], c["D.features.0.weight"])
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        train(opts(image_folder, tmp_path / "bad", augment="rotate"))
+
+
+def test_eval_every_logs_face_rate_cpu_time_and_keeps_snapshots(image_folder, tmp_path):
+    pytest.importorskip("facenet_pytorch")
+    out = tmp_path / "run"
+    train(opts(image_folder, out, steps=4, eval_every=16, eval_seeds=3, export=False))  # 8 images per step
+    log = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
+    assert log[0]["kind"] == "start" and log[0]["family"] == "dcgan"
+    evals = [r for r in log if r.get("kind") == "eval"]
+    assert [r["images_seen"] for r in evals] == [16, 32]
+    for r in evals:
+        assert set(r["face_rate"]) == {"p>=0.9", "p>=0.99", "p>=0.999"} and r["n_seeds"] == 3
+        assert all(0.0 <= v <= 1.0 for v in r["face_rate"].values())
+        assert r["cpu_seconds"] > 0
+    assert evals[1]["cpu_seconds"] > evals[0]["cpu_seconds"]
+    snap = load_model(out / evals[1]["snapshot"])
+    assert snap.card["images_seen"] == 32 and snap.discriminator is None
+    assert snap.generator(torch.randn(1, 8)).shape == (1, 3, 16, 16)
+
+
+def test_cpu_seconds_accumulate_across_resume(image_folder, tmp_path):
+    from safetensors import safe_open
+
+    def info(run):
+        with safe_open(str(run / STATE_FILE), "pt") as f:
+            return json.loads(f.metadata()["dgf_state"])["info"]
+
+    out = tmp_path / "run"
+    train(opts(image_folder, out, steps=2, export=False))
+    first = info(out)["cpu_seconds"]
+    train(opts(image_folder, out, steps=4, export=False, resume=True))
+    assert first > 0 and info(out)["cpu_seconds"] > first
+    starts = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines() if '"start"' in l]
+    assert [s["step"] for s in starts] == [0, 2] and starts[1]["cpu_seconds"] == pytest.approx(first, abs=0.1)
+
+
+def test_checkpoint_minutes_saves_by_time(image_folder, tmp_path):
+    from safetensors import safe_open
+
+    out = tmp_path / "run"
+    seen = []
+
+    def state_step(rec):  # called after step N is logged, before its state is saved: the file holds step N-1
+        if (out / STATE_FILE).exists():
+            with safe_open(str(out / STATE_FILE), "pt") as f:
+                seen.append(json.loads(f.metadata()["dgf_state"])["info"]["step"])
+
+    train(opts(image_folder, out, steps=4, export=False, checkpoint_every=1000, checkpoint_minutes=1e-9), on_step=state_step)
+    assert seen == [1, 2, 3]
+    with pytest.raises(ValueError, match="checkpoint_minutes"):
+        train(opts(image_folder, tmp_path / "x", checkpoint_minutes=0))
+
+
+def test_init_from_a_shipped_generator(image_folder, tmp_path):
+    from conftest import make_tiny_dcgan, make_tiny_stylegan2
+
+    src = make_tiny_dcgan(tmp_path / "shipped", resolution=16)
+    out = tmp_path / "run"
+    train(opts(image_folder, out, steps=1, export=False, lr=0.0, model={}, init_from=str(src)))
+    state, shipped = load_file(str(out / STATE_FILE)), load_file(str(src / "model.safetensors"))
+    for k in ("main.0.weight", "main.1.weight"):
+        assert torch.equal(state[f"G.{k}"], shipped[f"generator.{k}"].float()), k  # lr 0: still the shipped weights
+    assert torch.equal(state["D.features.0.weight"], shipped["discriminator.features.0.weight"].float())
+    log = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
+    assert log[0]["options"]["init_from"] == str(src) and log[0]["config"]["g_channels"] == 8
+    with pytest.raises(ValueError, match="differs from this run"):
+        train(opts(image_folder, tmp_path / "r2", steps=1, init_from=str(src)))  # TINY overrides: another architecture
+    sg = make_tiny_stylegan2(tmp_path / "sg", resolution=16)
+    with pytest.raises(ValueError, match="stylegan2"):
+        train(opts(image_folder, tmp_path / "r3", steps=1, model={}, init_from=str(sg)))
+    with pytest.raises(ValueError, match="only one"):
+        train(opts(image_folder, out, steps=2, resume=True, model={}, init_from=str(src)))

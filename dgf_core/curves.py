@@ -1,0 +1,223 @@
+"""Learning curves of training runs: read each run's `log.jsonl`, extract its evaluation series, draw them.
+
+A run folder's `log.jsonl` holds one JSON object per line:
+- step records (no "kind"): {"step", "images_seen", "d_loss", "g_loss", ...};
+- {"kind": "start", "family", "options", "config", ...} at each (re)start;
+- {"kind": "eval", "step", "images_seen", "cpu_seconds" (cumulative over all sessions), "face_rate": {"p>=0.999": ...},
+  optionally "c2st": {"accuracy", "stderr"}}, from the trainer or from a later evaluation of its snapshots.
+A resumed run repeats the steps after its last checkpoint: the last record per step is kept (for eval records, later
+lines' fields override earlier ones, so a separate C2ST line for a step joins the trainer's face rate for it).
+
+`read_run(folder)` -> RunLog; `eval_series(run)` -> columns; `plot_curves(runs, "curves.png")` draws
+(a) face rate vs images seen, (b) face rate vs CPU hours, (c) C2ST accuracy vs images seen (when any run has it).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from .checkpoint import CONFIG_FILE
+from .images import atomic_path
+from .train import LOG_FILE, MODEL_DIR
+
+FACE_KEY = "p>=0.999"  # the face rate drawn: share of samples with an MTCNN face probability >= 0.999
+PANEL_SIZE = (450, 400)  # default pixels per panel (w, h)
+MAX_SIDE = 8000  # pixels
+
+
+@dataclass
+class RunLog:
+    path: Path
+    family: str | None
+    steps: list[dict[str, Any]]  # step records, the last one written per step, by step
+    evals: list[dict[str, Any]]  # eval records merged per step (later lines win), by step
+    starts: list[dict[str, Any]] = field(default_factory=list)  # one per (re)start, in file order
+    skipped_lines: int = 0  # lines that are not a JSON object (e.g. cut short by a crash)
+
+    @property
+    def name(self) -> str:
+        return self.path.resolve().name
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.family})" if self.family else self.name
+
+
+def read_run(folder: str | os.PathLike) -> RunLog:
+    """Read a training run folder's log.jsonl. Raises FileNotFoundError naming the run if it or its log is missing."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"run folder does not exist: {folder}")
+    log = folder / LOG_FILE
+    if not log.is_file():
+        raise FileNotFoundError(f"run {folder} has no {LOG_FILE} (is it a training run folder?)")
+    steps: dict[int, dict] = {}
+    evals: dict[int, dict] = {}
+    starts: list[dict] = []
+    skipped = 0
+    with log.open(encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                skipped += 1
+                continue
+            if not isinstance(rec, dict):
+                skipped += 1
+                continue
+            kind = rec.get("kind")
+            if kind == "start":
+                starts.append(rec)
+            elif kind in ("eval", None):
+                step = rec.get("step")
+                if not isinstance(step, int):
+                    skipped += 1
+                    continue
+                if kind is None:
+                    steps[step] = rec
+                else:
+                    evals.setdefault(step, {}).update(rec)
+            # other kinds: not drawn
+    family = next((s["family"] for s in reversed(starts) if s.get("family")), None) or _model_family(folder)
+    return RunLog(path=folder, family=family, steps=[steps[k] for k in sorted(steps)],
+                  evals=[evals[k] for k in sorted(evals)], starts=starts, skipped_lines=skipped)
+
+
+def _model_family(folder: Path) -> str | None:
+    """The family of the run's exported model, for logs written before start records existed."""
+    try:
+        family = json.loads((folder / MODEL_DIR / CONFIG_FILE).read_text()).get("family")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return family if isinstance(family, str) else None
+
+
+def _number(value: Any) -> int | float | None:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def eval_series(run: RunLog, face_key: str = FACE_KEY) -> dict[str, list]:
+    """The run's eval records as parallel columns, one entry per evaluated step; None where a record lacks a value.
+    Keys: step, images_seen, cpu_hours, face_rate (at `face_key`), c2st (accuracy), c2st_stderr."""
+    cols: dict[str, list] = {k: [] for k in ("step", "images_seen", "cpu_hours", "face_rate", "c2st", "c2st_stderr")}
+    for rec in run.evals:
+        cpu = _number(rec.get("cpu_seconds"))
+        face = rec.get("face_rate") if isinstance(rec.get("face_rate"), dict) else {}
+        c2st = rec.get("c2st") if isinstance(rec.get("c2st"), dict) else {}
+        cols["step"].append(rec["step"])
+        cols["images_seen"].append(_number(rec.get("images_seen")))
+        cols["cpu_hours"].append(cpu / 3600 if cpu is not None else None)
+        cols["face_rate"].append(_number(face.get(face_key)))
+        cols["c2st"].append(_number(c2st.get("accuracy")))
+        cols["c2st_stderr"].append(_number(c2st.get("stderr")))
+    return cols
+
+
+def _pairs(cols: dict[str, list], x: str, y: str) -> tuple[list[float], list[float]]:
+    pts = [(a, b) for a, b in zip(cols[x], cols[y]) if a is not None and b is not None]
+    return [a for a, _ in pts], [b for _, b in pts]
+
+
+def check_runs(runs: Sequence[RunLog], face_key: str = FACE_KEY) -> list[str]:
+    """Warnings for runs with nothing to draw; ValueError if no run has any eval record."""
+    if not runs:
+        raise ValueError("no runs given")
+    if not any(r.evals for r in runs):
+        raise ValueError(f"no eval records in {', '.join(str(r.path / LOG_FILE) for r in runs)}: nothing to draw")
+    warnings = []
+    for r in runs:
+        if not r.evals:
+            warnings.append(f"run {r.path} has no eval records ({len(r.steps)} step records): drawn without points")
+        elif not any(v is not None for v in eval_series(r, face_key)["face_rate"]):
+            why = next((e["face_rate_error"] for e in r.evals if e.get("face_rate_error")), None)
+            warnings.append(f"run {r.path} has {len(r.evals)} eval records but no face rate at {face_key}"
+                            + (f" ({why})" if why else ""))
+        if r.skipped_lines:
+            warnings.append(f"run {r.path}: skipped {r.skipped_lines} unreadable line(s) in {LOG_FILE}")
+    return warnings
+
+
+def panels(runs: Sequence[RunLog]) -> list[str]:
+    """The panels drawn for these runs: face rate vs images and vs CPU hours, plus C2ST when any run has it."""
+    has_c2st = any(v is not None for r in runs for v in eval_series(r)["c2st"])
+    return ["face_rate_images", "face_rate_cpu"] + (["c2st_images"] if has_c2st else [])
+
+
+def default_size(n_panels: int) -> tuple[int, int]:
+    return PANEL_SIZE[0] * n_panels, PANEL_SIZE[1]
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'1200x400' -> (1200, 400) pixels."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size must be WIDTHxHEIGHT in pixels, e.g. 1350x400, got {text!r}") from None
+    if not (100 <= w <= MAX_SIDE and 100 <= h <= MAX_SIDE):
+        raise ValueError(f"size sides must be in 100..{MAX_SIDE} pixels, got {w}x{h}")
+    return w, h
+
+
+def curves_json(runs: Sequence[RunLog], face_key: str = FACE_KEY, real_rate: float | None = None) -> dict[str, Any]:
+    """What the picture shows, as data: per run its label, family and eval columns (see `eval_series`)."""
+    return {"face_rate_key": face_key, "real_rate": real_rate,
+            "runs": [{"name": r.name, "path": str(r.path), "family": r.family, "label": r.label,
+                      "step_records": len(r.steps), "last_step": r.steps[-1]["step"] if r.steps else None,
+                      "restarts": max(len(r.starts) - 1, 0), "eval": eval_series(r, face_key)} for r in runs]}
+
+
+def plot_curves(runs: Sequence[RunLog], out: str | os.PathLike, *, face_key: str = FACE_KEY,
+                real_rate: float | None = None, size: tuple[int, int] | None = None, dpi: int = 100) -> Path:
+    """Draw the runs' learning curves into a PNG of `size` (w, h) pixels, written atomically. Returns the path."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # object API: no pyplot, no global backend state
+    from matplotlib.figure import Figure
+
+    check_runs(runs, face_key)
+    kinds = panels(runs)
+    w, h = size or default_size(len(kinds))
+    fig = Figure(figsize=(w / dpi, h / dpi), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(kinds), squeeze=False)[0]
+    series = [eval_series(r, face_key) for r in runs]
+    titles = {"face_rate_images": "(a) face rate vs images seen", "face_rate_cpu": "(b) face rate vs CPU hours",
+              "c2st_images": "(c) C2ST accuracy vs images seen"}
+    for ax, kind in zip(axes, kinds):
+        x, y = {"face_rate_images": ("images_seen", "face_rate"), "face_rate_cpu": ("cpu_hours", "face_rate"),
+                "c2st_images": ("images_seen", "c2st")}[kind]
+        for i, (run, cols) in enumerate(zip(runs, series)):
+            xs, ys = _pairs(cols, x, y)
+            if x == "images_seen":
+                xs = [v / 1000 for v in xs]
+            label = run.label if run.evals else f"{run.label}: no evals"
+            ax.plot(xs, ys, marker="o", markersize=3, color=f"C{i % 10}", label=label)
+            if kind == "c2st_images":
+                err = [(a / 1000, b, e) for a, b, e in zip(cols["images_seen"], cols["c2st"], cols["c2st_stderr"])
+                       if a is not None and b is not None and e is not None]
+                if err:
+                    ax.errorbar([a for a, _, _ in err], [b for _, b, _ in err], yerr=[e for _, _, e in err],
+                                fmt="none", ecolor=f"C{i % 10}", alpha=0.6)
+        if kind == "c2st_images":
+            ax.axhline(0.5, color="gray", linestyle="--", linewidth=1, label="chance (0.5)")
+            ax.set_ylabel("C2ST accuracy (0.5 = indistinguishable)")
+            ax.set_ylim(min([0.45] + [v - 0.05 for c in series for v in c["c2st"] if v is not None]), 1.02)
+        else:
+            if real_rate is not None:
+                ax.axhline(real_rate, color="black", linestyle="--", linewidth=1, label="real faces")
+            ax.set_ylabel(f"face rate ({face_key})")
+            ax.set_ylim(0, 1.02)
+        ax.set_xlabel("CPU hours" if x == "cpu_hours" else "images seen (kimg)")
+        ax.set_title(titles[kind], fontsize="medium")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+    path, tmp = atomic_path(out)
+    try:
+        fig.savefig(tmp, format="png", dpi=dpi)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
