@@ -26,6 +26,7 @@ from .edits import _augment, fit_on_cpu_budget, load_net, recipe_warp, save_net
 from .models.identity import IdentityConfig, IdentityNet
 
 IDENTITY_FORMAT = "dgf-identity/1"
+DEFAULT_LIKENESS = "identity-celeba200"  # folder in the weights folder
 
 
 def read_identity_file(path: str | os.PathLike) -> dict[str, int]:
@@ -110,6 +111,15 @@ def save_identity(folder: str | os.PathLike, net: IdentityNet, card: dict[str, A
 
 def load_likeness(folder: str | os.PathLike, device: str | torch.device = "cpu") -> Likeness:
     return Likeness(*load_net(folder, IDENTITY_FORMAT, IdentityConfig, IdentityNet, device))
+
+
+def default_likeness(weights_dir: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Likeness | None:
+    """The weights folder's identity embedding (identity loss of pivotal tuning, likeness figures), or None
+    when the folder has none."""
+    from .checkpoint import default_weights_dir
+
+    folder = Path(weights_dir or default_weights_dir()) / DEFAULT_LIKENESS
+    return load_likeness(folder, device) if (folder / "config.json").is_file() else None
 
 
 def face_regions_from_files(paths, recipe_side: int, cfg: IdentityConfig) -> torch.Tensor:

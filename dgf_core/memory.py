@@ -125,27 +125,39 @@ def render_memory(generator: torch.nn.Module, latents: torch.Tensor, space: str,
     return np.ascontiguousarray(out)
 
 
-def memory_recipe(model, latent: torch.Tensor, space: str, spec: MemorySpec, upscaler=None) -> dict[str, Any]:
-    """What reproduces the clip: the model (name, weights hash), the latent itself and the parameters."""
+TUNED_NOTE = ("made with a private copy of the generator fine-tuned on the photo (pivotal tuning); that copy was never "
+              "saved, so this clip cannot be regenerated from its recipe without the photo: the latent is the pivot")
+
+
+def memory_recipe(model, latent: torch.Tensor, space: str, spec: MemorySpec, upscaler=None,
+                  tuning: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What reproduces the clip: the model (name, weights hash), the latent itself and the parameters. With
+    `tuning` (the pivotal-tuning options), the recipe says that the clip needs the photo to be made again."""
     from .pipeline import SYNTHETIC_NOTICE
 
-    return {"synthetic": True, "tool": "Deeply Good Fakes (dgf_core)", "kind": "memory", "notice": SYNTHETIC_NOTICE,
-            "model": model.name, "weights_sha256": model.weights_sha256, "space": space,
-            "latent": np.round(latent.numpy().astype(np.float64), 5).tolist(), **asdict(spec),
-            "upscaler": upscaler.recipe() if upscaler is not None and spec.upscale > 1 else None}
+    recipe = {"synthetic": True, "tool": "Deeply Good Fakes (dgf_core)", "kind": "memory", "notice": SYNTHETIC_NOTICE,
+              "model": model.name, "weights_sha256": model.weights_sha256, "space": space,
+              "latent": np.round(latent.numpy().astype(np.float64), 5).tolist(), **asdict(spec),
+              "upscaler": upscaler.recipe() if upscaler is not None and spec.upscale > 1 else None}
+    if tuning:
+        recipe["tuning"] = {**tuning, "regenerable_without_photo": False, "note": TUNED_NOTE}
+    return recipe
 
 
 def make_memory(model, latent: torch.Tensor, space: str, spec: MemorySpec, outs: Sequence[str | os.PathLike], *,
                 directions: dict[str, torch.Tensor] | None = None, upscaler=None,
-                progress: Progress | None = None) -> dict[str, Any]:
-    """Render the memory clip of a projected latent once and write each of `outs` (.mp4 / .gif). Returns the recipe."""
+                progress: Progress | None = None, generator: torch.nn.Module | None = None,
+                tuning: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Render the memory clip of a projected latent once and write each of `outs` (.mp4 / .gif). Returns the recipe.
+    `generator`: what renders the frames instead of the model's own (a pivotal-tuned copy, `tuning` its options)."""
     from .video import check_outputs, write_clip
 
     check_outputs(outs)
     coord_std = latent_space(model.generator, "w").coord_std() if space in ("w", "w+") else 1.0
     lat = memory_latents(latent, space, spec, coord_std=coord_std, directions=directions)
-    frames = render_memory(model.generator, lat, space, spec, upscaler=upscaler, progress=progress)
-    recipe = memory_recipe(model, latent, space, spec, upscaler)
+    frames = render_memory(generator if generator is not None else model.generator, lat, space, spec,
+                           upscaler=upscaler, progress=progress)
+    recipe = memory_recipe(model, latent, space, spec, upscaler, tuning)
     for out in outs:
         write_clip(frames, out, spec.fps, recipe)
     return recipe
@@ -167,3 +179,119 @@ def memory_from_file(latent_path: str | os.PathLike, outs: Sequence[str | os.Pat
     directions = load_directions(model) if spec.edit else None
     return make_memory(model, saved.latent, saved.space, spec, outs, directions=directions, upscaler=upscaler,
                        progress=progress)
+
+
+# ---- photo -> memory: the one core call behind the app's Memory tab, the Streamlit page and the CLI ---------
+
+PhaseProgress = Callable[[str, float, str], None]  # (phase, fraction of that phase done, text for the user)
+PHASES = ("align", "project", "tune", "render")
+
+
+def overall_progress(phase: str, fraction: float, tuning: bool = True) -> float:
+    """A phase's progress -> the whole request's (0..1), for one progress bar over all phases."""
+    spans = ({"align": (0.0, 0.03), "project": (0.03, 0.4), "tune": (0.4, 0.9), "render": (0.9, 1.0)} if tuning else
+             {"align": (0.0, 0.03), "project": (0.03, 0.85), "tune": (0.85, 0.85), "render": (0.85, 1.0)})
+    lo, hi = spans[phase]
+    return lo + (hi - lo) * min(max(fraction, 0.0), 1.0)
+
+
+@dataclass
+class MemoryResult:
+    recipe: dict[str, Any]
+    outs: list[str]
+    aligned: torch.Tensor  # (3, R, R) uint8: what the generator was asked to reproduce (never written to disk)
+    projection: torch.Tensor  # (3, R, R) uint8: the model's reconstruction from the pivot latent
+    tuned: torch.Tensor | None  # (3, R, R) uint8: the tuned generator's reconstruction (None without tuning)
+    latent: torch.Tensor
+    space: str
+    psnr_projection: float
+    psnr_tuned: float | None
+    likeness_projection: float | None  # identity-embedding cosine to the aligned photo (None without a likeness model)
+    likeness_tuned: float | None
+    notices: list[str]
+    seconds: dict[str, float]
+    projected: Any = None  # the projection.ProjectionResult (for `save_latent`)
+
+    @property
+    def reconstruction(self) -> torch.Tensor:
+        return self.tuned if self.tuned is not None else self.projection
+
+    @property
+    def psnr(self) -> float:
+        return self.psnr_tuned if self.psnr_tuned is not None else self.psnr_projection
+
+
+def memory_from_photo(model, photo, spec: MemorySpec, outs: Sequence[str | os.PathLike], *, projection=None,
+                      tuning=None, align: bool = True, detector=None, likeness=None,
+                      directions: dict[str, torch.Tensor] | None = None, upscaler=None,
+                      progress: PhaseProgress | None = None) -> MemoryResult:
+    """Photo (an opened PIL image, e.g. `uploads.open_upload`) -> aligned face -> pivot latent (projection) ->
+    pivotal tuning of a private copy of the generator (unless `tuning.steps` is 0) -> looping memory clip
+    written to each of `outs` (.mp4 / .gif). `model`: a `checkpoint.LoadedModel` (with its discriminator when
+    it ships one: feature matching); `likeness`: a `likeness.Likeness` (identity loss and the likeness figures).
+
+    The photo and the tuned generator stay in memory: nothing here writes either to disk, and the tuned copy is
+    dropped when this returns. Raises AlignmentError / ProjectionError / MemoryClipError / EditError with messages
+    for the user; every check that can fail runs before the slow work.
+    """
+    import time
+
+    from .alignment import model_recipe
+    from .projection import ProjectionOptions, prepare_target, project_model
+    from .tuning import TuningOptions, tune
+    from .video import check_outputs
+
+    projection = projection or ProjectionOptions()
+    tuning = tuning if tuning is not None else TuningOptions()
+    projection.validate()
+    tuning.validate()
+    spec.validate()
+    check_outputs(outs)
+    if spec.edit:
+        if not directions:
+            raise MemoryClipError("this model has no edit directions; clear the edit")
+        check_edits(spec.edit, directions)
+    say = progress or (lambda phase, frac, text: None)
+    seconds: dict[str, float] = {}
+    recipe_name = model_recipe(model.card)
+
+    t = time.perf_counter()
+    say("align", 0.0, "Finding the face" if align else "Cropping the photo")
+    target, notices = prepare_target(photo, model, align=align, detector=detector)
+    seconds["align"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    result = project_model(model, target, projection, progress=lambda step, total, loss: say(
+        "project", step / total, f"Projecting into the model: step {step}/{total}"))
+    seconds["project"] = time.perf_counter() - t
+
+    tuned = None
+    if tuning.steps > 0:
+        t = time.perf_counter()
+        tuned = tune(model.generator, result.latent, result.space, target, tuning, discriminator=model.discriminator,
+                     likeness=likeness, recipe=recipe_name, progress=lambda step, total, loss: say(
+                         "tune", step / total, f"Tuning a private copy of the model to the photo: step {step}/{total}"))
+        seconds["tune"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    tuning_card = None
+    if tuned is not None:
+        tuning_card = {k: v for k, v in asdict(tuning).items()}
+        tuning_card["identity_loss"] = likeness is not None and tuning.identity_weight > 0
+        tuning_card["feature_matching"] = model.discriminator is not None and tuning.fm_weight > 0
+    recipe = make_memory(model, result.latent, result.space, spec, outs, directions=directions, upscaler=upscaler,
+                         generator=tuned.generator if tuned is not None else None, tuning=tuning_card,
+                         progress=lambda done, total: say("render", done / total, f"Rendering frame {done}/{total}"))
+    seconds["render"] = time.perf_counter() - t
+
+    def cosine(img: torch.Tensor) -> float | None:
+        return None if likeness is None else round(float(likeness(img, target, recipe_name)[0]), 4)
+
+    out = MemoryResult(
+        recipe=recipe, outs=[str(o) for o in outs], aligned=to_uint8(target)[0], projection=to_uint8(result.image)[0],
+        tuned=to_uint8(tuned.image)[0] if tuned is not None else None, latent=result.latent, space=result.space,
+        psnr_projection=result.psnr, psnr_tuned=tuned.psnr if tuned is not None else None,
+        likeness_projection=cosine(result.image), likeness_tuned=cosine(tuned.image) if tuned is not None else None,
+        notices=list(notices), seconds={k: round(v, 2) for k, v in seconds.items()}, projected=result)
+    del tuned, target  # the tuned copy and the photo's pixels go with this call
+    return out

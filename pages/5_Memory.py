@@ -8,11 +8,11 @@ from pathlib import Path
 import streamlit as st
 
 from dgf_core import uploads
-from dgf_core.data import to_uint8
 from dgf_core.edits import MAX_EDIT, EditError, load_directions
 from dgf_core.images import to_pil
-from dgf_core.memory import MAX_MEMORY_FRAMES, MemorySpec, make_memory
-from dgf_core.projection import DEFAULT_STEPS, ProjectionOptions, prepare_target, project_model
+from dgf_core.memory import MAX_MEMORY_FRAMES, MemorySpec, memory_from_photo, overall_progress
+from dgf_core.projection import DEFAULT_STEPS, ProjectionOptions
+from dgf_core.tuning import DEFAULT_TUNE_STEPS, MAX_TUNE_STEPS, TuningOptions
 from dgf_core.video import MAX_FPS
 from streamlit_shared import NOTICE, model_picker, projection_model, upscale_option
 
@@ -25,6 +25,13 @@ def face_detector():
     from dgf_core.alignment import load_detector
 
     return load_detector("cpu")
+
+
+@st.cache_resource(show_spinner="Loading the likeness model...")
+def likeness_model():
+    from dgf_core.likeness import default_likeness
+
+    return default_likeness()
 
 
 st.set_page_config(page_title="Memory · Deeply Good Fakes", page_icon="🕯️")
@@ -46,7 +53,11 @@ source = st.file_uploader("Photo (one face, from the front)", type=["png", "jpg"
                           key="photo", disabled=not consent)
 align = st.checkbox("Find and align the face (untick for a photo already cropped like the training faces)", True,
                     key="align")
-steps = st.slider("Projection steps", 10, MAX_STEPS, DEFAULT_STEPS, 10, key="steps", help="more: a closer likeness, slower")
+steps = st.slider("Projection steps", 10, MAX_STEPS, DEFAULT_STEPS, 10, key="steps",
+                  help="finds the closest face the model knows")
+tune_steps = st.slider("Likeness (tuning steps)", 0, MAX_TUNE_STEPS, DEFAULT_TUNE_STEPS, 10, key="tune_steps",
+                       help="tunes a private copy of the model to the photo: more steps, closer likeness; 0: off. "
+                            "The tuned copy is never saved")
 if not edits_available:
     st.caption(f"{model} has no edit directions (a directions.json in its folder, see README): the edit sliders are off.")
 age_col, gender_col = st.columns(2)
@@ -60,37 +71,46 @@ up, factor = upscale_option()
 
 if st.button("Make the memory", type="primary", key="make", disabled=not consent or source is None):
     st.session_state.pop("memory", None)
+    bar = st.progress(0.0, text="Reading the photo")
+    tuning = TuningOptions(steps=tune_steps)
     try:
         picture = uploads.open_upload(source.getvalue())  # bytes in memory: the photo never touches the disk
         edit = {k: v for k, v in (("age", age), ("gender", gender)) if v}
         spec = MemorySpec(frames=frames, fps=fps, edit=edit, upscale=factor, mark=mark)
-        spec.validate()
-        target, notices = prepare_target(picture, m, align=align, detector=face_detector() if align else None)
-    except ValueError as e:  # UploadError, AlignmentError, MemoryClipError: messages for the user
+        with tempfile.TemporaryDirectory() as d:
+            res = memory_from_photo(
+                m, picture, spec, [Path(d) / "m.mp4", Path(d) / "m.gif"], projection=ProjectionOptions(steps=steps),
+                tuning=tuning, align=align, detector=face_detector() if align else None, likeness=likeness_model(),
+                directions=directions if edit else None, upscaler=up,
+                progress=lambda phase, frac, text: bar.progress(overall_progress(phase, frac, tuning.steps > 0), text=text))
+            mp4, gif = (Path(d) / "m.mp4").read_bytes(), (Path(d) / "m.gif").read_bytes()
+        del picture
+    except ValueError as e:  # UploadError, AlignmentError, ProjectionError, MemoryClipError: messages for the user
+        bar.empty()
         st.error(str(e))
     else:
-        del picture
-        bar = st.progress(0.0, text="Projecting into the model")
-        result = project_model(m, target, ProjectionOptions(steps=steps), progress=lambda step, total, loss: bar.progress(
-            0.8 * step / total, text=f"Projecting into the model: step {step}/{total}"))
-        bar.progress(0.8, text="Rendering the memory clip")
-        with tempfile.TemporaryDirectory() as d:
-            recipe = make_memory(m, result.latent, result.space, spec, [Path(d) / "m.mp4", Path(d) / "m.gif"],
-                                 directions=directions if edit else None, upscaler=up)
-            mp4, gif = (Path(d) / "m.mp4").read_bytes(), (Path(d) / "m.gif").read_bytes()
-        bar.progress(1.0, text=f"{spec.frames} frames, PSNR {result.psnr:.1f} dB")
-        st.session_state.memory = {"mp4": mp4, "gif": gif, "recipe": recipe, "notices": notices, "psnr": result.psnr,
-                                   "aligned": to_pil(to_uint8(target)[0]), "reconstruction": to_pil(to_uint8(result.image)[0])}
+        bar.progress(1.0, text=f"{spec.frames} frames, PSNR {res.psnr:.1f} dB")
+        st.session_state.memory = {
+            "mp4": mp4, "gif": gif, "recipe": res.recipe, "notices": res.notices, "aligned": to_pil(res.aligned),
+            "projection": to_pil(res.projection), "psnr_projection": res.psnr_projection,
+            "likeness_projection": res.likeness_projection, "tuned": to_pil(res.tuned) if res.tuned is not None else None,
+            "psnr_tuned": res.psnr_tuned, "likeness_tuned": res.likeness_tuned}
 
 memory = st.session_state.get("memory")
 if memory:
     for n in memory["notices"]:
         st.info(n)
     st.video(memory["mp4"], format="video/mp4", loop=True, autoplay=True, muted=True)
-    aligned_col, recon_col = st.columns(2)
-    aligned_col.image(memory["aligned"].resize((192, 192)), caption="aligned photo (not stored)")
-    recon_col.image(memory["reconstruction"].resize((192, 192)),
-                    caption=f"the model's reconstruction, PSNR {memory['psnr']:.1f} dB")
+    def likeness_text(key: str) -> str:
+        return f", likeness {memory[key]:.2f}" if memory.get(key) is not None else ""
+
+    cols = st.columns(3 if memory["tuned"] is not None else 2)
+    cols[0].image(memory["aligned"].resize((192, 192)), caption="aligned photo (not stored)")
+    cols[1].image(memory["projection"].resize((192, 192)),
+                  caption=f"projection, PSNR {memory['psnr_projection']:.1f} dB{likeness_text('likeness_projection')}")
+    if memory["tuned"] is not None:
+        cols[2].image(memory["tuned"].resize((192, 192)),
+                      caption=f"tuned to the photo, PSNR {memory['psnr_tuned']:.1f} dB{likeness_text('likeness_tuned')}")
     stem = f"memory-{memory['recipe']['model']}"
     mp4_col, gif_col, recipe_col = st.columns(3)
     mp4_col.download_button("Download MP4", memory["mp4"], f"{stem}.mp4", "video/mp4", key="dl-mp4", on_click="ignore")

@@ -1,0 +1,181 @@
+"""Pivotal tuning (Roich et al. 2022, "Pivotal Tuning for Latent-based Editing of Real Images").
+
+Projection finds the latent (the *pivot*) whose image is closest to the photo, but a generator trained on 15k
+faces does not contain every person: the likeness has to come from the photo. `tune` fine-tunes a private copy
+of the generator for a bounded number of steps so that it reproduces the photo at the pivot, while a locality
+regularizer keeps its output unchanged for latents at a fixed distance from the pivot (towards random latents),
+so walks and age/gender edits around the pivot stay natural and the rest of the model stays the model.
+
+Losses, all without downloaded weights:
+- pixels: multi-scale MSE + L1 (`projection.multiscale_pixel_loss`) between the tuned image at the pivot and
+  the photo;
+- identity: 1 - cosine of the project's identity embedding (`likeness.Likeness`, weights/identity-celeba200)
+  between the tuned image and the photo, when a likeness model is given;
+- discriminator features (`projection.feature_matching_loss`), when the model ships its discriminator;
+- locality: the same pixel loss between the tuned and the original generator at the locality latents.
+
+The tuned copy lives only in the caller's memory: `tune` never writes a file, and nothing here caches it. A clip
+rendered with it cannot be regenerated from its recipe without the photo (the recipe says so).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .projection import (ProjectionError, discriminator_features, feature_matching_loss, latent_space,
+                         multiscale_pixel_loss, psnr_rgb, synthesize)
+
+DEFAULT_TUNE_STEPS = 150  # DCGAN on one CPU core: about 15 s; see docs/results/memory-*.json
+MAX_TUNE_STEPS = 1000
+
+Progress = Callable[[int, int, float], None]
+
+
+@dataclass
+class TuningOptions:
+    steps: int = DEFAULT_TUNE_STEPS  # 0: no tuning
+    lr: float = 1e-3  # Adam on the generator's weights
+    identity_weight: float = 0.1  # 1 - cosine of identity embeddings (needs a likeness model)
+    fm_weight: float = 0.0  # discriminator feature matching (needs the discriminator)
+    locality_weight: float = 1.0
+    locality_radius: float = 0.3  # distance of the locality latents from the pivot, a share of the typical
+    #                                distance between two random latents
+    locality_batch: int = 4  # locality latents per step
+    seed: int = 0
+
+    def validate(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 0 <= self.steps <= MAX_TUNE_STEPS:
+            raise ProjectionError(f"tuning steps must be an integer in 0..{MAX_TUNE_STEPS}, got {self.steps!r}")
+        for name in ("identity_weight", "fm_weight", "locality_weight", "locality_radius"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
+                raise ProjectionError(f"{name} must be a finite number >= 0, got {v!r}")
+        if not self.lr > 0:
+            raise ProjectionError(f"tuning lr must be positive, got {self.lr}")
+        if isinstance(self.locality_batch, bool) or not isinstance(self.locality_batch, int) or self.locality_batch < 1:
+            raise ProjectionError(f"locality_batch must be a positive integer, got {self.locality_batch!r}")
+
+
+@dataclass
+class TuningResult:
+    generator: nn.Module  # the tuned private copy (eval, no grad): render it with `projection.synthesize`
+    image: torch.Tensor  # (1, 3, R, R) in [-1, 1]: the tuned generator at the pivot
+    psnr: float
+    losses: list[float]
+    options: TuningOptions
+    seconds: float
+    cpu_seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def trainable_copy(generator: nn.Module, space: str) -> nn.Module:
+    """A private copy of what renders `space` latents (the DCGAN's folded inference network for z), weights
+    trainable, in eval mode (batch norm is folded; StyleGAN2 noise is 'const')."""
+    src = generator.inference_module() if space == "z" and hasattr(generator, "inference_module") else generator
+    return copy.deepcopy(src).eval().requires_grad_(True)
+
+
+def locality_latents(pivot: torch.Tensor, space: str, generator: nn.Module, n: int, radius: float,
+                     g: torch.Generator) -> torch.Tensor:
+    """n latents at distance `radius` x (typical distance between two random latents) from the pivot, each in the
+    direction of a random latent (PTI's locality regularization). pivot: (1, D) for z/w, (1, n_ws, D) for w+."""
+    dev = pivot.device
+    if space == "z":
+        rnd = torch.randn(n, pivot.shape[1], generator=g).to(dev)
+        scale = math.sqrt(2 * pivot.shape[1])
+    else:
+        ls = latent_space(generator, "w")
+        with torch.no_grad():
+            rnd = generator.mapping(torch.randn(n, generator.z_dim, generator=g).to(dev))  # (n, w_dim)
+        scale = math.sqrt(2.0) * ls.explore_scale()  # explore_scale is w's spread around its mean
+        if space == "w+":
+            rnd = rnd[:, None, :].expand(n, pivot.shape[1], -1)
+    d = rnd - pivot
+    d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    return (pivot + radius * scale * d).detach()
+
+
+def _identity_loss(likeness, recipe: str, image: torch.Tensor, target_emb: torch.Tensor) -> torch.Tensor:
+    from .likeness import to_face_region
+
+    emb = likeness.net(to_face_region(image.clamp(-1, 1), recipe, likeness.net.cfg))
+    return 1.0 - (emb * target_emb).sum(1).mean()
+
+
+def tune(generator: nn.Module, pivot: torch.Tensor, space: str, target: torch.Tensor,
+         options: TuningOptions | None = None, *, discriminator: nn.Module | None = None, likeness=None,
+         recipe: str | None = None, progress: Progress | None = None) -> TuningResult:
+    """Fine-tune a private copy of `generator` so that it reproduces `target` at `pivot`.
+
+    generator: a loaded generator (frozen; never modified). pivot: the projected latent in `space`
+    ((1, D) for z / w, (1, n_ws, D) for w+). target: (1, 3, R, R) in [-1, 1], the aligned photo.
+    likeness: a `likeness.Likeness` for the identity loss (with `recipe`, the model's crop recipe).
+    Deterministic on the CPU for a given seed. With steps=0 the copy is returned untouched.
+    """
+    opts = options or TuningOptions()
+    opts.validate()
+    if target.ndim != 4 or target.shape[0] != 1 or target.shape[1] != 3:
+        raise ProjectionError(f"target must be (1, 3, R, R), got {tuple(target.shape)}")
+    t0, c0 = time.perf_counter(), time.process_time()
+    dev = next(generator.parameters()).device
+    target = target.to(dev, torch.float32)
+    pivot = pivot.to(dev, torch.float32)
+    original = trainable_copy(generator, space).requires_grad_(False)  # the reference for locality
+    tuned = trainable_copy(generator, space)
+    with torch.no_grad():
+        start = synthesize(tuned, pivot, space)
+    if start.shape != target.shape:
+        raise ProjectionError(f"the target is {tuple(target.shape[-2:])} but the generator makes {tuple(start.shape[-2:])} images")
+    params = [p for p in tuned.parameters() if p.is_floating_point()]
+    optim = torch.optim.Adam(params, lr=opts.lr, betas=(0.9, 0.999))
+    g = torch.Generator().manual_seed(int(opts.seed))
+    use_id = likeness is not None and opts.identity_weight > 0
+    use_fm = discriminator is not None and opts.fm_weight > 0
+    if use_id and recipe is None:
+        raise ProjectionError("the identity loss needs the model's crop recipe")
+    with torch.no_grad():
+        target_emb = likeness.embed(target, recipe) if use_id else None
+        target_feats = discriminator_features(discriminator, target) if use_fm else []
+    losses: list[float] = []
+    for step in range(opts.steps):
+        img = synthesize(tuned, pivot, space)
+        loss = multiscale_pixel_loss(img, target)
+        if use_id:
+            loss = loss + opts.identity_weight * _identity_loss(likeness, recipe, img, target_emb)
+        if use_fm:
+            loss = loss + opts.fm_weight * feature_matching_loss(discriminator_features(discriminator, img), target_feats)
+        if opts.locality_weight > 0:
+            near = locality_latents(pivot, space, generator, opts.locality_batch, opts.locality_radius, g)
+            with torch.no_grad():
+                ref = synthesize(original, near, space)
+            loss = loss + opts.locality_weight * multiscale_pixel_loss(synthesize(tuned, near, space), ref)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        losses.append(float(loss.detach()))
+        if progress is not None:
+            progress(step + 1, opts.steps, losses[-1])
+    tuned.requires_grad_(False).eval()
+    with torch.no_grad():
+        image = synthesize(tuned, pivot, space)
+    return TuningResult(tuned, image.cpu().float(), psnr_rgb(image, target), losses, opts,
+                        time.perf_counter() - t0, time.process_time() - c0)
+
+
+@torch.no_grad()
+def locality_drift(original: nn.Module, tuned: nn.Module, pivot: torch.Tensor, space: str, *, n: int = 16,
+                   radius: float = 0.6, seed: int = 1) -> float:
+    """Mean absolute pixel change (in [0, 2] units) between the original and the tuned generator at n latents
+    `radius` away from the pivot (farther than the training locality radius): how much tuning leaked."""
+    g = torch.Generator().manual_seed(seed)
+    space_gen = original
+    near = locality_latents(pivot, space, space_gen, n, radius, g)
+    ref = synthesize(trainable_copy(original, space).requires_grad_(False), near, space)
+    return float(F.l1_loss(synthesize(tuned, near, space), ref))
