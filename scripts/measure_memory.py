@@ -1,0 +1,208 @@
+"""Memory from a photo, measured: projection + pivotal tuning on held-out CelebA and UTKFace photos.
+
+    nice -n 10 python scripts/measure_memory.py --model dcgan-celeba64 \
+        --celeba ../shared/data/celeba --utkface ../shared/data/utkface --n 50 --json docs/results/memory-dcgan.json
+
+Photos go through the user's path (`uploads.open_upload`, MTCNN alignment onto the model's crop recipe), then
+`projection.project_model` (the pivot) and `tuning.tune` with the given options (the defaults unless changed).
+Per photo: PSNR at the model's resolution for the projection and the tuned reconstruction; likeness, the identity
+embedding's cosine (weights/identity-celeba200) between the reconstruction and the aligned photo, and the share
+above its same-person threshold (the EER threshold on its card); the same after age edits of -1.5 and +1.5 (when
+the model has directions.json); for CelebA photos also the cosine to *another* photo of the same person
+(identity_CelebA.txt), so that likeness means the person, not a copy of one photo: CelebA photos are held-out
+files of img_align_celeba_89x109 whose identities the embedding never saw and that have a second photo there.
+Note: the default tuning uses the same identity embedding in its loss, so "likeness to this photo" is optimised
+directly; the cosine to another photo of the same person is the unbiased figure.
+Time: CPU seconds of this process for projection + tuning (run with --threads 1: one free core).
+
+--mix NAME=k:v,k:v compares tuning loss mixes on the same photos (e.g. pixels=identity_weight:0).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from dgf_core.alignment import AlignmentError, model_recipe
+from dgf_core.checkpoint import write_json_atomic
+from dgf_core.data import is_heldout, list_images
+from dgf_core.edits import EditError, apply_edits, load_directions
+from dgf_core.likeness import default_likeness, read_identity_file
+from dgf_core.projection import ProjectionOptions, load_projection_model, prepare_target, project_model, synthesize
+from dgf_core.tuning import TuningOptions, tune
+from dgf_core.uploads import open_upload
+
+
+def summary(xs: list[float]) -> dict[str, float] | None:
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return None
+    return {"mean": round(statistics.fmean(xs), 4), "median": round(statistics.median(xs), 4),
+            "min": round(min(xs), 4), "max": round(max(xs), 4), "n": len(xs)}
+
+
+def share_above(xs: list[float], thr: float) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return round(sum(x >= thr for x in xs) / len(xs), 4) if xs else None
+
+
+def celeba_photos(root: Path, n: int, trained_ids: set[str]) -> list[tuple[Path, Path | None]]:
+    """n held-out 89x109 CelebA files of identities the embedding did not train on, each with another photo of the
+    same person (any split), evenly spread by name."""
+    ids = read_identity_file(root / "identity_CelebA.txt")
+    folder = root / "img_align_celeba_89x109"
+    files = sorted(folder.iterdir())
+    by_id: dict[int, list[Path]] = {}
+    for f in files:
+        if f.name in ids:
+            by_id.setdefault(ids[f.name], []).append(f)
+    cands = [f for f in files if is_heldout(f) and f.name in ids and str(ids[f.name]) not in trained_ids
+             and len(by_id[ids[f.name]]) >= 2]
+    picked = cands[:: max(1, len(cands) // n)][:n]
+    return [(f, next(o for o in by_id[ids[f.name]] if o != f)) for f in picked]
+
+
+def utkface_photos(root: Path, n: int) -> list[tuple[Path, None]]:
+    files = list_images(root, "heldout")
+    return [(f, None) for f in files[:: max(1, len(files) // n)][:n]]
+
+
+def parse_mix(text: str) -> tuple[str, dict]:
+    name, _, spec = text.partition("=")
+    kw = {}
+    for part in filter(None, spec.split(",")):
+        k, _, v = part.partition(":")
+        kw[k] = type(getattr(TuningOptions, k))(v)
+    return name, kw
+
+
+def measure(model, photos, tuning: TuningOptions, projection: ProjectionOptions, like, thr: float, edits: bool,
+            log) -> dict:
+    recipe = model_recipe(model.card)
+    directions = None
+    if edits:
+        try:
+            directions = load_directions(model)
+        except EditError:
+            directions = None
+    rows, failures = [], []
+    for photo, other in photos:
+        try:
+            target, notices = prepare_target(open_upload(photo), model, align=True)
+        except AlignmentError as e:
+            failures.append({"file": photo.name, "error": str(e)})
+            continue
+        c0 = time.process_time()
+        proj = project_model(model, target, projection)
+        c1 = time.process_time()
+        tuned = tune(model.generator, proj.latent, proj.space, target, tuning, discriminator=model.discriminator,
+                     likeness=like, recipe=recipe)
+        c2 = time.process_time()
+        row = {"file": photo.name, "psnr_projection": round(proj.psnr, 3), "psnr_tuned": round(tuned.psnr, 3),
+               "cpu_seconds_projection": round(c1 - c0, 2), "cpu_seconds_tuning": round(c2 - c1, 2),
+               "padded": any("padded" in n for n in notices)}
+        if like is not None:
+            row["likeness_projection"] = round(float(like(proj.image, target, recipe)[0]), 4)
+            row["likeness_tuned"] = round(float(like(tuned.image, target, recipe)[0]), 4)
+            if directions and "age" in directions:
+                with torch.no_grad():
+                    for amount in (-1.5, 1.5):
+                        lat = apply_edits(proj.latent, proj.space, directions, {"age": amount})
+                        img = synthesize(tuned.generator, lat, proj.space).clamp(-1, 1)
+                        row[f"likeness_age{amount:+.1f}"] = round(float(like(img, target, recipe)[0]), 4)
+            if other is not None:
+                try:
+                    other_target, _ = prepare_target(open_upload(other), model, align=True)
+                except AlignmentError:
+                    other_target = None
+                if other_target is not None:
+                    row["likeness_other_photo"] = {
+                        "photo": round(float(like(target, other_target, recipe)[0]), 4),
+                        "projection": round(float(like(proj.image, other_target, recipe)[0]), 4),
+                        "tuned": round(float(like(tuned.image, other_target, recipe)[0]), 4)}
+        rows.append(row)
+        log(f"{model.name} {photo.name}: PSNR {row['psnr_projection']:.1f} -> {row['psnr_tuned']:.1f} dB, likeness "
+            f"{row.get('likeness_projection')} -> {row.get('likeness_tuned')} ({c2 - c0:.1f} s CPU)")
+    col = lambda k: [r.get(k) for r in rows]  # noqa: E731
+    other = [r["likeness_other_photo"] for r in rows if "likeness_other_photo" in r]
+    return {
+        "n": len(rows), "alignment_failures": failures, "padded": sum(r["padded"] for r in rows),
+        "psnr_projection_db": summary(col("psnr_projection")), "psnr_tuned_db": summary(col("psnr_tuned")),
+        "likeness_projection": summary(col("likeness_projection")), "likeness_tuned": summary(col("likeness_tuned")),
+        "share_above_threshold": {"projection": share_above(col("likeness_projection"), thr),
+                                  "tuned": share_above(col("likeness_tuned"), thr),
+                                  "tuned_age-1.5": share_above(col("likeness_age-1.5"), thr),
+                                  "tuned_age+1.5": share_above(col("likeness_age+1.5"), thr)},
+        "likeness_to_another_photo_of_the_person": {
+            "n": len(other), "photo_vs_photo": summary([o["photo"] for o in other]),
+            "projection": summary([o["projection"] for o in other]), "tuned": summary([o["tuned"] for o in other]),
+            "share_above_threshold": {k: share_above([o[k] for o in other], thr) for k in ("photo", "projection", "tuned")}},
+        "cpu_seconds_per_photo": summary([r["cpu_seconds_projection"] + r["cpu_seconds_tuning"] for r in rows]),
+        "faces": rows,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", action="append", required=True)
+    p.add_argument("--celeba", default=None, help="CelebA root (identity_CelebA.txt, img_align_celeba_89x109/)")
+    p.add_argument("--utkface", default=None, help="UTKFace folder")
+    p.add_argument("--n", type=int, default=50, help="photos per data set")
+    p.add_argument("--steps", type=int, default=ProjectionOptions.steps, help="projection steps")
+    p.add_argument("--mix", action="append", default=[], metavar="NAME=k:v,...",
+                   help="tuning options to compare (default: one mix, the defaults)")
+    p.add_argument("--no-edits", action="store_true")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", default=None)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    like = default_likeness()
+    if like is None:
+        sys.exit("needs weights/identity-celeba200 (the likeness model)")
+    thr = float(like.card["heldout_verification"]["eer_threshold"])
+    trained_ids = set(map(str, like.card.get("identities", []))) or _embedding_identities(a.celeba)
+    sets = {}
+    if a.celeba:
+        sets["celeba"] = celeba_photos(Path(a.celeba), a.n, trained_ids)
+    if a.utkface:
+        sets["utkface"] = utkface_photos(Path(a.utkface), a.n)
+    mixes = [parse_mix(m) for m in a.mix] or [("default", {})]
+    out = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": "python " + " ".join(sys.argv),
+           "machine": {"cpu": "x86_64", "threads": a.threads, "torch": torch.__version__},
+           "same_person_threshold": thr, "likeness_model": like.card.get("description", ""), "results": {}}
+    for name in a.model:
+        model = load_projection_model(name)
+        for mix, kw in mixes:
+            tuning = TuningOptions(**kw)
+            projection = ProjectionOptions(steps=a.steps)
+            res = {"model": model.name, "weights_sha256": model.weights_sha256, "tuning": dataclasses.asdict(tuning),
+                   "projection": dataclasses.asdict(projection)}
+            for set_name, photos in sets.items():
+                res[set_name] = measure(model, photos, tuning, projection, like, thr, not a.no_edits,
+                                        lambda m: print(m, flush=True))
+            out["results"][f"{model.name}/{mix}"] = res
+            if a.json:
+                write_json_atomic(out, a.json)
+    summary_view = {k: {s: {m: v[s][m] for m in ("n", "psnr_projection_db", "psnr_tuned_db", "share_above_threshold",
+                                                   "likeness_to_another_photo_of_the_person", "cpu_seconds_per_photo")}
+                        for s in sets} for k, v in out["results"].items()}
+    print(json.dumps(summary_view, indent=1))
+
+
+def _embedding_identities(celeba: str | None) -> set[str]:
+    """The identities of img_align_celeba (the embedding's training folder: 200 identities)."""
+    if not celeba:
+        return set()
+    ids = read_identity_file(Path(celeba) / "identity_CelebA.txt")
+    return {str(ids[f.name]) for f in (Path(celeba) / "img_align_celeba").iterdir() if f.name in ids}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Start, or resume, a long CPU training run in the background at the lowest priority, outside the checkout.
+#   bash scripts/train_cpu.sh stylegan2 [RUN]     # the CPU-sized StyleGAN2 (G 1.8M parameters), DiffAugment
+#   bash scripts/train_cpu.sh dcgan [RUN]         # the paper's DCGAN, continued from weights/dcgan-celeba64
+# RUN defaults to ~/dgf-runs/<family>-cpu. The first call starts the run; every later call resumes it exactly
+# from its last state (saved every CHECKPOINT_MINUTES, default 8, and on SIGTERM). Watch it with
+#   tail -f RUN.out; python -m dgf_core curves RUN --out curves.png
+# stop it with `kill -TERM $(cat RUN.pid)` (it saves first), pause/continue with kill -STOP / -CONT.
+# Environment: DATA (CelebA root, default ../shared/data/celeba), THREADS (default 1), EVAL_EVERY (images between
+# face-rate evaluations + snapshots, default 32000), AUGMENT (stylegan2 default color,translation,cutout).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FAMILY=${1:?usage: train_cpu.sh stylegan2|dcgan [RUN]}
+RUN=${2:-$HOME/dgf-runs/$FAMILY-cpu}
+DATA=${DATA:-../shared/data/celeba}
+PY=${PYTHON:-.venv/bin/python}
+COMMON=(--data "$DATA/img_align_celeba" --data "$DATA/img_align_celeba_89x109" --steps 2000000
+        --checkpoint-every 100000 --checkpoint-minutes "${CHECKPOINT_MINUTES:-8}" --sample-every 1000 --log-every 50
+        --cache-dir "$HOME/dgf-runs/cache" --threads "${THREADS:-1}" --no-progress --eval-every "${EVAL_EVERY:-32000}")
+case "$FAMILY" in
+  stylegan2) ARGS=(--batch-size 32 --model channel_base=2048 --model channel_max=128 --model d_channel_base=2048
+                   --model d_channel_max=128 --augment "${AUGMENT-color,translation,cutout}") ;;
+  dcgan) ARGS=(--batch-size 128) ; [ -f "$RUN/state.safetensors" ] || ARGS+=(--init-from dcgan-celeba64) ;;
+  *) echo "unknown family $FAMILY (stylegan2 or dcgan)"; exit 2 ;;
+esac
+[ -f "$RUN/state.safetensors" ] && ARGS+=(--resume)
+mkdir -p "$(dirname "$RUN")"
+nohup nice -n 19 "$PY" -m dgf_core train "$FAMILY" "${COMMON[@]}" "${ARGS[@]}" --out "$RUN" >> "$RUN.out" 2>&1 &
+echo $! > "$RUN.pid"
+echo "training $FAMILY in $RUN (pid $(cat "$RUN.pid"), log $RUN.out)"
