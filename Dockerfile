@@ -9,7 +9,7 @@
 #   docker build --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 -t deeply-good-fakes:gpu .
 #   docker run --rm --gpus all -p 7860:7860 deeply-good-fakes:gpu
 #
-# Nothing is downloaded at run time: the weights are copied into the image from weights/.
+# Nothing is downloaded at run time: the weights (the face detector's too, weights/mtcnn) are copied into the image from weights/.
 FROM python:3.11-slim
 
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
@@ -26,9 +26,8 @@ WORKDIR /app
 
 # torch/torchvision come from TORCH_INDEX (CPU wheels by default: no CUDA libraries in the image), the rest from PyPI;
 # requirements.txt pins every version.
-COPY requirements.txt requirements-nodeps.txt ./
-RUN pip install --extra-index-url "${TORCH_INDEX}" -r requirements.txt \
- && pip install --no-deps -r requirements-nodeps.txt
+COPY requirements.txt ./
+RUN pip install --extra-index-url "${TORCH_INDEX}" -r requirements.txt
 
 COPY dgf_core/ dgf_core/
 COPY weights/ weights/

@@ -14,8 +14,10 @@ API (gradio_client; the UI's own events):
   /compare_clip (seeds "1,7,42", frames_per_transition, fps, model_a, model_b[, loop, truncation, scale, upscale])
                 -> MP4 of both models walking the same keyframes side by side; recipe names both models
   /upscale      (image file, factor "x2" | "x4") -> PNG with the upscaler and its weights hash in text chunks
-  /project      (photo file, consent, model[, steps, align, age, gender, frames, fps, mark, upscale]) -> looping MP4
-                memory of the face in the photo; its recipe holds the projected latent, never the photo. Without
+  /project      (photo file, consent, model[, steps, align, age, gender, frames, fps, mark, upscale, tune_steps]) ->
+                looping MP4 memory of the face in the photo: projection, then pivotal tuning of a private copy of the
+                model (tune_steps, default 150; 0: off; never saved); its recipe holds the pivot latent, never the photo
+                (a tuned clip cannot be regenerated without the photo, and its recipe says so). Without
                 consent=True nothing is read. The upload is moved into a private per-request folder and deleted
                 with it when the request ends (and never logged).
 `upscale` is "off" (default), "x2" or "x4", done by the weights folder's upscaler (registry.default_upscaler);
@@ -40,11 +42,12 @@ from PIL import Image
 
 from dgf_core import compare, registry, uploads, upscale, video
 from dgf_core.checkpoint import write_json_atomic
-from dgf_core.data import to_uint8
 from dgf_core.edits import MAX_EDIT, EditError, load_directions
 from dgf_core.images import save_png, to_pil
-from dgf_core.memory import MAX_MEMORY_FRAMES, MemorySpec, make_memory
-from dgf_core.projection import DEFAULT_STEPS, ProjectionOptions, prepare_target, project_model
+from dgf_core.memory import MAX_MEMORY_FRAMES, MemorySpec, overall_progress
+from dgf_core.memory import memory_from_photo as core_memory_from_photo
+from dgf_core.projection import DEFAULT_STEPS, ProjectionOptions
+from dgf_core.tuning import DEFAULT_TUNE_STEPS, MAX_TUNE_STEPS, TuningOptions
 from dgf_core.latent import EASINGS, INTERPOLATIONS, SEED_MAX, check_seed, parse_seeds
 from dgf_core.scratch import ScratchDirs
 from dgf_core.uploads import open_upload
@@ -429,14 +432,22 @@ def upscale_tab() -> None:
 
 @functools.lru_cache(maxsize=1)
 def face_detector():
-    """MTCNN, loaded on the first photo (not at import: the app starts without facenet-pytorch's weights)."""
+    """MTCNN (dgf_core.mtcnn, weights in weights/mtcnn), loaded on the first photo, not at import."""
     from dgf_core.alignment import load_detector
+    from dgf_core.checkpoint import CheckpointError
 
     try:
         return load_detector("cpu")
-    except ImportError:  # e.g. a Space, which installs requirements.txt only
-        raise gr.Error("Face alignment needs facenet-pytorch, which is not installed here: "
-                       "pip install --no-deps -r requirements-nodeps.txt", print_exception=False) from None
+    except CheckpointError as e:  # weights/mtcnn missing or damaged in this copy of the app
+        raise gr.Error(f"Face alignment is unavailable here: {e}", print_exception=False) from None
+
+
+@functools.lru_cache(maxsize=1)
+def likeness_model():
+    """The identity embedding of the weights folder (identity loss and likeness figures), None without one."""
+    from dgf_core.likeness import default_likeness
+
+    return default_likeness()
 
 
 def take_upload(path: str, private: Path) -> Path:
@@ -485,8 +496,10 @@ def _flag(name: str, value: object) -> bool:
 @user_errors
 def memory_from_photo(photo: dict | str | None, consent: bool, model: str, steps: float = DEFAULT_STEPS,
                       align: bool = True, age: float = 0.0, gender: float = 0.0, frames: float = 48, fps: float = 24,
-                      mark: bool = True, upscale: str = "off", progress=gr.Progress()) -> tuple[str, dict]:
-    """Photo -> aligned face -> projected latent -> looping memory clip (MP4, GIF, recipe with the latent).
+                      mark: bool = True, upscale: str = "off", tune_steps: float = DEFAULT_TUNE_STEPS,
+                      progress=gr.Progress()) -> tuple[str, dict]:
+    """Photo -> aligned face -> pivot latent -> pivotal tuning (tune_steps, 0: off) -> looping memory clip (MP4,
+    GIF, recipe with the latent): `dgf_core.memory.memory_from_photo`, after the checks that belong to the app.
 
     Registered with preprocess=False: Gradio's own input checks would refuse a bad value before this runs and
     leave the upload in its cache, so every input is checked here, after the upload is in hand. `photo` is
@@ -503,39 +516,48 @@ def memory_from_photo(photo: dict | str | None, consent: bool, model: str, steps
         up, factor = upscaler_for(upscale)
         amounts = {"age": _number("age", age, -MAX_EDIT, MAX_EDIT), "gender": _number("gender", gender, -MAX_EDIT, MAX_EDIT)}
         edit = {k: v for k, v in amounts.items() if v}
-        directions = load_directions(m) if edit else None
         spec = MemorySpec(frames=_number("frames", frames, 2, MAX_MEMORY_FRAMES, whole=True),
                           fps=_number("fps", fps, 1, video.MAX_FPS, whole=True), edit=edit, upscale=factor,
                           mark=_flag("mark", mark))
-        spec.validate()
         options = ProjectionOptions(steps=_number("steps", steps, 1, MAX_PROJECTION_STEPS, whole=True))
+        tuning = TuningOptions(steps=_number("tune_steps", tune_steps, 0, MAX_TUNE_STEPS, whole=True))
         align = _flag("align", align)
-        progress(0, desc="Finding the face")
-        target, notices = prepare_target(picture, m, align=align, detector=face_detector() if align else None)
-        aligned = to_uint8(target)[0]  # (3, R, R): what the generator is asked to reproduce
-        result = project_model(m, target, options, progress=lambda step, total, loss: progress(
-            (step, total), desc="Projecting into the model", unit="steps"))
         folder = SCRATCH.new()
         stem = f"memory-{m.name}"
-        progress(0.9, desc="Rendering the memory clip")
-        recipe = make_memory(m, result.latent, result.space, spec, [folder / f"{stem}.mp4", folder / f"{stem}.gif"],
-                             directions=directions, upscaler=up)
-        write_json_atomic(recipe, folder / f"{stem}.recipe.json")
+        res = core_memory_from_photo(
+            m, picture, spec, [folder / f"{stem}.mp4", folder / f"{stem}.gif"], projection=options, tuning=tuning,
+            align=align, detector=face_detector() if align else None, likeness=likeness_model(),
+            directions=load_directions(m) if edit else None, upscaler=up,
+            progress=lambda phase, frac, text: progress(overall_progress(phase, frac, tuning.steps > 0), desc=text))
+        del picture
+        write_json_atomic(res.recipe, folder / f"{stem}.recipe.json")
         return str(folder / f"{stem}.mp4"), {
-            "mp4": str(folder / f"{stem}.mp4"), "gif": str(folder / f"{stem}.gif"), "recipe": recipe,
-            "recipe_path": str(folder / f"{stem}.recipe.json"), "reconstruction": data_uri(to_uint8(result.image)[0]),
-            "aligned": data_uri(aligned), "psnr": result.psnr, "notices": notices}
+            "mp4": str(folder / f"{stem}.mp4"), "gif": str(folder / f"{stem}.gif"), "recipe": res.recipe,
+            "recipe_path": str(folder / f"{stem}.recipe.json"), "aligned": data_uri(res.aligned),
+            "projection": data_uri(res.projection), "psnr_projection": res.psnr_projection,
+            "tuned": data_uri(res.tuned) if res.tuned is not None else None, "psnr_tuned": res.psnr_tuned,
+            "likeness_projection": res.likeness_projection, "likeness_tuned": res.likeness_tuned,
+            "reconstruction": data_uri(res.reconstruction), "psnr": res.psnr, "notices": res.notices}
     finally:
         shutil.rmtree(private, ignore_errors=True)
         forget_upload(path)
 
 
+def _figure(uri: str, caption: str) -> str:
+    return (f"<figure><img src='{uri}' style='width:160px;image-rendering:pixelated'/>"
+            f"<figcaption>{caption}</figcaption></figure>")
+
+
 def show_memory(files: dict):
+    def likeness(key: str) -> str:
+        return f", likeness {files[key]:.2f}" if files.get(key) is not None else ""
+
+    figs = [_figure(files["aligned"], "aligned photo (not stored)"),
+            _figure(files["projection"], f"projection, PSNR {files['psnr_projection']:.1f} dB{likeness('likeness_projection')}")]
+    if files.get("tuned"):
+        figs.append(_figure(files["tuned"], f"tuned to the photo, PSNR {files['psnr_tuned']:.1f} dB{likeness('likeness_tuned')}"))
     notices = "".join(f"<li>{n}</li>" for n in files["notices"])
-    html = (f"<div style='display:flex;gap:1em;align-items:flex-start'><figure><img src='{files['aligned']}' "
-            f"style='width:192px;image-rendering:pixelated'/><figcaption>aligned photo (not stored)</figcaption></figure>"
-            f"<figure><img src='{files['reconstruction']}' style='width:192px;image-rendering:pixelated'/>"
-            f"<figcaption>the model's reconstruction, PSNR {files['psnr']:.1f} dB</figcaption></figure></div>"
+    html = ("<div style='display:flex;gap:1em;align-items:flex-start'>" + "".join(figs) + "</div>"
             + (f"<ul>{notices}</ul>" if notices else ""))
     return (html, gr.DownloadButton(value=files["mp4"], interactive=True), gr.DownloadButton(value=files["gif"], interactive=True),
             files["recipe"])
@@ -569,7 +591,10 @@ def memory_tab(model: gr.Dropdown, demo: gr.Blocks) -> None:
                 align = gr.Checkbox(True, label="Find and align the face (untick for a photo already cropped like the "
                                                 "training faces)")
                 steps = gr.Slider(10, MAX_PROJECTION_STEPS, value=DEFAULT_STEPS, step=10, label="Projection steps",
-                                  info="more: a closer likeness, slower")
+                                  info="finds the closest face the model knows")
+                tune_steps = gr.Slider(0, MAX_TUNE_STEPS, value=DEFAULT_TUNE_STEPS, step=10, label="Likeness (tuning steps)",
+                                       info="tunes a private copy of the model to the photo: more steps, closer likeness; "
+                                            "0: off. The tuned copy is never saved")
                 note = gr.Markdown()
                 with gr.Row():
                     age = gr.Slider(-MAX_EDIT, MAX_EDIT, value=0.0, step=0.25, label="Age", interactive=False)
@@ -594,7 +619,7 @@ def memory_tab(model: gr.Dropdown, demo: gr.Blocks) -> None:
         gr.on([model.change, demo.load], edit_controls, model, [age, gender, note], api_visibility="private",
               show_progress="hidden")
         made = button.click(memory_from_photo, [photo, consent, model, steps, align, age, gender, frames, fps, mark,
-                                                upscale], [clip, files], api_name="project", preprocess=False,
+                                                upscale, tune_steps], [clip, files], api_name="project", preprocess=False,
                             concurrency_limit=RENDER_CONCURRENCY, concurrency_id="render")
         made.success(show_memory, files, [preview, mp4_dl, gif_dl, recipe], api_visibility="private")
         made.then(lambda: None, None, photo, api_visibility="private", show_progress="hidden")  # it was deleted

@@ -1,6 +1,7 @@
-"""Face alignment for real photos: MTCNN (facenet-pytorch) finds the face and its five landmarks, then a
-similarity transform (rotation, uniform scale, translation; least squares, Umeyama 1991) maps them onto the
-canonical landmark positions of the training crops, at any output size (the generator's, the upscaler's).
+"""Face alignment for real photos: MTCNN (`dgf_core.mtcnn`, weights shipped in `weights/mtcnn`) finds the face
+and its five landmarks, then a similarity transform (rotation, uniform scale, translation; least squares,
+Umeyama 1991) maps them onto the canonical landmark positions of the training crops, at any output size (the
+generator's, the upscaler's).
 
 Landmark order is MTCNN's: left eye, right eye, nose tip, left mouth corner, right mouth corner (left/right
 as seen in the image). Coordinates are continuous pixel coordinates (x right, y down; pixel i covers
@@ -10,9 +11,12 @@ Canonical landmarks are *measured*, not guessed: `measure_canonical_landmarks` r
 made with the model's own preprocessing and takes the per-coordinate median. They are stored by crop
 recipe in `dgf_core/canonical_landmarks.json` (the DCGAN and the StyleGAN2 share the CelebA centre crop).
 
-Every problem a user can cause (no face, a face too small, a face cut off by the border) raises
-`AlignmentError`, whose message can be shown as it is; several faces are not an error: the largest is taken
-and `AlignedFace.notices` says so.
+Photos as people have them: a face that fills the photo (a passport-style or UTKFace-style crop) is aligned
+all the same: where the training framing reaches past the photo, the photo is extended by mirroring its
+edges, blurred more the farther it reaches, and `AlignedFace.notices` says so. Every problem a user can cause
+raises `AlignmentError`, whose message can be shown as it is: no face, a face too small, or part of the
+face itself (an eye, the nose, a mouth corner, or a clear share of the face box) outside the photo, naming
+the part. Several faces are not an error: the largest is taken and the notices say so.
 """
 from __future__ import annotations
 
@@ -34,7 +38,12 @@ MIN_FACE_PX = 40  # a face box narrower than this (in the photo) is refused as t
 MIN_FACE_PROB = 0.90  # MTCNN probability below which a detection is ignored
 DETECT_MAX_SIDE = 1024  # photos are shrunk to this for detection only; the warp reads the full photo
 DETECT_PAD = 0.25  # grey border added around the photo for detection (a face filling the frame), times its side
-MAX_OUTSIDE = 0.25  # refuse when more than this share of the aligned crop falls outside the photo
+MAX_BOX_OUTSIDE = 0.30  # refuse when the face box reaches past an edge of the photo by more than this share of its side
+PAD_NOTICE = 0.10  # tell the user when more than this share of the aligned crop was filled in beyond the photo
+# the area filled in beyond the photo: (Gaussian blur sigma, distance past the edge where it is at full strength), both
+# in face box sides; then fully the photo's median colour at PAD_FADE sides past the edge
+PAD_BLUR = ((0.05, 0.05), (0.15, 0.35))
+PAD_FADE = 0.9
 
 
 class AlignmentError(ValueError):
@@ -91,16 +100,26 @@ def warp_image(image: np.ndarray | torch.Tensor, m: np.ndarray, size: int) -> tu
         img = image
     img = img.float()
     _, h, w = img.shape
-    inv = invert_transform(m)
-    c = np.arange(size, dtype=np.float64) + 0.5
-    gx, gy = np.meshgrid(c, c)  # output pixel centres, (size, size)
-    sx = inv[0, 0] * gx + inv[0, 1] * gy + inv[0, 2]
-    sy = inv[1, 0] * gx + inv[1, 1] * gy + inv[1, 2]
+    sx, sy = _source_coords(m, size)
     outside = float(((sx < 0) | (sx > w) | (sy < 0) | (sy > h)).mean())
     # grid_sample with align_corners=False: -1 and 1 are the outer edges of the border pixels
     grid = torch.from_numpy(np.stack([sx / w * 2 - 1, sy / h * 2 - 1], -1)).float()[None]
     out = F.grid_sample(img[None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
     return out.clamp_(0, 255), outside
+
+
+def _source_coords(m: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Photo coordinates (x, y) of the size x size output pixel centres of a warp by M, each (size, size)."""
+    inv = invert_transform(m)
+    c = np.arange(size, dtype=np.float64) + 0.5
+    gx, gy = np.meshgrid(c, c)
+    return inv[0, 0] * gx + inv[0, 1] * gy + inv[0, 2], inv[1, 0] * gx + inv[1, 1] * gy + inv[1, 2]
+
+
+def outside_share(m: np.ndarray, size: int, width: int, height: int) -> float:
+    """Share of the output pixels of a size x size warp by M whose source lies beyond a width x height photo."""
+    sx, sy = _source_coords(m, size)
+    return float(((sx < 0) | (sx > width) | (sy < 0) | (sy > height)).mean())
 
 
 def _prefilter(image: Image.Image, landmarks: np.ndarray, m: np.ndarray) -> tuple[Image.Image, np.ndarray]:
@@ -154,10 +173,11 @@ class Detection:
 
 
 def load_detector(device: str | torch.device = "cpu"):
-    """MTCNN from facenet-pytorch; its weights ship inside the wheel (nothing is downloaded)."""
-    from facenet_pytorch import MTCNN
+    """MTCNN (dgf_core.mtcnn) from the weights shipped in `weights/mtcnn` (nothing is downloaded). A callable:
+    detector(image) -> [mtcnn.Faces]."""
+    from .mtcnn import load_detector as load_mtcnn_detector
 
-    return MTCNN(keep_all=True, select_largest=False, device=torch.device(device))
+    return load_mtcnn_detector(device=device)
 
 
 def detect_faces(image: Image.Image, detector=None, min_prob: float = MIN_FACE_PROB,
@@ -179,14 +199,11 @@ def detect_faces(image: Image.Image, detector=None, min_prob: float = MIN_FACE_P
         small_padded = canvas
     else:
         small_padded = small
-    with torch.no_grad():
-        boxes, probs, points = detector.detect(small_padded, landmarks=True)
-    if boxes is None:
-        return []
+    (faces,) = detector(small_padded)
     sx, sy = w / small.size[0], h / small.size[1]
     dets = []
-    for b, p, lm in zip(boxes, probs, points):
-        if p is None or not np.isfinite(p) or p < min_prob:
+    for b, p, lm in zip(faces.boxes, faces.probs, faces.landmarks):
+        if not np.isfinite(p) or p < min_prob:
             continue
         b = (np.asarray(b, np.float64) - off) * [sx, sy, sx, sy]
         dets.append(Detection(b, float(p), (np.asarray(lm, np.float64) - off) * [sx, sy]))
@@ -206,6 +223,30 @@ def choose_face(dets: Sequence[Detection], min_face_px: int = MIN_FACE_PX) -> tu
     return face, notices
 
 
+LANDMARK_WORDS = ("the eye on the left", "the eye on the right", "the nose", "the left corner of the mouth",
+                  "the right corner of the mouth")
+BOX_SIDE_WORDS = ("the left side of the face", "the top of the head", "the right side of the face", "the chin")
+
+
+def missing_parts(face: Detection, width: int, height: int, max_box_outside: float = MAX_BOX_OUTSIDE) -> list[str]:
+    """The parts of the face outside a width x height photo (left/right as seen in the photo): landmarks
+    outside it, and box edges reaching past it by more than `max_box_outside` times the box side."""
+    parts = [name for name, (x, y) in zip(LANDMARK_WORDS, face.landmarks) if not (0 <= x <= width and 0 <= y <= height)]
+    side = max(face.side, 1e-6)
+    x0, y0, x1, y1 = face.box
+    overhang = (-x0, -y0, x1 - width, y1 - height)  # left, top, right, bottom, in photo pixels
+    parts += [name for name, o in zip(BOX_SIDE_WORDS, overhang) if o > max_box_outside * side]
+    return parts
+
+
+def check_face_inside(face: Detection, width: int, height: int) -> None:
+    """AlignmentError naming the parts of the face that the photo cuts off, if any."""
+    parts = missing_parts(face, width, height)
+    if parts:
+        listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+        raise AlignmentError(f"part of the face is outside the photo ({listed}); use a photo that shows the whole face")
+
+
 @dataclass
 class AlignedFace:
     image: torch.Tensor  # (3, size, size) uint8
@@ -213,6 +254,7 @@ class AlignedFace:
     transform: np.ndarray  # (2, 3): photo pixels -> aligned pixels
     detection: Detection
     notices: list[str] = field(default_factory=list)
+    outside: float = 0.0  # share of the crop that lies beyond the photo (filled in by blurred mirroring)
 
     def to_pil(self) -> Image.Image:
         return Image.fromarray(self.image.permute(1, 2, 0).numpy())
@@ -222,17 +264,63 @@ class AlignedFace:
         return self.image[None].float().div(127.5).sub(1.0)
 
 
+def source_extent(m: np.ndarray, size: int) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1): the photo region that a size x size warp by M reads (its output corners mapped back)."""
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64)
+    src = apply_transform(invert_transform(m), corners)
+    return float(src[:, 0].min()), float(src[:, 1].min()), float(src[:, 0].max()), float(src[:, 1].max())
+
+
+def extend_photo(image: Image.Image, region: tuple[int, int, int, int], side: float) -> Image.Image:
+    """The photo cut to `region` (x0, y0, x1, y1 in photo pixels, may reach past the photo), extended much as
+    the FFHQ alignment script extends its crops (NVlabs/ffhq-dataset): beyond the photo, its edges mirrored
+    (reflect), then blurred more the farther from the edge (PAD_BLUR: a light blur within a few pixels, a heavy
+    one farther out) and faded into the photo's median colour (fully at PAD_FADE), all in units of `side`, the
+    face box side in pixels; so mirrored features read as a soft continuation of the background. Pixels inside
+    the photo are unchanged. Returns a (y1 - y0) x (x1 - x0) image."""
+    from PIL import ImageFilter
+
+    w, h = image.size
+    x0, y0, x1, y1 = region
+    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)  # the part inside the photo
+    inner = np.asarray(image.crop((cx0, cy0, cx1, cy1)).convert("RGB"))
+    pads = ((cy0 - y0, y1 - cy1), (cx0 - x0, x1 - cx1), (0, 0))
+    mirrored = np.pad(inner, pads, mode="reflect" if min(inner.shape[:2]) > 1 else "edge")  # (y1-y0, x1-x0, 3)
+    if not any(p for pair in pads[:2] for p in pair):
+        return Image.fromarray(mirrored)
+    yy = np.arange(y0, y1, dtype=np.float32)[:, None] + 0.5
+    xx = np.arange(x0, x1, dtype=np.float32)[None, :] + 0.5
+    dx = np.maximum(np.maximum(-xx, xx - w), 0.0)  # distance beyond the photo's edge, in pixels
+    dy = np.maximum(np.maximum(-yy, yy - h), 0.0)
+    dist = np.sqrt(dx**2 + dy**2)[..., None] / max(side, 1e-6)  # in face box sides
+    out = mirrored.astype(np.float32)
+    for sigma, reach in PAD_BLUR:  # a light blur right past the edge, a heavy one farther out
+        blurred = np.asarray(Image.fromarray(mirrored).filter(ImageFilter.GaussianBlur(sigma * side)), np.float32)
+        out += (blurred - out) * np.clip(dist / reach, 0.0, 1.0)
+    out += (np.median(inner.reshape(-1, 3), 0).astype(np.float32) - out) * np.clip(dist / PAD_FADE, 0.0, 1.0)
+    return Image.fromarray(out.round().clip(0, 255).astype(np.uint8))
+
+
 def align_to(image: Image.Image, landmarks: np.ndarray, size: int, canonical: np.ndarray,
-             max_outside: float = MAX_OUTSIDE) -> tuple[torch.Tensor, np.ndarray, float]:
-    """Warp a photo so its (5, 2) landmarks land on canonical * size. Returns ((3, size, size) uint8,
-    the (2, 3) photo -> output transform, the share of the output outside the photo)."""
+             face_side: float | None = None) -> tuple[torch.Tensor, np.ndarray, float]:
+    """Warp a photo so its (5, 2) landmarks land on canonical * size. Where the crop reaches past the photo,
+    the photo is extended by blurred mirroring (`extend_photo`; blur scaled by `face_side`, the face box side
+    in photo pixels, default the landmarks' span). Returns ((3, size, size) uint8, the (2, 3) photo -> output
+    transform, the share of the output that lies beyond the photo)."""
+    landmarks = np.asarray(landmarks, np.float64)
     m = estimate_similarity(landmarks, np.asarray(canonical, np.float64) * size)
-    src, lm = _prefilter(image.convert("RGB"), np.asarray(landmarks, np.float64), m)
+    src, lm = _prefilter(image.convert("RGB"), landmarks, m)
     m_src = estimate_similarity(lm, np.asarray(canonical, np.float64) * size)
-    out, outside = warp_image(np.asarray(src, dtype=np.uint8), m_src, size)
-    if outside > max_outside:
-        raise AlignmentError(f"the face is too close to the edge of the photo ({outside:.0%} of the crop falls outside it); "
-                             "use a photo with more room around the face")
+    sw, sh = src.size
+    x0, y0, x1, y1 = source_extent(m_src, size)
+    if x0 < 0 or y0 < 0 or x1 > sw or y1 > sh:  # extend the photo, then warp from the extended part
+        side = (face_side if face_side else float(np.ptp(landmarks, 0).max()) * 1.6) * sw / image.size[0]
+        region = (int(np.floor(x0)) - 2, int(np.floor(y0)) - 2, int(np.ceil(x1)) + 2, int(np.ceil(y1)) + 2)
+        src = extend_photo(src, region, side)
+        m_src = m_src.copy()
+        m_src[:, 2] += m_src[:, :2] @ np.array(region[:2], np.float64)  # the region's origin becomes (0, 0)
+    out, _ = warp_image(np.asarray(src, dtype=np.uint8), m_src, size)
+    outside = outside_share(m, size, *image.size)
     return out.round().to(torch.uint8), m, outside
 
 
@@ -244,13 +332,15 @@ def align_face(image: Image.Image, size: int | Sequence[int], *, recipe: str = D
     if not sizes or any(not isinstance(s, int) or s < 8 for s in sizes):
         raise ValueError(f"sizes must be integers >= 8, got {size!r}")
     canonical = load_canonical(recipe) if canonical is None else np.asarray(canonical, np.float64)
+    image = image.convert("RGB")
     face, notices = choose_face(detect_faces(image, detector), min_face_px)
-    out = []
-    for s in sizes:
-        img, m, outside = align_to(image, face.landmarks, s, canonical)
-        extra = [f"{outside:.0%} of the crop lies outside the photo (edge pixels repeated)"] if outside > 0.10 else []
-        out.append(AlignedFace(img, s, m, face, notices + extra))
-    return out
+    check_face_inside(face, *image.size)
+    warped = [align_to(image, face.landmarks, s, canonical, face_side=face.side) for s in sizes]
+    outside = warped[int(np.argmax(sizes))][2]  # the same geometry at every size; the largest measures it best
+    if outside > PAD_NOTICE:
+        notices.append(f"the photo is cropped close to the face: {outside:.0%} of the aligned crop lies beyond it and "
+                       "was filled in by mirroring the photo's edges, blurred")
+    return [AlignedFace(img, s, m, face, list(notices), outside) for s, (img, m, _) in zip(sizes, warped)]
 
 
 # ---- measuring the canonical landmarks of a training crop ------------------------------------------------

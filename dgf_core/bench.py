@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -89,24 +91,49 @@ def bench_generate(ctx: BenchContext) -> dict[str, Any]:
             "target_met": (one * 1e3 <= 5.0) if pipe.resolution <= 64 else None}
 
 
+# ---- training throughput ---------------------------------------------------------------------------------
+
+TRAIN_WARMUP_STEPS = 2  # steps run before the clock starts (allocator, oneDNN/cuDNN kernel selection, worker start-up)
+DCGAN_TARGET_RATIO = {"cpu": 3.0, "cuda": 5.0}  # ours / pytorch-examples pipeline, batch 128, same machine, same run
+# StyleGAN2 sized for a CPU, trained with the family's defaults (lr 2e-3, Adam betas (0, 0.99), lazy R1)
+STYLEGAN_CPU_MODEL = {"channel_base": 2048, "channel_max": 128, "d_channel_base": 2048, "d_channel_max": 128}
+STYLEGAN_TRAIN = {"family": "stylegan2", "lr": 2e-3, "betas": (0.0, 0.99), "r1_gamma": 0.1, "r1_every": 16}
+STYLEGAN_CPU_BATCH = 32
+STYLEGAN_CPU_TARGET = 30.0  # images/s on the CPU, STYLEGAN_CPU_MODEL at batch 32
+
+
 def _synthetic_faces(root: Path, n: int = 1024) -> Path:
     """A folder of n random 178x218 JPEGs (CelebA's size), for throughput when no --data is given."""
     import numpy as np
     from PIL import Image
 
-    folder = root / "synthetic" / "faces"
+    folder = root / f"synthetic-{n}" / "faces"
     if not folder.exists():
         folder.mkdir(parents=True)
         rng = np.random.default_rng(0)
         for i in range(n):
             Image.fromarray(rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)).save(folder / f"{i:06d}.jpg", quality=90)
-    return folder.parent
+    return folder
 
 
-def baseline_throughput(data: list[str], steps: int, batch_size: int = 128, device: str = "cpu", workers: int = 2) -> float:
+def steady_throughput(ends: list[float], batch_size: int, warmup: int) -> dict[str, float]:
+    """images/s from the end times (perf_counter) of consecutive steps, the first `warmup` steps excluded:
+    `images_per_s` is images over the wall time of the measured steps (what a long run gets, periodic work such
+    as lazy R1 included when the window spans its period); `median_step_images_per_s` is batch / median step
+    time (robust to a busy machine, blind to periodic work)."""
+    if not 1 <= warmup < len(ends):
+        raise ValueError(f"need at least one step after {warmup} warm-up steps, got {len(ends)} steps")
+    window = ends[warmup - 1:]
+    steps = [b - a for a, b in zip(window, window[1:])]
+    return {"images_per_s": batch_size * len(steps) / (window[-1] - window[0]),
+            "median_step_images_per_s": batch_size / statistics.median(steps), "measured_steps": len(steps)}
+
+
+def baseline_throughput(data: list[str], steps: int, batch_size: int = 128, device: str = "cpu", workers: int = 2,
+                        warmup: int = TRAIN_WARMUP_STEPS) -> dict[str, float]:
     """images/s of the pytorch/examples DCGAN pipeline: torchvision ImageFolder + DataLoader decoding and
-    resizing every image at every step, fp32, separate real/fake backward passes. Median over steps after
-    the first (which pays the worker start-up)."""
+    resizing every image at every step, fp32, separate real/fake backward passes; `steps` measured after
+    `warmup` (the first pays the worker start-up). See `steady_throughput` for the keys."""
     import torchvision.datasets as dset
     import torchvision.transforms as T
     from torch.utils.data import ConcatDataset, DataLoader
@@ -116,7 +143,8 @@ def baseline_throughput(data: list[str], steps: int, batch_size: int = 128, devi
     dev = torch.device(device)
     tf = T.Compose([T.Resize(64), T.CenterCrop(64), T.ToTensor(), T.Normalize((0.5,) * 3, (0.5,) * 3)])
     # ImageFolder wants class sub-folders: each --data folder's parent is the root, the folder a class
-    sets = [dset.ImageFolder(str(Path(d).resolve().parent), transform=tf,
+    # (the parent's other sub-folders are empty classes)
+    sets = [dset.ImageFolder(str(Path(d).resolve().parent), transform=tf, allow_empty=True,
                              is_valid_file=lambda p, d=str(Path(d).resolve()): p.startswith(d + os.sep)) for d in data]
     loader = DataLoader(ConcatDataset(sets), batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True)
     cfg = DCGANConfig()
@@ -124,16 +152,15 @@ def baseline_throughput(data: list[str], steps: int, batch_size: int = 128, devi
     crit = torch.nn.BCEWithLogitsLoss()
     optD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
     optG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    times, it = [], iter(loader)
+    ends, it = [], iter(loader)
     sync = dev.type == "cuda"
-    for i in range(steps + 1):
-        t0 = time.perf_counter()
+    for _ in range(warmup + steps):
         try:
             real, _ = next(it)
         except StopIteration:
             it = iter(loader)
             real, _ = next(it)
-        real = real.to(dev)
+        real = real.to(dev)  # (B, 3, 64, 64) in [-1, 1]
         b = real.size(0)
         netD.zero_grad()
         errD_real = crit(netD(real), torch.ones(b, device=dev))
@@ -147,37 +174,93 @@ def baseline_throughput(data: list[str], steps: int, batch_size: int = 128, devi
         optG.step()
         if sync:
             torch.cuda.synchronize()
-        if i:
-            times.append(time.perf_counter() - t0)
-    return batch_size / statistics.median(times)
+        ends.append(time.perf_counter())
+    return steady_throughput(ends, batch_size, warmup)
 
 
-def ours_throughput(data: list[str], steps: int, out: Path, batch_size: int = 128, device: str = "auto",
-                    compile: bool = False) -> float:
-    """images/s of dgf_core.train (data resident as uint8 on the device, bf16 on CUDA), median of the
-    logged intervals after the first."""
+def ours_throughput(data: list[str], steps: int, out: Path, warmup: int = TRAIN_WARMUP_STEPS, **options) -> dict[str, float]:
+    """images/s of dgf_core.train (data decoded once, resident as uint8 on the device; bf16 autocast where
+    `amp` and the device support it) for `steps` steps after `warmup`. `options` are TrainOptions fields
+    (family, model, batch_size, lr, betas, r1_gamma, amp, device, compile, limit, cache_dir, ...); data
+    decoding happens before the first step and is not timed. See `steady_throughput` for the keys."""
     from .train import TrainOptions, train
 
-    recs: list[dict] = []
-    train(TrainOptions(data=data, out=str(out), steps=steps + 2, batch_size=batch_size, log_every=1,
-                       sample_every=10**9, checkpoint_every=10**9, device=device, progress=False, compile=compile,
-                       limit=4096, export=False), on_step=recs.append)
-    return statistics.median(r["images_per_s"] for r in recs[2:])
+    ends: list[float] = []
+    # on_step runs after every step (log_every=1); its .item() calls wait for the device, so the stamps are synced
+    train(TrainOptions(data=data, out=str(out), steps=warmup + steps, log_every=1, sample_every=10**9,
+                       checkpoint_every=10**9, progress=False, export=False, **{"limit": 4096, **options}),
+          on_step=lambda rec: ends.append(time.perf_counter()))
+    return steady_throughput(ends, options.get("batch_size", 128), warmup)
 
 
 @benchmark("train")
 def bench_train(ctx: BenchContext) -> dict[str, Any]:
-    """Training throughput of our trainer vs the pytorch/examples DCGAN pipeline, same machine, same run."""
-    data = ctx.data or [str(_synthetic_faces(ctx.tmp()) / "faces")]
-    steps = 3 if ctx.quick else ctx.train_steps
+    """Training throughput, one run, same machine: the DCGAN trained by dgf_core.train (default bf16 autocast
+    where the device has it, and with amp off) vs the pytorch/examples pipeline; StyleGAN2 at the CPU-sized
+    configuration (the target) and at the default configuration (for comparison). Steady state: warm-up steps
+    excluded; StyleGAN2 windows span whole lazy-R1 periods. Targets apply at the full batch sizes (not --quick)."""
+    from .train import autocast_for
+
     dev = "cuda" if (ctx.device in ("auto", "cuda") and torch.cuda.is_available()) else "cpu"
-    bs = 16 if ctx.quick else 128
-    ours = ours_throughput(data, steps, ctx.tmp() / f"run-{time.time_ns()}", batch_size=bs, device=dev)
-    base = baseline_throughput(data, steps, batch_size=bs, device=dev, workers=0 if ctx.quick else 2)
-    ratio = ours / base
-    return {"device": dev, "batch_size": bs, "steps": steps, "data": "synthetic 178x218 JPEGs" if not ctx.data else data,
-            "ours_images_per_s": ours, "baseline_images_per_s": base, "ratio": ratio,
-            "target_ratio_gpu": 5.0, "target_met": (ratio >= 5.0) if dev == "cuda" else None}
+    quick = ctx.quick
+    data = ctx.data or [str(_synthetic_faces(ctx.tmp(), 32 if quick else 1024))]
+    warmup = 1 if quick else TRAIN_WARMUP_STEPS
+    steps = 2 if quick else ctx.train_steps
+    r1_every = STYLEGAN_TRAIN["r1_every"]
+    sg_steps = 1 if quick else -(-ctx.train_steps // r1_every) * r1_every  # whole R1 periods: one R1 step each
+    bs, sg_bs = (8, 4) if quick else (128, STYLEGAN_CPU_BATCH)
+    cache = ctx.tmp() / "train-cache"  # the data decoded once, shared by the runs below
+    common = {"device": dev, "warmup": warmup, "limit": 256 if quick else 4096, "cache_dir": str(cache)}
+
+    def ours(steps: int, **options) -> dict[str, float]:
+        out = ctx.tmp() / f"run-{time.time_ns()}"
+        try:
+            return ours_throughput(data, steps, out, **common, **options)
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+
+    try:
+        dcgan = ours(steps, batch_size=bs)
+        dcgan_fp32 = ours(steps, batch_size=bs, amp=False)
+        base = baseline_throughput(data, steps, batch_size=bs, device=dev, workers=0 if quick else 2, warmup=warmup)
+        sg_cpu = ours(sg_steps, batch_size=sg_bs, model=STYLEGAN_CPU_MODEL, **STYLEGAN_TRAIN)
+        sg_default = ours(sg_steps, batch_size=sg_bs, **STYLEGAN_TRAIN)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+    ratio = dcgan["images_per_s"] / base["images_per_s"]
+    target_ratio = DCGAN_TARGET_RATIO[dev]
+    dcgan_met = None if quick else ratio >= target_ratio
+    sg_met = None if (quick or dev != "cpu") else sg_cpu["images_per_s"] >= STYLEGAN_CPU_TARGET
+    mets = [m for m in (dcgan_met, sg_met) if m is not None]
+    return {
+        "device": dev, "threads": torch.get_num_threads(),
+        "bf16_autocast": not isinstance(autocast_for(torch.device(dev), True), contextlib.nullcontext),
+        "data": data if ctx.data else "synthetic 178x218 JPEGs", "warmup_steps": warmup,
+        # DCGAN, batch bs: ours (amp default), ours fp32, pytorch/examples pipeline (fp32, DataLoader workers)
+        "dcgan_batch_size": bs, "dcgan_steps": dcgan["measured_steps"],
+        "dcgan_ours_images_per_s": dcgan["images_per_s"],
+        "dcgan_ours_median_step_images_per_s": dcgan["median_step_images_per_s"],
+        "dcgan_ours_fp32_images_per_s": dcgan_fp32["images_per_s"],
+        "dcgan_ours_fp32_median_step_images_per_s": dcgan_fp32["median_step_images_per_s"],
+        "dcgan_baseline_images_per_s": base["images_per_s"],
+        "dcgan_baseline_median_step_images_per_s": base["median_step_images_per_s"],
+        "dcgan_baseline_workers": 0 if quick else 2,
+        "dcgan_ratio": ratio, "dcgan_ratio_fp32": dcgan_fp32["images_per_s"] / base["images_per_s"],
+        "dcgan_bf16_speedup": dcgan["images_per_s"] / dcgan_fp32["images_per_s"],
+        "dcgan_target": f">= {target_ratio:g}x baseline ({dev})", "dcgan_met": dcgan_met,
+        # StyleGAN2, batch sg_bs, lr 2e-3, betas (0, 0.99), R1 gamma 0.1 every 16 steps
+        "stylegan2_batch_size": sg_bs, "stylegan2_steps": sg_cpu["measured_steps"],
+        "stylegan2_r1": f"gamma {STYLEGAN_TRAIN['r1_gamma']} every {r1_every} steps",
+        "stylegan2_cpu_model": STYLEGAN_CPU_MODEL,
+        "stylegan2_cpu_images_per_s": sg_cpu["images_per_s"],
+        "stylegan2_cpu_median_step_images_per_s": sg_cpu["median_step_images_per_s"],
+        "stylegan2_cpu_target": f">= {STYLEGAN_CPU_TARGET:g} images/s (cpu, batch {STYLEGAN_CPU_BATCH})",
+        "stylegan2_cpu_met": sg_met,
+        "stylegan2_default_images_per_s": sg_default["images_per_s"],
+        "stylegan2_default_median_step_images_per_s": sg_default["median_step_images_per_s"],
+        "target_met": all(mets) if mets else None,
+    }
 
 
 def _bench_upscaler(ctx: BenchContext):

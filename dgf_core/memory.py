@@ -293,5 +293,4 @@ def memory_from_photo(model, photo, spec: MemorySpec, outs: Sequence[str | os.Pa
         psnr_projection=result.psnr, psnr_tuned=tuned.psnr if tuned is not None else None,
         likeness_projection=cosine(result.image), likeness_tuned=cosine(tuned.image) if tuned is not None else None,
         notices=list(notices), seconds={k: round(v, 2) for k, v in seconds.items()}, projected=result)
-    del tuned, target  # the tuned copy and the photo's pixels go with this call
-    return out
+    return out  # the tuned copy and the photo's pixels go with this call's locals

@@ -6,14 +6,24 @@
 - Memorization ratio: median L2 distance (pixels in [0, 1]) from each sample to its nearest training image,
   divided by the same median for held-out real images. Below 1 means samples sit closer to the training
   set than unseen real faces do: the model copies.
+- Classifier two-sample test (C2ST, `two_sample.c2st`): a small CNN learns, by 5-fold cross-validation, to
+  tell samples from held-out real faces; its accuracy on images it did not train on is 0.5 when they are
+  indistinguishable and 1.0 when always told apart. The floor beside it is the same test of held-out against
+  training-split real faces (what a perfect generator would score, about 0.5).
+- Coverage: whom the samples show, by the shipped attribute classifier (`weights/attributes-utkface`, see
+  `edits.py`; UTKFace-trained, so its labels are apparent age and binary gender as UTKFace codes them): the
+  share of women and the age distribution (mean, median, shares in AGE_BINS) of the samples beside the same
+  figures for the training faces (a random subset of the training split), and the gap in the female share
+  (target: within FEMALE_GAP_TARGET). Skipped, with the reason, when the classifier is not there.
 - FID: only with a user-supplied Inception file (the standard pytorch-fid / TF weights,
   `pt_inception-2015-12-05-*.pth`, or the same tensors in safetensors); nothing is downloaded.
 """
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 from unittest import mock
 
 import numpy as np
@@ -21,15 +31,21 @@ import torch
 import torch.nn.functional as F
 
 DETECTION_THRESHOLDS = (0.9, 0.99, 0.999)
+AGE_BINS = (0, 20, 30, 40, 50, 60)  # lower edges in years; the last bin is open (60+)
+FEMALE_GAP_TARGET = 0.10  # |female share of samples - of training faces| a model should stay within
+C2ST_MIN_PER_CLASS = 10  # fewer images per set and the two-sample tests are skipped
+COVERAGE_TRAIN_LIMIT = 5000  # training faces labelled for the comparison (a random subset; the share's SE ~0.007)
+ATTRIBUTE_CLASSIFIER = "attributes-utkface"  # in the weights folder
 MIN_DETECTION_SIDE = 64  # MTCNN's smallest face is 20 px at its first scale; smaller images are upsampled to this
 
 
 # ---- face detection ---------------------------------------------------------------------------------------
 
 def load_mtcnn(device: str | torch.device = "cpu"):
-    from facenet_pytorch import MTCNN
+    """MTCNN (dgf_core.mtcnn, weights shipped in weights/mtcnn): facenet-pytorch's probabilities, bit for bit."""
+    from .mtcnn import load_detector
 
-    return MTCNN(keep_all=True, device=torch.device(device))
+    return load_detector(device=torch.device(device))
 
 
 @torch.no_grad()
@@ -43,10 +59,9 @@ def face_probabilities(images_u8: torch.Tensor, detector=None, batch_size: int =
             batch = F.interpolate(batch.float(), size=(MIN_DETECTION_SIDE, MIN_DETECTION_SIDE), mode="bilinear",
                                   align_corners=False).round().clamp(0, 255).to(torch.uint8)
         batch = batch.permute(0, 2, 3, 1).contiguous().cpu().numpy()  # (B, H, W, 3)
-        _, probs = detector.detect(batch)
-        for j, p in enumerate(probs):
-            if p is not None and len(p) and p[0] is not None:
-                out[i + j] = float(np.nanmax(np.asarray(p, dtype=np.float64)))
+        for j, faces in enumerate(detector(batch)):
+            if len(faces):
+                out[i + j] = float(np.nanmax(faces.probs.astype(np.float64)))
     return out
 
 
@@ -76,6 +91,39 @@ def memorization_ratio(samples_u8: torch.Tensor, train_u8: torch.Tensor, heldout
     ms, mh = float(d_samples.median()), float(d_heldout.median())
     return {"ratio": ms / mh, "median_sample_to_train": ms, "median_heldout_to_train": mh,
             "n_samples": len(samples_u8), "n_train": len(train_u8), "n_heldout": len(heldout_u8)}
+
+
+# ---- coverage: whom the samples show ----------------------------------------------------------------------
+
+def age_bin_labels(edges: Sequence[int] = AGE_BINS) -> list[str]:
+    """(0, 20, 30) -> ['0-19', '20-29', '30+']."""
+    return [f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:])] + [f"{edges[-1]}+"]
+
+
+def attribute_profile(images_u8: torch.Tensor, classifier, recipe: str, chunk: int = 1024) -> dict[str, Any]:
+    """(N, 3, R, R) uint8 faces in the crop geometry `recipe` -> what an `edits.AttributeClassifier` sees in them:
+    female_share (p(female) > 0.5), mean_p_female, age_mean / age_median (years), age_shares over AGE_BINS, n."""
+    from .data import to_float
+
+    assert images_u8.ndim == 4 and images_u8.shape[1] == 3 and images_u8.dtype == torch.uint8, tuple(images_u8.shape)
+    preds = [classifier.predict(to_float(images_u8[i : i + chunk]), recipe) for i in range(0, len(images_u8), chunk)]
+    age = torch.cat([p["age"] for p in preds]).double()
+    fem = torch.cat([p["female"] for p in preds]).double()
+    bins = torch.bucketize(age, torch.tensor(AGE_BINS[1:], dtype=torch.float64), right=True)  # bin i: [edge i, edge i+1)
+    shares = torch.bincount(bins, minlength=len(AGE_BINS)).double() / len(age)
+    return {"n": len(age), "female_share": round(float((fem > 0.5).double().mean()), 4),
+            "mean_p_female": round(float(fem.mean()), 4), "age_mean": round(float(age.mean()), 2),
+            "age_median": round(float(age.median()), 2),
+            "age_shares": {k: round(float(v), 4) for k, v in zip(age_bin_labels(), shares)}}
+
+
+def attribute_coverage(samples_u8: torch.Tensor, training_u8: torch.Tensor, classifier, recipe: str) -> dict[str, Any]:
+    """Attribute profiles of samples and training faces (same crop recipe) and the gap in the female share."""
+    s, t = attribute_profile(samples_u8, classifier, recipe), attribute_profile(training_u8, classifier, recipe)
+    gap = s["female_share"] - t["female_share"]
+    return {"samples": s, "training": t, "female_share_gap": round(gap, 4),
+            "female_share_gap_target": FEMALE_GAP_TARGET, "within_target": abs(gap) <= FEMALE_GAP_TARGET,
+            "age_mean_gap_years": round(s["age_mean"] - t["age_mean"], 2)}
 
 
 # ---- FID (only with user-given Inception weights) ---------------------------------------------------------
@@ -134,6 +182,50 @@ def fid_from_features(f1: np.ndarray, f2: np.ndarray) -> float:
 
 # ---- the evaluation -----------------------------------------------------------------------------------------
 
+def two_sample_tests(samples: torch.Tensor, heldout: torch.Tensor, train: torch.Tensor, device: str | torch.device = "cpu",
+                     say: Callable[[str], None] = print) -> dict[str, Any]:
+    """C2ST of samples against held-out real faces, and of held-out against training-split real faces as the floor
+    (all (N, 3, R, R) uint8). Skipped, with the reason, when a set has fewer than C2ST_MIN_PER_CLASS images."""
+    from .two_sample import c2st
+
+    k = min(len(samples), len(heldout), len(train))
+    if k < C2ST_MIN_PER_CLASS:
+        return {"skipped": f"too few images ({len(samples)} samples, {len(heldout)} held-out, {len(train)} training); "
+                           f"needs {C2ST_MIN_PER_CLASS} per set"}
+    out: dict[str, Any] = {"note": "held-out accuracy of a small CNN telling the two sets apart: 0.5 = indistinguishable"}
+    for key, a, b, what in (("samples_vs_heldout", samples, heldout, "samples vs held-out real"),
+                            ("real_vs_real", heldout, train, "held-out vs training real (the floor)")):
+        say(f"C2ST {what}: {min(len(a), len(b))} per class, 5 folds")
+        out[key] = c2st(a, b, seed=0, device=device)
+        say(f"  accuracy {out[key]['accuracy']:.3f} +/- {out[key]['stderr']:.3f} ({out[key]['seconds']:.0f} s)")
+    return out
+
+
+def sample_coverage(samples: torch.Tensor, train: torch.Tensor, classifier: str | os.PathLike, recipe: str,
+                    device: str | torch.device = "cpu", say: Callable[[str], None] = print) -> dict[str, Any]:
+    """`attribute_coverage` of samples against up to COVERAGE_TRAIN_LIMIT training faces (a seeded random subset),
+    both in the crop geometry `recipe`. `classifier`: a folder, or a name in the weights folder; when it is not
+    there, the result is {"skipped": reason}."""
+    from .checkpoint import CheckpointError, resolve_model_path
+    from .edits import load_classifier
+
+    try:
+        path = resolve_model_path(classifier)
+        clf = load_classifier(path, device)
+    except CheckpointError as e:
+        say(f"coverage skipped: {e}")
+        return {"skipped": f"no attribute classifier: {e}"}
+    t0 = time.perf_counter()
+    sub = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:COVERAGE_TRAIN_LIMIT].sort().values
+    say(f"coverage: attributes ({path.name}) of {len(samples)} samples and {len(sub)} training faces")
+    cov = attribute_coverage(samples, train[sub], clf, recipe)
+    s, t = cov["samples"], cov["training"]
+    say(f"  female share {s['female_share']:.3f} vs {t['female_share']:.3f} in training (gap {cov['female_share_gap']:+.3f}); "
+        f"mean age {s['age_mean']:.1f} vs {t['age_mean']:.1f}")
+    return {**cov, "classifier": path.name, "classifier_sha256": clf.sha256, "recipe": recipe,
+            "classifier_heldout": clf.card.get("heldout", {}), "seconds": round(time.perf_counter() - t0, 1)}
+
+
 def evaluate_model(
     model: str | os.PathLike,
     real: Sequence[str | os.PathLike],
@@ -143,8 +235,14 @@ def evaluate_model(
     inception_weights: str | os.PathLike | None = None,
     first_seed: int = 0,
     progress: bool = True,
+    c2st: bool = True,
+    coverage: bool = True,
+    attribute_classifier: str | os.PathLike = ATTRIBUTE_CLASSIFIER,
 ) -> dict[str, Any]:
-    """Samples seeds first_seed..first_seed+n-1 and measures them against the real folders' split."""
+    """Samples seeds first_seed..first_seed+n-1 and measures them against the real folders' split.
+    `c2st` / `coverage`: run the two-sample tests / the attribute coverage (else reported as skipped).
+    `attribute_classifier`: a folder, or a name in the weights folder; coverage is skipped when it is missing."""
+    from .alignment import model_recipe
     from .data import load_image_set
     from .pipeline import FacePipeline
 
@@ -172,6 +270,9 @@ def evaluate_model(
         "memorization": memo,
         "real_data": [str(r) for r in real], "n_heldout_real": len(heldout),
     }
+    result["c2st"] = two_sample_tests(samples, heldout, train, pipe.device, say) if c2st else {"skipped": "not requested"}
+    result["coverage"] = (sample_coverage(samples, train, attribute_classifier, model_recipe(pipe.model.card), pipe.device, say)
+                          if coverage else {"skipped": "not requested"})
     if inception_weights:
         say("FID with the given Inception weights")
         inc = fid_inception(inception_weights, pipe.device)

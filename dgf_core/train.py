@@ -441,7 +441,7 @@ def evaluate_snapshot(run: Run, step: int) -> dict[str, Any]:
         z = seeds_to_z(range(opts.eval_seeds), run.z_dim).to(run.device)
         imgs = torch.cat([to_uint8(export(z[i : i + 64])) for i in range(0, len(z), 64)]).cpu()
     rec: dict[str, Any] = {"kind": "eval", "step": step, "images_seen": images_seen,
-                           "cpu_seconds": round(run.cpu_before + cpu0 - run.cpu_t0, 1),
+                           "cpu_seconds": round(run.cpu_before + cpu0 - run.cpu_t0, 3),
                            "wall_seconds": round(run.wall_seconds(), 1), "n_seeds": opts.eval_seeds,
                            "snapshot": str(folder.relative_to(run.out))}
     try:
@@ -450,7 +450,7 @@ def evaluate_snapshot(run: Run, step: int) -> dict[str, Any]:
         rec["face_rate"] = detection_rates(face_probabilities(imgs, run.detector))
     except ImportError as e:  # facenet-pytorch is optional for training itself
         rec["face_rate_error"] = f"face detection unavailable: {e}"
-    rec["eval_cpu_seconds"] = round(time.process_time() - cpu0, 1)
+    rec["eval_cpu_seconds"] = round(time.process_time() - cpu0, 3)
     rec["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return rec
 

@@ -13,6 +13,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: minutes long (a fresh virtual environment); run with DGF_SLOW_TESTS=1 or -m slow")
+
+
 def make_image_folder(root: Path, n: int, size: tuple[int, int] = (24, 30), seed: int = 0) -> list[Path]:
     """n random RGB JPEGs of `size` (w, h) under root/sub/, named like CelebA files."""
     rng = np.random.default_rng(seed)
@@ -56,7 +60,7 @@ def make_tiny_stylegan2(folder: Path, resolution: int = 8, seed: int = 0, card: 
 def make_tiny_upscaler(folder: Path, seed: int = 0) -> Path:
     """A tiny x2/x4 upscaler whose to-RGB layers are not zero (so it differs from bicubic)."""
     from dgf_core.checkpoint import save_model
-    from dgf_core.models.upscaler import Discriminator, Generator, UpscalerConfig
+    from dgf_core.models.upscaler import Generator, UpscalerConfig
 
     torch.manual_seed(seed)
     g = Generator(UpscalerConfig(channels=8, growth=4, blocks1=1, channels2=4, growth2=4, blocks2=1, channels4=4,

@@ -1,5 +1,6 @@
-"""Alignment: similarity fit, warp geometry, face choice and its user-facing errors (no MTCNN weights needed
-except in the last test, which uses the ones shipped in the facenet-pytorch wheel)."""
+"""Alignment: similarity fit, warp geometry, face choice, tight photos (padding, notices, refusals) and their
+user-facing messages; a fake detector, except where a test says it runs the shipped MTCNN (weights/mtcnn) on the
+synthetic scene in tests/data (two faces made by the shipped DCGAN)."""
 from __future__ import annotations
 
 import json
@@ -10,9 +11,10 @@ import torch
 from PIL import Image
 
 from dgf_core.alignment import (
-    AlignmentError, Detection, align_face, apply_transform, choose_face, estimate_similarity, load_canonical,
-    save_canonical, warp_image,
+    AlignmentError, Detection, align_face, apply_transform, choose_face, estimate_similarity, extend_photo,
+    load_canonical, missing_parts, save_canonical, warp_image,
 )
+from dgf_core.mtcnn import Faces
 
 CANON = np.array([[0.37, 0.47], [0.63, 0.47], [0.5, 0.6], [0.4, 0.72], [0.6, 0.72]])
 
@@ -102,12 +104,12 @@ class FakeDetector:
     def __init__(self, faces, photo_size):
         self.faces, self.photo_size = faces, photo_size
 
-    def detect(self, img, landmarks=False):
+    def __call__(self, img):
         off = (img.size[0] - self.photo_size[0]) / 2
         if not self.faces:
-            return None, [None], None
-        boxes = np.stack([f.box for f in self.faces]) + off
-        return boxes, np.array([f.prob for f in self.faces]), np.stack([f.landmarks for f in self.faces]) + off
+            return [Faces(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))]
+        return [Faces(np.stack([f.box for f in self.faces]) + off, np.array([f.prob for f in self.faces]),
+                      np.stack([f.landmarks for f in self.faces]) + off)]
 
 
 def test_align_face_takes_largest_and_warps_at_each_size():
@@ -124,14 +126,88 @@ def test_align_face_takes_largest_and_warps_at_each_size():
 
 def test_align_face_errors():
     photo = Image.new("RGB", (200, 200), (128, 128, 128))
-    with pytest.raises(AlignmentError, match="no face"):
+    with pytest.raises(AlignmentError, match="no face found in this photo"):
         align_face(photo, 16, detector=FakeDetector([], photo.size), canonical=CANON)
     with pytest.raises(AlignmentError, match="too small"):
         align_face(photo, 16, detector=FakeDetector([det(50, 50, 10)], photo.size), canonical=CANON)
-    with pytest.raises(AlignmentError, match="edge of the photo"):  # a face in the corner: most of the crop is outside
-        align_face(photo, 16, detector=FakeDetector([det(150, 150, 45)], photo.size), canonical=CANON)
     with pytest.raises(ValueError, match="sizes"):
         align_face(photo, 4, detector=FakeDetector([det(50, 50, 80)], photo.size), canonical=CANON)
+
+
+def test_a_face_in_the_corner_is_padded_with_a_notice_not_refused():
+    rng = np.random.default_rng(3)
+    photo = Image.fromarray(rng.integers(0, 256, (200, 200, 3), dtype=np.uint8))
+    face = det(150, 150, 45)  # most of the crop lies beyond the photo, the face itself is inside it
+    (al,) = align_face(photo, 32, detector=FakeDetector([face], photo.size), canonical=CANON)
+    assert al.outside > 0.25 and al.image.shape == (3, 32, 32)  # the former rule refused over 25%
+    assert len(al.notices) == 1 and "cropped close to the face" in al.notices[0] and f"{al.outside:.0%}" in al.notices[0]
+    # a face well inside a larger photo: nothing filled in, no notice
+    (al,) = align_face(photo, 32, detector=FakeDetector([det(70, 70, 45)], photo.size), canonical=CANON)
+    assert al.outside == 0.0 and al.notices == []
+
+
+@pytest.mark.parametrize("x0, y0, side, parts", [
+    (-30, 60, 80, ["the eye on the left", "the left corner of the mouth", "the left side of the face"]),
+    (60, -30, 80, ["the eye on the left", "the eye on the right", "the top of the head"]),
+    (150, 60, 80, ["the eye on the right", "the right corner of the mouth", "the right side of the face"]),
+    (60, 150, 80, ["the left corner of the mouth", "the right corner of the mouth", "the chin"]),
+    (60, 200 - 80 * 1.2, 80, []),  # the box reaches a fifth of its side past the bottom edge: still aligned
+    (60, 60, 80, []),
+])
+def test_refused_only_when_part_of_the_face_is_outside_naming_it(x0, y0, side, parts):
+    photo = Image.new("RGB", (200, 200), (100, 120, 140))
+    face = det(x0, y0, side)
+    assert missing_parts(face, 200, 200) == parts
+    if parts:
+        with pytest.raises(AlignmentError) as e:
+            align_face(photo, 16, detector=FakeDetector([face], photo.size), canonical=CANON)
+        assert str(e.value).startswith("part of the face is outside the photo (") and all(p in str(e.value) for p in parts)
+    else:
+        assert align_face(photo, 16, detector=FakeDetector([face], photo.size), canonical=CANON)[0].size == 16
+
+
+def test_extend_photo_mirrors_then_blurs_and_fades_beyond_the_edge():
+    rng = np.random.default_rng(4)
+    arr = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    arr[:, :20] = [200, 30, 30]  # left half red, right half noise
+    photo = Image.fromarray(arr)
+    out = np.asarray(extend_photo(photo, (-60, -10, 50, 50), side=20.0)).astype(int)  # 60 px past the left edge
+    assert out.shape == (60, 110, 3)
+    assert np.array_equal(out[10:50, 60:100], arr[:, :40])  # inside the photo: unchanged
+    assert np.abs(out[10:50, 59] - arr[:, 1]).max() < 10  # right past the edge: the mirrored red, barely blurred
+    median = np.median(arr.reshape(-1, 3), 0)
+    assert np.abs(out[10:50, :2] - median).max() <= 1  # 0.9 face sides (18 px) and farther: the median colour
+    inside = np.asarray(extend_photo(photo, (5, 5, 30, 30), side=20.0))
+    assert np.array_equal(inside, arr[5:30, 5:30])  # a region inside the photo is a plain crop
+    # the heavy blur removes mirrored detail: noise mirrored past the right edge is smoothed
+    right = np.asarray(extend_photo(photo, (0, 0, 60, 40), side=20.0)).astype(float)
+    assert right[:, 48:52].std(axis=0).mean() < 0.5 * arr[:, 28:32].astype(float).std(axis=0).mean()
+
+
+@pytest.fixture(scope="module")
+def scene():
+    from pathlib import Path
+
+    with Image.open(Path(__file__).resolve().parent / "data" / "mtcnn-scene.png") as im:
+        return im.convert("RGB")
+
+
+def test_real_mtcnn_several_faces_the_largest_is_used(scene):
+    (al,) = align_face(scene, 32, canonical=CANON)
+    assert al.notices == ["2 faces found; using the largest one"]
+    assert 30 < al.detection.box[0] < 45 and al.detection.side > 45  # the big face at (16, 36), 104 px
+
+
+def test_real_mtcnn_a_face_filling_the_photo_is_aligned_with_a_notice(scene):
+    tight = scene.crop((30, 50, 96, 140))  # the big face's box, little more: like a UTKFace chip or a passport photo
+    small, big = align_face(tight, [16, 64])
+    assert small.notices == big.notices and len(big.notices) == 1 and "cropped close to the face" in big.notices[0]
+    assert big.outside == small.outside > 0.4
+    # where the crop is inside the photo, the aligned face is the one from the roomier scene (the landmarks found
+    # in the tighter photo shift a little)
+    ref = align_face(scene, 64)[0]
+    centre = (slice(None), slice(24, 40), slice(24, 40))
+    assert (big.image[centre].int() - ref.image[centre].int()).abs().float().mean() < 8
 
 
 def test_canonical_json_round_trip(tmp_path):

@@ -347,7 +347,7 @@ def test_project_makes_a_looping_memory_and_keeps_no_photo(client, gradio_app, a
     data = photo_bytes(seed=4)
     (tmp_path / "my-photo-2.png").write_bytes(data)
     path = client.predict(handle_file(str(tmp_path / "my-photo-2.png")), True, "tiny-dcgan", 10, False, 0.0, 0.0, 4, 8,
-                          False, api_name="/project")
+                          False, "off", 0, api_name="/project")  # tune_steps 0: the recipe alone remakes the clip
     frames, fps = video.read_clip(path)
     assert frames.shape == (4, 16, 16, 3) and fps == 8
     recipe = video.read_clip_recipe(path)
@@ -363,6 +363,20 @@ def test_project_makes_a_looping_memory_and_keeps_no_photo(client, gradio_app, a
     spec = MemorySpec(frames=4, fps=8, mark=False, radius=recipe["radius"], seed=recipe["seed"])
     want = render_memory(model.generator, memory_latents(torch.tensor(recipe["latent"]), "z", spec), "z", spec)
     assert np.abs(frames.astype(int) - want.astype(int)).mean() < 8  # H.264 is lossy; 5-decimal latent
+    assert "tuning" not in recipe
+
+
+def test_project_tunes_by_default_and_says_the_clip_needs_the_photo(client, gradio_app, tmp_path):
+    data = photo_bytes(seed=6)
+    (tmp_path / "p6.png").write_bytes(data)
+    path = client.predict(handle_file(str(tmp_path / "p6.png")), True, "tiny-dcgan", 10, False, 0.0, 0.0, 4, 8, False,
+                          api_name="/project")
+    recipe = video.read_clip_recipe(path)
+    assert recipe["tuning"]["steps"] == 150 and recipe["tuning"]["regenerable_without_photo"] is False
+    assert "photo" in recipe["tuning"]["note"] and left_on_disk(gradio_app, data, "p6.png") == []
+    with pytest.raises(Exception, match="tune_steps must be a whole number in 0..1000"):
+        client.predict(handle_file(str(tmp_path / "p6.png")), True, "tiny-dcgan", 10, False, 0.0, 0.0, 4, 8, False,
+                       "off", 5000, api_name="/project")
 
 
 def test_project_edits_need_directions(client, tmp_path):

@@ -72,9 +72,17 @@ def test_evaluate_on_a_tiny_model(weights, tmp_path, capsys):
     assert all(0.0 <= v <= 1.0 for v in det["samples"].values())
     memo = res["memorization"]
     assert memo["n_samples"] == 8 and memo["ratio"] > 0 and memo["n_train"] + res["n_heldout_real"] == 60
+    assert "too few images" in res["c2st"]["skipped"]  # 4 held-out faces: no two-sample test
+    assert "no attribute classifier" in res["coverage"]["skipped"]  # the weights folder has none: skipped, not a crash
     card = json.loads((weights / "tiny" / "config.json").read_text())["card"]
     assert card["evaluation"]["memorization"]["ratio"] == memo["ratio"]
     assert res["command"].startswith("python -m dgf_core evaluate")
+
+
+def test_evaluate_dry_run_shows_what_runs(weights, capsys, image_folder):
+    assert main(["evaluate", "--model", "tiny", "--real", str(image_folder), "--no-c2st", "--dry-run"]) == 0
+    cfg = json.loads(capsys.readouterr().out)["evaluate"]
+    assert cfg["c2st"] is False and cfg["coverage"] is True and cfg["n"] == 1000
 
 
 def test_evaluate_errors(weights, tmp_path, capsys, image_folder):

@@ -102,14 +102,16 @@ def test_sigint_stops_after_a_whole_step_and_resumes_exactly(image_folder, tmp_p
 
 def test_resumes_a_state_written_by_the_previous_layout(image_folder, tmp_path):
     """tests/data/legacy-dcgan16-step2.safetensors was written by the single-function trainer (commit ea187d5) after
-    2 steps of these options (fp32: that trainer used autocast on CUDA only); today's code continues it exactly."""
+    2 steps of these options on one thread (fp32: that trainer used autocast on CUDA only); today's code continues it
+    exactly (on one thread too: the thread count changes the order of float sums)."""
     import shutil
 
     run = tmp_path / "legacy"
     run.mkdir()
     shutil.copy(ROOT / "tests" / "data" / "legacy-dcgan16-step2.safetensors", run / STATE_FILE)
-    train(opts(image_folder, run, steps=4, export=False, resume=True, amp=False, sample_every=100, checkpoint_every=100))
-    train(opts(image_folder, tmp_path / "full", steps=4, export=False, amp=False, sample_every=100, checkpoint_every=100))
+    same = dict(export=False, amp=False, sample_every=100, checkpoint_every=100, threads=1)
+    train(opts(image_folder, run, steps=4, resume=True, **same))
+    train(opts(image_folder, tmp_path / "full", steps=4, **same))
     a, b = load_file(str(tmp_path / "full" / STATE_FILE)), load_file(str(run / STATE_FILE))
     assert a.keys() == b.keys()
     for k in a:
@@ -131,7 +133,6 @@ def test_augmented_run_resumes_exactly_and_differs_from_plain(image_folder, tmp_
 
 
 def test_eval_every_logs_face_rate_cpu_time_and_keeps_snapshots(image_folder, tmp_path):
-    pytest.importorskip("facenet_pytorch")
     out = tmp_path / "run"
     train(opts(image_folder, out, steps=4, eval_every=16, eval_seeds=3, export=False))  # 8 images per step
     log = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
@@ -141,7 +142,7 @@ def test_eval_every_logs_face_rate_cpu_time_and_keeps_snapshots(image_folder, tm
     for r in evals:
         assert set(r["face_rate"]) == {"p>=0.9", "p>=0.99", "p>=0.999"} and r["n_seeds"] == 3
         assert all(0.0 <= v <= 1.0 for v in r["face_rate"].values())
-        assert r["cpu_seconds"] > 0
+        assert r["cpu_seconds"] >= 0 and r["eval_cpu_seconds"] >= 0
     assert evals[1]["cpu_seconds"] > evals[0]["cpu_seconds"]
     snap = load_model(out / evals[1]["snapshot"])
     assert snap.card["images_seen"] == 32 and snap.discriminator is None

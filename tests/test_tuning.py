@@ -13,7 +13,7 @@ from conftest import make_tiny_dcgan
 from dgf_core.checkpoint import load_model
 from dgf_core.cli import main
 from dgf_core.memory import MemorySpec, memory_from_photo, overall_progress
-from dgf_core.projection import ProjectionError, ProjectionOptions, project_model, synthesize
+from dgf_core.projection import ProjectionError, ProjectionOptions, project_model
 from dgf_core.tuning import TuningOptions, locality_drift, tune
 from test_projection import tiny_stylegan
 
