@@ -1,7 +1,7 @@
 """Deeply Good Fakes, the Gradio app: `python app.py [--host 127.0.0.1] [--port 7860] [--share]`.
 
 Widgets wired to `dgf_core` calls, nothing else. The model dropdown lists the generators that
-`dgf_core.registry` finds in the weights folder ($DGF_WEIGHTS_DIR, else weights/). Each tab is built by one
+`dgf_core.serving.registry` finds in the weights folder ($DGF_WEIGHTS_DIR, else weights/). Each tab is built by one
 small function (Generate, Interpolate, Compare, Upscale, Memory from a photo), so a new tab is a function and
 one line in `build_demo`.
 
@@ -40,18 +40,25 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from dgf_core import compare, registry, uploads, upscale, video
 from dgf_core.checkpoint import write_json_atomic
-from dgf_core.edits import MAX_EDIT, EditError, load_directions
+from dgf_core.faces.edits import MAX_EDIT, EditError, load_directions
+from dgf_core.faces.memory import MAX_MEMORY_FRAMES, MemorySpec, overall_progress
+from dgf_core.faces.memory import memory_from_photo as core_memory_from_photo
+from dgf_core.faces.projection import DEFAULT_STEPS, ProjectionOptions
+from dgf_core.faces.tuning import DEFAULT_TUNE_STEPS, MAX_TUNE_STEPS, TuningOptions
+from dgf_core.generation import compare, upscale, video
+from dgf_core.generation.upscale import check_factor
 from dgf_core.images import save_png, to_pil
-from dgf_core.memory import MAX_MEMORY_FRAMES, MemorySpec, overall_progress
-from dgf_core.memory import memory_from_photo as core_memory_from_photo
-from dgf_core.projection import DEFAULT_STEPS, ProjectionOptions
-from dgf_core.tuning import DEFAULT_TUNE_STEPS, MAX_TUNE_STEPS, TuningOptions
-from dgf_core.latent import EASINGS, INTERPOLATIONS, SEED_MAX, check_seed, parse_seeds
-from dgf_core.scratch import ScratchDirs
-from dgf_core.uploads import open_upload
-from dgf_core.upscale import check_factor
+from dgf_core.latent import (
+    EASINGS,
+    INTERPOLATIONS,
+    SEED_MAX,
+    check_seed,
+    parse_seeds,
+)
+from dgf_core.serving import registry, uploads
+from dgf_core.serving.scratch import ScratchDirs
+from dgf_core.serving.uploads import open_upload
 
 SEED_SLIDER_MAX = 9_999  # the slider browses 0..9999; the number box takes any seed up to SEED_MAX
 MAX_GRID = 64
@@ -212,22 +219,17 @@ def interpolate(seeds: str, frames_per_transition: float, fps: float, model: str
     spec = video.ClipSpec(video.parse_keyframes(seeds), frames_per_transition, fps, loop=loop, method=method,
                           easing=easing, truncation=truncation, scale=scale)
     up, factor = upscaler_for(upscale)
-    video.check_frame_size(pipe.resolution, spec.scale, factor)
-    progress(0, desc="Rendering frames")
-    frames = video.render_clip(pipe, spec, lambda done, total: progress((done, total), desc="Rendering frames", unit="frames"),
-                               upscaler=up, factor=factor)
-    recipe = video.clip_recipe(pipe, spec, upscaler=up, factor=factor)
     stem = f"{pipe.model.name}-{'-'.join(map(str, spec.seeds[:8]))}"
-    return write_clip_files(frames, spec.fps, recipe, stem, progress)
+    return clip_files(lambda outs, prog: video.make_clip(pipe, spec, outs, prog, upscaler=up, factor=factor), stem,
+                      progress)
 
 
-def write_clip_files(frames, fps: int, recipe: dict, stem: str, progress) -> tuple[str, dict]:
-    """MP4, GIF and recipe.json of one clip, in a fresh request folder."""
+def clip_files(make, stem: str, progress) -> tuple[str, dict]:
+    """Run a core clip call (`make(outs, progress)` -> recipe) into a fresh request folder: MP4, GIF, recipe.json."""
     folder = SCRATCH.new()
-    progress(0.9, desc="Encoding MP4")
-    mp4 = video.write_clip(frames, folder / f"{stem}.mp4", fps, recipe)
-    progress(0.95, desc="Encoding GIF")
-    gif = video.write_clip(frames, folder / f"{stem}.gif", fps, recipe)
+    mp4, gif = folder / f"{stem}.mp4", folder / f"{stem}.gif"
+    progress(0, desc="Rendering frames")
+    recipe = make([mp4, gif], lambda done, total: progress((done, total), desc="Rendering frames", unit="frames"))
     write_json_atomic(recipe, folder / f"{stem}.recipe.json")
     return str(mp4), {"mp4": str(mp4), "gif": str(gif), "recipe": recipe, "recipe_path": str(folder / f"{stem}.recipe.json")}
 
@@ -308,13 +310,8 @@ def compare_clip(seeds: str, frames_per_transition: float, fps: float, model_a: 
     spec = video.ClipSpec(video.parse_keyframes(seeds), frames_per_transition, fps, loop=loop, easing="ease-in-out",
                           truncation=truncation, scale=scale)
     up, factor = upscaler_for(upscale)
-    for p in pipes:
-        video.check_frame_size(p.resolution, spec.scale, factor)
-    progress(0, desc="Rendering frames")
-    frames = video.render_compare(pipes, spec, lambda done, total: progress((done, total), desc="Rendering frames",
-                                                                             unit="frames"), upscaler=up, factor=factor)
-    recipe = video.compare_recipe(pipes, spec, upscaler=up, factor=factor)
-    return write_clip_files(frames, spec.fps, recipe, f"{model_a}-vs-{model_b}-{'-'.join(map(str, spec.seeds[:8]))}", progress)
+    return clip_files(lambda outs, prog: video.make_compare_clip(pipes, spec, outs, prog, upscaler=up, factor=factor),
+                      f"{model_a}-vs-{model_b}-{'-'.join(map(str, spec.seeds[:8]))}", progress)
 
 
 def show_compare_files(files: dict):
@@ -375,7 +372,7 @@ def compare_tab(demo: gr.Blocks) -> None:
 
 @user_errors
 def upscale_image(image: str | None, factor: str = "x4") -> str:
-    """An uploaded image (checked by dgf_core.uploads) -> PNG `factor` times larger, naming the upscaler and its
+    """An uploaded image (checked by dgf_core.serving.uploads) -> PNG `factor` times larger, naming the upscaler and its
     weights hash in its text chunks (never the uploaded file's name)."""
     if not image:
         raise ValueError("upload an image to upscale")
@@ -432,9 +429,9 @@ def upscale_tab() -> None:
 
 @functools.lru_cache(maxsize=1)
 def face_detector():
-    """MTCNN (dgf_core.mtcnn, weights in weights/mtcnn), loaded on the first photo, not at import."""
-    from dgf_core.alignment import load_detector
+    """MTCNN (dgf_core.faces.mtcnn, weights in weights/mtcnn), loaded on the first photo, not at import."""
     from dgf_core.checkpoint import CheckpointError
+    from dgf_core.faces.alignment import load_detector
 
     try:
         return load_detector("cpu")
@@ -445,7 +442,7 @@ def face_detector():
 @functools.lru_cache(maxsize=1)
 def likeness_model():
     """The identity embedding of the weights folder (identity loss and likeness figures), None without one."""
-    from dgf_core.likeness import default_likeness
+    from dgf_core.faces.likeness import default_likeness
 
     return default_likeness()
 
@@ -499,7 +496,7 @@ def memory_from_photo(photo: dict | str | None, consent: bool, model: str, steps
                       mark: bool = True, upscale: str = "off", tune_steps: float = DEFAULT_TUNE_STEPS,
                       progress=gr.Progress()) -> tuple[str, dict]:
     """Photo -> aligned face -> pivot latent -> pivotal tuning (tune_steps, 0: off) -> looping memory clip (MP4,
-    GIF, recipe with the latent): `dgf_core.memory.memory_from_photo`, after the checks that belong to the app.
+    GIF, recipe with the latent): `dgf_core.faces.memory.memory_from_photo`, after the checks that belong to the app.
 
     Registered with preprocess=False: Gradio's own input checks would refuse a bad value before this runs and
     leave the upload in its cache, so every input is checked here, after the upload is in hand. `photo` is

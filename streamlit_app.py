@@ -1,7 +1,7 @@
 """Deeply Good Fakes in Streamlit: `streamlit run streamlit_app.py`. The pages are in pages/ (one file each)."""
 import streamlit as st
 
-from dgf_core import registry
+from dgf_core.serving import registry
 from streamlit_shared import NOTICE
 
 st.set_page_config(page_title="Deeply Good Fakes", page_icon="🎭")

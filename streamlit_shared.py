@@ -14,11 +14,11 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from dgf_core import registry
 from dgf_core.checkpoint import CheckpointError, LoadedModel
+from dgf_core.generation.pipeline import FacePipeline
+from dgf_core.generation.upscale import Upscaler, check_factor
 from dgf_core.images import save_png
-from dgf_core.pipeline import FacePipeline
-from dgf_core.upscale import Upscaler, check_factor
+from dgf_core.serving import registry
 
 UPSCALE_CHOICES = ["off", "x2", "x4"]
 

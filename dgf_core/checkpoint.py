@@ -274,3 +274,34 @@ def load_training_state(
     for name, opt in optimizers.items():
         opt.load_state_dict(_unflatten_optimizer(f"opt_{name}", tensors, state["optimizers"][name]))
     return state["info"]
+
+
+# ---- small auxiliary networks (attribute classifier, identity embedding, MTCNN) --------------------------------
+
+def save_net(folder: str | os.PathLike, net: nn.Module, fmt: str, card: dict[str, Any]) -> Path:
+    """A small auxiliary network (attribute classifier, identity embedding): model.safetensors + config.json
+    holding its format, config dataclass (`net.cfg`), card and weights hash."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_tensors_atomic(net.state_dict(), folder / "model.safetensors")
+    write_json_atomic({"format": fmt, "config": dataclasses.asdict(net.cfg), "card": card,
+                       "weights_sha256": file_sha256(folder / "model.safetensors")}, folder / "config.json")
+    return folder
+
+
+def load_net(folder: str | os.PathLike, fmt: str, cfg_cls: type, net_cls: type, device: str | torch.device = "cpu"
+             ) -> tuple[nn.Module, dict[str, Any], str]:
+    """Inverse of `save_net`: (net in eval mode without grads, card, weights sha256). Raises CheckpointError."""
+    folder = Path(folder)
+    cfg_path, w_path = folder / "config.json", folder / "model.safetensors"
+    if not cfg_path.is_file() or not w_path.is_file():
+        raise CheckpointError(f"{folder} is not a model folder (config.json + model.safetensors)")
+    meta = json.loads(cfg_path.read_text())
+    if meta.get("format") != fmt:
+        raise CheckpointError(f"{cfg_path} is not a {fmt} config (format={meta.get('format')!r})")
+    sha = file_sha256(w_path)
+    if meta.get("weights_sha256") and meta["weights_sha256"] != sha:
+        raise CheckpointError(f"{w_path} does not match the sha256 in its config.json")
+    net = net_cls(cfg_cls(**meta["config"]))
+    net.load_state_dict(load_file(str(w_path)))
+    return net.to(device).eval().requires_grad_(False), meta.get("card", {}), sha

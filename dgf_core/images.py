@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Mapping
 
 import torch
+import torch.nn.functional as F
 from PIL import Image, PngImagePlugin
 
 
@@ -59,3 +60,53 @@ def save_png(image: Image.Image | torch.Tensor, path: str | os.PathLike, text: M
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+# ---- pixel metrics (PSNR, SSIM on BT.601 luma, as the super-resolution literature computes them) ----------------
+
+def rgb_to_y(images_u8: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) uint8 RGB -> (N, H, W) float Y in [16, 235] (BT.601)."""
+    x = images_u8.double()
+    return 16.0 + (65.481 * x[:, 0] + 128.553 * x[:, 1] + 24.966 * x[:, 2]) / 255.0
+
+
+def _crop(x: torch.Tensor, border: int) -> torch.Tensor:
+    return x[..., border : x.shape[-2] - border, border : x.shape[-1] - border] if border else x
+
+
+def psnr(a_u8: torch.Tensor, b_u8: torch.Tensor, *, channel: str = "y", border: int = 0) -> torch.Tensor:
+    """(N, 3, H, W) uint8 pair -> (N,) PSNR in dB (on Y, or on all RGB values with channel='rgb')."""
+    assert a_u8.shape == b_u8.shape and a_u8.dtype == b_u8.dtype == torch.uint8, f"{tuple(a_u8.shape)} vs {tuple(b_u8.shape)}"
+    if channel == "y":
+        a, b = rgb_to_y(a_u8), rgb_to_y(b_u8)
+    elif channel == "rgb":
+        a, b = a_u8.double(), b_u8.double()
+    else:
+        raise ValueError(f"channel must be 'y' or 'rgb', got {channel!r}")
+    mse = (_crop(a, border) - _crop(b, border)).pow(2).flatten(1).mean(1)
+    return 10.0 * torch.log10(255.0**2 / mse.clamp_min(1e-10))
+
+
+def _gaussian_taps(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(t**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def ssim(a_u8: torch.Tensor, b_u8: torch.Tensor, *, border: int = 0) -> torch.Tensor:
+    """(N, 3, H, W) uint8 pair -> (N,) SSIM of the Y channel (valid-window, no padding)."""
+    assert a_u8.shape == b_u8.shape, f"{tuple(a_u8.shape)} vs {tuple(b_u8.shape)}"
+    a = _crop(rgb_to_y(a_u8), border)[:, None].float()
+    b = _crop(rgb_to_y(b_u8), border)[:, None].float()
+    g = _gaussian_taps().float()
+
+    def blur(x: torch.Tensor) -> torch.Tensor:  # the separable 11x11 Gaussian window
+        return F.conv2d(F.conv2d(x, g.view(1, 1, 1, -1)), g.view(1, 1, -1, 1))
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mu_a, mu_b = blur(a), blur(b)
+    saa = blur(a * a) - mu_a**2
+    sbb = blur(b * b) - mu_b**2
+    sab = blur(a * b) - mu_a * mu_b
+    m = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2))
+    return m.flatten(1).double().mean(1)

@@ -5,7 +5,7 @@ import secrets
 import streamlit as st
 from PIL import Image
 
-from dgf_core import compare
+from dgf_core.generation import compare
 from dgf_core.images import to_pil
 from dgf_core.latent import SEED_MAX
 from streamlit_shared import NOTICE, model_picker, pipeline, png_bytes, upscale_option

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dgf_core import video
+from dgf_core.generation import video
 from dgf_core.latent import EASINGS, INTERPOLATIONS
 from streamlit_shared import NOTICE, model_picker, pipeline, upscale_option
 
@@ -38,19 +38,15 @@ if st.button("Render clip", type="primary", key="render"):
     try:
         spec = video.ClipSpec(video.parse_keyframes(keyframes), frames_per_transition, fps, loop=loop, method=method,
                               easing=easing, truncation=psi, scale=scale)
-        video.check_frame_size(pipe.resolution, spec.scale, factor)
+        bar = st.progress(0.0, text="Rendering frames")
+        with tempfile.TemporaryDirectory() as d:
+            recipe = video.make_clip(pipe, spec, [Path(d) / "clip.mp4", Path(d) / "clip.gif"], lambda done, total:
+                                     bar.progress(0.8 * done / total, text=f"Rendering frames {done}/{total}"),
+                                     upscaler=up, factor=factor)
+            mp4, gif = (Path(d) / "clip.mp4").read_bytes(), (Path(d) / "clip.gif").read_bytes()
     except ValueError as e:
         st.error(str(e))
     else:
-        bar = st.progress(0.0, text="Rendering frames")
-        frames = video.render_clip(pipe, spec, lambda done, total: bar.progress(0.8 * done / total,
-                                                                                  text=f"Rendering frames {done}/{total}"),
-                                   upscaler=up, factor=factor)
-        recipe = video.clip_recipe(pipe, spec, upscaler=up, factor=factor)
-        bar.progress(0.8, text="Encoding MP4 and GIF")
-        with tempfile.TemporaryDirectory() as d:
-            mp4 = video.write_clip(frames, Path(d) / "clip.mp4", spec.fps, recipe).read_bytes()
-            gif = video.write_clip(frames, Path(d) / "clip.gif", spec.fps, recipe).read_bytes()
         bar.progress(1.0, text=f"{spec.n_frames} frames, {spec.duration:.2f} s")
         stem = f"{model}-{'-'.join(map(str, spec.seeds[:8]))}"
         st.session_state.clip = {"mp4": mp4, "gif": gif, "recipe": recipe, "stem": stem}

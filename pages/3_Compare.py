@@ -6,9 +6,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from dgf_core import compare, registry, video
+from dgf_core.generation import compare, video
 from dgf_core.images import to_pil
 from dgf_core.latent import parse_seeds
+from dgf_core.serving import registry
 from streamlit_shared import NOTICE, pipeline, png_bytes, upscale_option
 
 st.set_page_config(page_title="Compare · Deeply Good Fakes", page_icon="⚖️")
@@ -60,17 +61,14 @@ if st.button("Render side-by-side clip", type="primary", key="render"):
     try:
         spec = video.ClipSpec(video.parse_keyframes(keyframes), frames_per_transition, fps, loop=loop,
                               easing="ease-in-out", truncation=psi, scale=scale)
-        video.check_frame_size(tallest, spec.scale, factor)
+        bar = st.progress(0.0, text="Rendering frames")
+        with tempfile.TemporaryDirectory() as d:
+            recipe = video.make_compare_clip(pipes, spec, [Path(d) / "clip.mp4"], lambda done, total: bar.progress(
+                0.8 * done / total, text=f"Rendering frames {done}/{total}"), upscaler=up, factor=factor)
+            mp4 = (Path(d) / "clip.mp4").read_bytes()
     except ValueError as e:
         st.error(str(e))
     else:
-        bar = st.progress(0.0, text="Rendering frames")
-        frames = video.render_compare(pipes, spec, lambda done, total: bar.progress(
-            0.8 * done / total, text=f"Rendering frames {done}/{total}"), upscaler=up, factor=factor)
-        recipe = video.compare_recipe(pipes, spec, upscaler=up, factor=factor)
-        bar.progress(0.8, text="Encoding MP4")
-        with tempfile.TemporaryDirectory() as d:
-            mp4 = video.write_clip(frames, Path(d) / "clip.mp4", spec.fps, recipe).read_bytes()
         bar.progress(1.0, text=f"{spec.n_frames} frames, {spec.duration:.2f} s")
         stem = f"{model_a}-vs-{model_b}-{'-'.join(map(str, spec.seeds[:8]))}"
         st.session_state.compare_clip = {"mp4": mp4, "recipe": recipe, "stem": stem}

@@ -3,7 +3,8 @@ import json
 
 import streamlit as st
 
-from dgf_core import compare, registry, uploads, upscale
+from dgf_core.generation import compare, upscale
+from dgf_core.serving import registry, uploads
 from streamlit_shared import no_upscaler_note, png_bytes, upscaler
 
 st.set_page_config(page_title="Upscale · Deeply Good Fakes", page_icon="🔍")

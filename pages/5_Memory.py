@@ -7,13 +7,18 @@ from pathlib import Path
 
 import streamlit as st
 
-from dgf_core import uploads
-from dgf_core.edits import MAX_EDIT, EditError, load_directions
+from dgf_core.faces.edits import MAX_EDIT, EditError, load_directions
+from dgf_core.faces.memory import (
+    MAX_MEMORY_FRAMES,
+    MemorySpec,
+    memory_from_photo,
+    overall_progress,
+)
+from dgf_core.faces.projection import DEFAULT_STEPS, ProjectionOptions
+from dgf_core.faces.tuning import DEFAULT_TUNE_STEPS, MAX_TUNE_STEPS, TuningOptions
+from dgf_core.generation.video import MAX_FPS
 from dgf_core.images import to_pil
-from dgf_core.memory import MAX_MEMORY_FRAMES, MemorySpec, memory_from_photo, overall_progress
-from dgf_core.projection import DEFAULT_STEPS, ProjectionOptions
-from dgf_core.tuning import DEFAULT_TUNE_STEPS, MAX_TUNE_STEPS, TuningOptions
-from dgf_core.video import MAX_FPS
+from dgf_core.serving import uploads
 from streamlit_shared import NOTICE, model_picker, projection_model, upscale_option
 
 CONSENT = "I have the right to use this photo"
@@ -22,14 +27,14 @@ MAX_STEPS = 1000
 
 @st.cache_resource(show_spinner="Loading the face detector...")
 def face_detector():
-    from dgf_core.alignment import load_detector
+    from dgf_core.faces.alignment import load_detector
 
     return load_detector("cpu")
 
 
 @st.cache_resource(show_spinner="Loading the likeness model...")
 def likeness_model():
-    from dgf_core.likeness import default_likeness
+    from dgf_core.faces.likeness import default_likeness
 
     return default_likeness()
 

@@ -13,7 +13,7 @@ grey border, faces with probability >= 0.9, the largest taken). Landmark error: 
 landmarks to facenet-pytorch's on the same photo, over facenet-pytorch's inter-ocular distance. Speed: seconds per
 photo on one CPU thread (median), detection only.
 
-Detectors: facenet-pytorch 2.6.0's MTCNN (needs `pip install --no-deps facenet-pytorch==2.6.0`), dgf_core.mtcnn
+Detectors: facenet-pytorch 2.6.0's MTCNN (needs `pip install --no-deps facenet-pytorch==2.6.0`), dgf_core.faces.mtcnn
 (the port, weights/mtcnn), and OpenCV's Haar cascade when `--opencv-path` holds opencv-python-headless 4.x
 (`pip install --no-deps --target DIR opencv-python-headless==4.12.0.88`; boxes only, no landmarks). YuNet
 (cv2.FaceDetectorYN) is listed with why it could not be run: no wheel ships its ONNX model.
@@ -36,9 +36,15 @@ from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dgf_core.alignment import AlignmentError, Detection, align_face, detect_faces, load_canonical  # noqa: E402
 from dgf_core.data import is_heldout  # noqa: E402
-from dgf_core.mtcnn import Faces, load_detector  # noqa: E402
+from dgf_core.faces.alignment import (  # noqa: E402
+    AlignmentError,
+    Detection,
+    align_face,
+    detect_faces,
+    load_canonical,
+)
+from dgf_core.faces.mtcnn import Faces, load_detector  # noqa: E402
 
 YUNET_NOTE = ("not run: cv2.FaceDetectorYN needs face_detection_yunet_*.onnx, and no wheel on PyPI ships it. Checked "
               "(pip download, wheel contents): opencv-python-headless 4.12.0.88 (17 Haar cascades in cv2/data, no "
@@ -47,7 +53,7 @@ YUNET_NOTE = ("not run: cv2.FaceDetectorYN needs face_detection_yunet_*.onnx, an
               "detekface 0.1.0, alchemyface 1.2.0, unicorner-face-detector 0.1.0 and moca-face-matcher 0.2.2, all of "
               "which download the ONNX file from GitHub or Hugging Face at run time.")
 
-CHOSEN = ("dgf_core.mtcnn: the same detections and landmarks as today's detector (facenet-pytorch) on every photo and "
+CHOSEN = ("dgf_core.faces.mtcnn: the same detections and landmarks as today's detector (facenet-pytorch) on every photo and "
           "the same face-rate probabilities, at the same speed, installed by requirements.txt alone (weights/mtcnn). "
           "OpenCV's Haar cascade finds fewer faces and has no landmarks; YuNet cannot be installed without a download.")
 
@@ -181,12 +187,12 @@ def alignment_outcomes(sets: dict[str, list[Image.Image]], detector, old_max_out
 
 def face_rate_check(detectors: dict[str, Callable], n: int = 256) -> dict[str, Any]:
     """metrics.face_probabilities with the port vs facenet-pytorch on n DCGAN samples (64 px, the metric's input)."""
-    from dgf_core.metrics import face_probabilities
-    from dgf_core.pipeline import FacePipeline
+    from dgf_core.faces.mtcnn import face_probabilities
+    from dgf_core.generation.pipeline import FacePipeline
 
     pipe = FacePipeline.from_pretrained("dcgan-celeba64", device="cpu")
     imgs = pipe.generate(list(range(n)))
-    ours = face_probabilities(imgs, detectors["dgf_core.mtcnn"])
+    ours = face_probabilities(imgs, detectors["dgf_core.faces.mtcnn"])
     ref = np.zeros(n)
     batch = imgs.permute(0, 2, 3, 1).contiguous().numpy()
     for i in range(0, n, 128):
@@ -226,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
 
     sets = {"celeba_heldout": load(held_out(a.celeba, a.n)), "utkface_heldout": load(held_out(a.utkface, a.n)),
             "scenes_640x480": make_scenes(held_out(a.celeba, 3 * a.scenes + 2, skip=a.n), a.scenes)}
-    detectors: dict[str, Callable] = {"facenet-pytorch": facenet_detector(), "dgf_core.mtcnn": load_detector()}
+    detectors: dict[str, Callable] = {"facenet-pytorch": facenet_detector(), "dgf_core.faces.mtcnn": load_detector()}
     versions = {"torch": torch.__version__, "numpy": np.__version__, "facenet-pytorch": "2.6.0"}
     if a.opencv_path:
         sys.path.insert(0, a.opencv_path)
@@ -247,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
         "yunet": YUNET_NOTE,
         "chosen": CHOSEN,
         "face_rate_metric": face_rate_check(detectors),
-        "alignment_with_dgf_core_mtcnn": alignment_outcomes(sets, detectors["dgf_core.mtcnn"]),
+        "alignment_with_dgf_core_mtcnn": alignment_outcomes(sets, detectors["dgf_core.faces.mtcnn"]),
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(report, indent=2) + "\n")

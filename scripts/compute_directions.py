@@ -16,7 +16,14 @@ from pathlib import Path
 import torch
 
 from dgf_core.checkpoint import load_model
-from dgf_core.edits import DIRECTIONS_FILE, compute_directions, load_classifier, load_directions, measure_edit, save_directions
+from dgf_core.faces.edits import (
+    DIRECTIONS_FILE,
+    compute_directions,
+    load_classifier,
+    load_directions,
+    measure_edit,
+    save_directions,
+)
 
 
 def main() -> None:
@@ -39,7 +46,7 @@ def main() -> None:
     dirs = load_directions(model, out)
     like = None
     if a.likeness:
-        from dgf_core.likeness import load_likeness
+        from dgf_core.faces.likeness import load_likeness
 
         like = load_likeness(a.likeness)
         table["likeness_baseline"] = like.card.get("heldout_verification")

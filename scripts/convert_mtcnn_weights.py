@@ -1,5 +1,5 @@
 """Convert facenet-pytorch's MTCNN weights (pnet.pt, rnet.pt, onet.pt: plain state dicts inside its wheel) into the
-one safetensors file + config.json that dgf_core.mtcnn loads (weights/mtcnn). Run once, where facenet-pytorch 2.6.0
+one safetensors file + config.json that dgf_core.faces.mtcnn loads (weights/mtcnn). Run once, where facenet-pytorch 2.6.0
 is installed (`pip install --no-deps facenet-pytorch==2.6.0`; nothing of it is imported, its files are read with
 torch.load(weights_only=True)):
 
@@ -17,12 +17,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dgf_core.edits import save_net  # noqa: E402
+from dgf_core.checkpoint import save_net  # noqa: E402
+from dgf_core.faces.mtcnn import MTCNN_FORMAT  # noqa: E402
 from dgf_core.models.mtcnn import MTCNN, MTCNNConfig  # noqa: E402
-from dgf_core.mtcnn import MTCNN_FORMAT  # noqa: E402
 
 CARD = {
-    "description": "MTCNN face detector with five landmarks (P-, R- and O-Net), run by dgf_core.mtcnn.detect, a port of "
+    "description": "MTCNN face detector with five landmarks (P-, R- and O-Net), run by dgf_core.faces.mtcnn.detect, a port of "
                    "facenet-pytorch's detect_face that gives its boxes, probabilities and landmarks.",
     "paper": "K. Zhang, Z. Zhang, Z. Li, Y. Qiao. Joint Face Detection and Alignment Using Multitask Cascaded "
              "Convolutional Networks. IEEE Signal Processing Letters 23(10), 2016.",
@@ -34,7 +34,7 @@ CARD = {
                "beside this file.",
     "training_data": "WIDER FACE (detection) and CelebA (landmarks), per the paper.",
     "limits": "Detects faces from 20 px up (min_face_size); landmarks are misplaced for faces filling the frame "
-              "(dgf_core.alignment pads the photo first); like any face detector, its rates differ across ages, "
+              "(dgf_core.faces.alignment pads the photo first); like any face detector, its rates differ across ages, "
               "skin tones and poses.",
     "command": "python scripts/convert_mtcnn_weights.py --out weights/mtcnn",
 }

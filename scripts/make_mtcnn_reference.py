@@ -17,7 +17,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dgf_core.pipeline import FacePipeline  # noqa: E402
+from dgf_core.generation.pipeline import FacePipeline  # noqa: E402
 
 SCENE = ROOT / "tests" / "data" / "mtcnn-scene.png"
 REFERENCE = ROOT / "tests" / "data" / "mtcnn-reference.json"

@@ -13,8 +13,12 @@ import time
 
 import torch
 
-from dgf_core.alignment import DEFAULT_RECIPE, measure_canonical_landmarks, save_canonical
 from dgf_core.data import list_images
+from dgf_core.faces.alignment import (
+    DEFAULT_RECIPE,
+    measure_canonical_landmarks,
+    save_canonical,
+)
 
 
 def main() -> None:

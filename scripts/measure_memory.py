@@ -30,14 +30,20 @@ from pathlib import Path
 
 import torch
 
-from dgf_core.alignment import AlignmentError, model_recipe
 from dgf_core.checkpoint import write_json_atomic
 from dgf_core.data import is_heldout, list_images
-from dgf_core.edits import EditError, apply_edits, load_directions
-from dgf_core.likeness import default_likeness, read_identity_file
-from dgf_core.projection import ProjectionOptions, load_projection_model, prepare_target, project_model, synthesize
-from dgf_core.tuning import TuningOptions, tune
-from dgf_core.uploads import open_upload
+from dgf_core.faces.alignment import AlignmentError, model_recipe
+from dgf_core.faces.edits import EditError, apply_edits, load_directions
+from dgf_core.faces.likeness import default_likeness, read_identity_file
+from dgf_core.faces.projection import (
+    ProjectionOptions,
+    load_projection_model,
+    prepare_target,
+    project_model,
+)
+from dgf_core.faces.tuning import TuningOptions, tune
+from dgf_core.latent import synthesize
+from dgf_core.serving.uploads import open_upload
 
 
 def summary(xs: list[float]) -> dict[str, float] | None:

@@ -6,7 +6,7 @@
 Faces are the held-out split (data.is_heldout), spread evenly; each goes through the user path: the file is
 opened with uploads.open_upload, aligned with MTCNN onto the model's canonical landmarks (or, with
 --no-align, centre-cropped like the training data), then projected with the default options.
-PSNR is on RGB 8-bit values, SSIM on the Y channel (dgf_core.sr_metrics). Time is reported as wall seconds and
+PSNR is on RGB 8-bit values, SSIM on the Y channel (dgf_core.evaluation.sr_metrics). Time is reported as wall seconds and
 as this process's CPU seconds (with --threads 1, the time one free core would take).
 """
 from __future__ import annotations
@@ -19,12 +19,12 @@ import time
 
 import torch
 
-from dgf_core.alignment import AlignmentError
 from dgf_core.checkpoint import load_model, write_json_atomic
 from dgf_core.data import list_images, to_uint8
-from dgf_core.projection import ProjectionOptions, prepare_target, project_model
-from dgf_core.sr_metrics import psnr, ssim
-from dgf_core.uploads import open_upload
+from dgf_core.faces.alignment import AlignmentError
+from dgf_core.faces.projection import ProjectionOptions, prepare_target, project_model
+from dgf_core.images import psnr, ssim
+from dgf_core.serving.uploads import open_upload
 
 
 def summary(xs: list[float]) -> dict[str, float]:
@@ -55,7 +55,7 @@ def main() -> None:
            "threads": a.threads, "command": "python " + " ".join(sys.argv), "models": {}}
     like = None
     if a.likeness:
-        from dgf_core.likeness import load_likeness
+        from dgf_core.faces.likeness import load_likeness
 
         like = load_likeness(a.likeness)
         out["likeness_baseline"] = like.card.get("heldout_verification")
@@ -79,7 +79,7 @@ def main() -> None:
             rows.append({"file": f.name, "psnr": float(psnr(rec, tgt, channel="rgb")[0]), "ssim": float(ssim(rec, tgt)[0]),
                          "seconds": res.seconds, "cpu_seconds": cpu, "space": res.space})
             if like is not None:
-                from dgf_core.alignment import model_recipe
+                from dgf_core.faces.alignment import model_recipe
 
                 rows[-1]["likeness"] = float(like(res.image, target, model_recipe(model.card))[0])
             print(f"{name} {f.name}: PSNR {rows[-1]['psnr']:.2f} dB SSIM {rows[-1]['ssim']:.3f} ({res.seconds:.1f} s)", flush=True)

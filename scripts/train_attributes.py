@@ -15,7 +15,7 @@ import time
 import torch
 
 from dgf_core.data import load_image_set, parse_utkface_name
-from dgf_core.edits import save_classifier, train_attribute_classifier
+from dgf_core.faces.edits import save_classifier, train_attribute_classifier
 from dgf_core.models.attributes import AttributeConfig
 
 

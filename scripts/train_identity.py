@@ -13,7 +13,13 @@ import time
 import torch
 
 from dgf_core.data import is_heldout, list_images
-from dgf_core.likeness import face_regions_from_files, read_identity_file, save_identity, train_identity, verify_identity
+from dgf_core.faces.likeness import (
+    face_regions_from_files,
+    read_identity_file,
+    save_identity,
+    train_identity,
+    verify_identity,
+)
 from dgf_core.models.identity import IdentityConfig
 
 

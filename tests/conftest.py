@@ -96,9 +96,9 @@ def app_weights_dir(tiny_weights_dir, tmp_path_factory) -> Path:
 
 
 def write_tiny_directions(folder: Path, attributes: tuple[str, ...] = ("age", "gender")) -> Path:
-    """A directions.json (dgf_core.edits format) with random unit directions for the model in `folder`."""
+    """A directions.json (dgf_core.faces.edits format) with random unit directions for the model in `folder`."""
     from dgf_core.checkpoint import read_config, write_json_atomic
-    from dgf_core.edits import DIRECTIONS_FILE, DIRECTIONS_FORMAT
+    from dgf_core.faces.edits import DIRECTIONS_FILE, DIRECTIONS_FORMAT
 
     meta = read_config(folder)
     dim = meta["config"]["z_dim"] if meta["family"] == "dcgan" else meta["config"]["w_dim"]
@@ -121,7 +121,7 @@ def gradio_app(app_weights_dir, tmp_path_factory):
     """`python app.py` serving the tiny models (app_weights_dir) on 127.0.0.1 and a free port, shared by the app and browser
     tests; stopped by its PID at the end of the session. Its output is in `gradio_app.log`, its temporary files
     (Gradio's cache, scratch folders) under `gradio_app.tmp`."""
-    from dgf_core.bench import app_server
+    from dgf_core.evaluation.bench import app_server
 
     # its own temporary folders (Gradio's cache, the scratch folders), so tests can check what is left on disk
     tmp = tmp_path_factory.mktemp("app-tmp")

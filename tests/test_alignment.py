@@ -10,11 +10,20 @@ import pytest
 import torch
 from PIL import Image
 
-from dgf_core.alignment import (
-    AlignmentError, Detection, align_face, apply_transform, choose_face, estimate_similarity, extend_photo,
-    load_canonical, missing_parts, save_canonical, warp_image,
+from dgf_core.faces.alignment import (
+    AlignmentError,
+    Detection,
+    align_face,
+    apply_transform,
+    choose_face,
+    estimate_similarity,
+    extend_photo,
+    load_canonical,
+    missing_parts,
+    save_canonical,
+    warp_image,
 )
-from dgf_core.mtcnn import Faces
+from dgf_core.faces.mtcnn import Faces
 
 CANON = np.array([[0.37, 0.47], [0.63, 0.47], [0.5, 0.6], [0.4, 0.72], [0.6, 0.72]])
 

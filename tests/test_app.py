@@ -12,9 +12,9 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from dgf_core import video
-from dgf_core.pipeline import SYNTHETIC_NOTICE, FacePipeline
-from dgf_core.upscale import Upscaler
+from dgf_core.generation import video
+from dgf_core.generation.pipeline import SYNTHETIC_NOTICE, FacePipeline
+from dgf_core.generation.upscale import Upscaler
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +164,7 @@ def test_compare_clip_walks_both_models_in_sync(client, pipe, style_pipe):
 
 
 def test_model_cards_show_what_exists(app_weights_dir, monkeypatch):
-    from dgf_core import registry
+    from dgf_core.serving import registry
 
     monkeypatch.setenv("DGF_WEIGHTS_DIR", str(app_weights_dir))
     assert registry.default_pair() == ("tiny-dcgan", "tiny-stylegan2")
@@ -307,7 +307,7 @@ def test_the_queue_bounds_renders_and_the_defaults_are_local(tiny_weights_dir, m
 
 
 def test_app_benchmark_runs(tiny_weights_dir, monkeypatch):
-    from dgf_core.bench import BenchContext, bench_app
+    from dgf_core.evaluation.bench import BenchContext, bench_app
 
     monkeypatch.setenv("DGF_WEIGHTS_DIR", str(tiny_weights_dir))
     res = bench_app(BenchContext(model="tiny-dcgan", quick=True))
@@ -357,7 +357,7 @@ def test_project_makes_a_looping_memory_and_keeps_no_photo(client, gradio_app, a
     assert left_on_disk(gradio_app, data, "my-photo-2.png") == []
     # the clip is the memory of the latent in its recipe: rendering that latent again gives the same frames
     from dgf_core.checkpoint import load_model
-    from dgf_core.memory import MemorySpec, memory_latents, render_memory
+    from dgf_core.faces.memory import MemorySpec, memory_latents, render_memory
 
     model = load_model(app_weights_dir / "tiny-dcgan")
     spec = MemorySpec(frames=4, fps=8, mark=False, radius=recipe["radius"], seed=recipe["seed"])

@@ -1,7 +1,14 @@
 import pytest
 import torch
 
-from dgf_core.augment import POLICIES, color, cutout, diff_augment, parse_policy, translation
+from dgf_core.training.augment import (
+    POLICIES,
+    color,
+    cutout,
+    diff_augment,
+    parse_policy,
+    translation,
+)
 
 
 def gen(seed=0):

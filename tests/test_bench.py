@@ -1,10 +1,15 @@
 """The training-throughput benchmark: steady-state arithmetic, and a --quick run that reports every key."""
 import pytest
 import torch
+from conftest import make_image_folder
 from PIL import Image
 
-from conftest import make_image_folder
-from dgf_core.bench import BenchContext, _synthetic_faces, bench_train, steady_throughput
+from dgf_core.evaluation.bench import (
+    BenchContext,
+    _synthetic_faces,
+    bench_train,
+    steady_throughput,
+)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dgf_core import video
+from dgf_core.generation import video
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

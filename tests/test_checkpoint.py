@@ -2,10 +2,10 @@ import json
 
 import pytest
 import torch
-
 from conftest import make_tiny_dcgan
+
 from dgf_core.checkpoint import CheckpointError, list_models, load_model
-from dgf_core.pipeline import FacePipeline
+from dgf_core.generation.pipeline import FacePipeline
 
 
 def test_round_trip_rebuilds_the_model(tmp_path):

@@ -1,9 +1,9 @@
 import json
 
 import pytest
+from conftest import make_image_folder, make_tiny_dcgan
 from PIL import Image
 
-from conftest import make_image_folder, make_tiny_dcgan
 from dgf_core.cli import main
 
 

@@ -6,7 +6,14 @@ import pytest
 from PIL import Image
 
 from dgf_core.cli import main
-from dgf_core.curves import check_runs, curves_json, eval_series, parse_size, plot_curves, read_run
+from dgf_core.evaluation.curves import (
+    check_runs,
+    curves_json,
+    eval_series,
+    parse_size,
+    plot_curves,
+    read_run,
+)
 
 
 def write_log(folder, records, extra_lines=()):
@@ -87,7 +94,7 @@ def test_plot_writes_a_png_of_the_requested_size(resumed_run, plain_run, tmp_pat
 
 
 def test_c2st_panel_only_when_a_run_has_it(resumed_run, plain_run, tmp_path):
-    from dgf_core.curves import panels
+    from dgf_core.evaluation.curves import panels
 
     assert panels([read_run(plain_run)]) == ["face_rate_images", "face_rate_cpu"]
     assert panels([read_run(plain_run), read_run(resumed_run)])[-1] == "c2st_images"

@@ -2,11 +2,21 @@ import zlib
 
 import pytest
 import torch
+from conftest import make_image_folder
 from PIL import Image
 
-from conftest import make_image_folder
-from dgf_core.data import (DataError, center_crop_resize, epoch_permutation, is_heldout, list_images, load_image_set,
-                           parse_utkface_name, random_flip, to_float, to_uint8)
+from dgf_core.data import (
+    DataError,
+    center_crop_resize,
+    epoch_permutation,
+    is_heldout,
+    list_images,
+    load_image_set,
+    parse_utkface_name,
+    random_flip,
+    to_float,
+    to_uint8,
+)
 
 
 def test_recursive_listing_and_split(tmp_path):

@@ -66,7 +66,7 @@ def test_the_copied_files_are_enough_to_build_the_app(tmp_path, tiny_weights_dir
             shutil.copy(ROOT / src, tmp_path / src)
     env = {k: v for k, v in os.environ.items() if k not in ("DGF_WEIGHTS_DIR", "PYTHONPATH")}
     env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
-    code = ("import sys, app; from dgf_core import registry; print(registry.generators()); "
+    code = ("import sys, app; from dgf_core.serving import registry; print(registry.generators()); "
             "extra = sorted({m.split('.')[0] for m in sys.modules} & {'facenet_pytorch', 'pytorch_fid', 'streamlit'}); "
             "print(extra)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

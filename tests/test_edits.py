@@ -5,13 +5,24 @@ import json
 
 import pytest
 import torch
-
 from conftest import make_tiny_dcgan
-from dgf_core.alignment import load_canonical
+
 from dgf_core.checkpoint import load_model
-from dgf_core.edits import (
-    EditError, apply_edits, compute_directions, learn_direction, load_classifier, load_directions, measure_edit,
-    orthogonalize, parse_edits, recipe_warp, save_classifier, save_directions, train_attribute_classifier,
+from dgf_core.faces.alignment import load_canonical
+from dgf_core.faces.edits import (
+    EditError,
+    apply_edits,
+    compute_directions,
+    learn_direction,
+    load_classifier,
+    load_directions,
+    measure_edit,
+    orthogonalize,
+    parse_edits,
+    recipe_warp,
+    save_classifier,
+    save_directions,
+    train_attribute_classifier,
 )
 from dgf_core.models.attributes import AttributeConfig
 

@@ -1,5 +1,5 @@
 """What a Hugging Face Space does: a new virtual environment made with `pip install -r requirements.txt` alone (no
---no-deps file, nothing else) imports dgf_core.alignment, aligns a photo with the shipped MTCNN, and runs the
+--no-deps file, nothing else) imports dgf_core.faces.alignment, aligns a photo with the shipped MTCNN, and runs the
 Memory tab (`python app.py`, driven through gradio_client).
 
 Slow: creating the environment installs torch and the rest (minutes). Runs with DGF_SLOW_TESTS=1 or `-m slow`;
@@ -49,7 +49,7 @@ def test_fresh_environment_aligns_a_photo(fresh_python):
     out = run_in(fresh_python, f"""
 import importlib.util, sys
 from PIL import Image
-from dgf_core.alignment import align_face
+from dgf_core.faces.alignment import align_face
 assert sys.prefix != sys.base_prefix and importlib.util.find_spec("facenet_pytorch") is None
 import pytorch_fid.inception  # FID's architecture comes from requirements.txt too
 tight = Image.open({str(SCENE)!r}).convert("RGB").crop((30, 50, 96, 140))
@@ -62,8 +62,8 @@ print(tuple(face.image.shape), face.notices)
 def test_fresh_environment_runs_the_memory_tab(fresh_python, app_weights_dir):
     out = run_in(fresh_python, f"""
 from gradio_client import Client, handle_file
-from dgf_core import video
-from dgf_core.bench import app_server
+from dgf_core.generation import video
+from dgf_core.evaluation.bench import app_server
 
 with app_server(weights_dir={str(app_weights_dir)!r}, timeout=300) as srv:
     client = Client(srv.url, verbose=False, analytics_enabled=False)

@@ -2,8 +2,18 @@ import numpy as np
 import pytest
 import torch
 
-from dgf_core.latent import (SEED_MAX, SeedError, check_seed, check_truncation, keyframe_path, parse_seeds, seed_to_z,
-                             seeds_to_z, slerp, truncate)
+from dgf_core.latent import (
+    SEED_MAX,
+    SeedError,
+    check_seed,
+    check_truncation,
+    keyframe_path,
+    parse_seeds,
+    seed_to_z,
+    seeds_to_z,
+    slerp,
+    truncate,
+)
 
 
 def test_seed_names_a_latent():

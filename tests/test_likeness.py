@@ -5,7 +5,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dgf_core.likeness import load_likeness, read_identity_file, save_identity, train_identity, verify_identity
+from dgf_core.faces.likeness import (
+    load_likeness,
+    read_identity_file,
+    save_identity,
+    train_identity,
+    verify_identity,
+)
 from dgf_core.models.identity import IdentityConfig
 
 torch.set_num_threads(1)

@@ -6,10 +6,17 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_tiny_dcgan
+
 from dgf_core.checkpoint import load_model
-from dgf_core.memory import MemoryClipError, MemorySpec, add_mark, make_memory, memory_latents, render_memory
+from dgf_core.faces.memory import (
+    MemoryClipError,
+    MemorySpec,
+    add_mark,
+    make_memory,
+    memory_latents,
+    render_memory,
+)
 
 
 def test_walk_loops_and_stays_on_a_small_circle():
@@ -59,9 +66,9 @@ def test_render_and_write_gif_with_recipe(tmp_path):
 
 
 def test_memory_from_latent_file(tmp_path):
-    from dgf_core.edits import EditError, save_directions
-    from dgf_core.memory import memory_from_file
-    from dgf_core.projection import ProjectionOptions, project_model, save_latent
+    from dgf_core.faces.edits import EditError, save_directions
+    from dgf_core.faces.memory import memory_from_file
+    from dgf_core.faces.projection import ProjectionOptions, project_model, save_latent
 
     model = load_model(make_tiny_dcgan(tmp_path / "tiny"))
     res = project_model(model, torch.zeros(1, 3, 16, 16), ProjectionOptions(steps=2))
@@ -76,7 +83,7 @@ def test_memory_from_latent_file(tmp_path):
 
 def test_cli_video_from_a_latent(tmp_path, capsys):
     from dgf_core.cli import main
-    from dgf_core.projection import ProjectionOptions, project_model, save_latent
+    from dgf_core.faces.projection import ProjectionOptions, project_model, save_latent
 
     model = load_model(make_tiny_dcgan(tmp_path / "tiny"))
     path = save_latent(tmp_path / "face.npz", project_model(model, torch.zeros(1, 3, 16, 16), ProjectionOptions(steps=2)))

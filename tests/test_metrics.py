@@ -1,10 +1,19 @@
 """evaluate_model's coverage (attribute profiles) and two-sample tests, on tiny models and folders made here."""
 import pytest
 import torch
-
 from conftest import make_image_folder, make_tiny_dcgan
-from dgf_core.metrics import (AGE_BINS, C2ST_MIN_PER_CLASS, FEMALE_GAP_TARGET, age_bin_labels, attribute_coverage,
-                              attribute_profile, evaluate_model, sample_coverage, two_sample_tests)
+
+from dgf_core.evaluation.metrics import (
+    AGE_BINS,
+    C2ST_MIN_PER_CLASS,
+    FEMALE_GAP_TARGET,
+    age_bin_labels,
+    attribute_coverage,
+    attribute_profile,
+    evaluate_model,
+    sample_coverage,
+    two_sample_tests,
+)
 
 
 class FixedClassifier:
@@ -57,7 +66,7 @@ def test_two_sample_tests_need_enough_images():
 
 
 def test_evaluate_model_with_c2st_and_coverage(tmp_path):
-    from dgf_core.edits import save_classifier
+    from dgf_core.faces.edits import save_classifier
     from dgf_core.models.attributes import AttributeConfig, AttributeNet
 
     make_tiny_dcgan(tmp_path / "tiny")

@@ -1,4 +1,4 @@
-"""The project's MTCNN (dgf_core.mtcnn, weights/mtcnn) against facenet-pytorch 2.6.0's output on the same image,
+"""The project's MTCNN (dgf_core.faces.mtcnn, weights/mtcnn) against facenet-pytorch 2.6.0's output on the same image,
 stored once by scripts/make_mtcnn_reference.py (a scene with two faces made by the shipped DCGAN), so neither
 facenet-pytorch nor ../shared is needed here."""
 from __future__ import annotations
@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from dgf_core.checkpoint import CheckpointError
+from dgf_core.faces.mtcnn import MTCNN_DIR, FaceDetector, load_detector
 from dgf_core.models.mtcnn import MTCNNConfig
-from dgf_core.mtcnn import MTCNN_DIR, FaceDetector, load_detector
 
 DATA = Path(__file__).resolve().parent / "data"
 REF = json.loads((DATA / "mtcnn-reference.json").read_text())
@@ -46,8 +46,8 @@ def test_batches_of_arrays_and_tensors_give_the_stored_probabilities(detector, s
         assert len(found) == 2
         for faces, want in zip(found, REF["batch_probs"]):
             np.testing.assert_allclose(faces.probs, want, atol=1e-5)
-    # the face-rate metric (metrics.face_probabilities) on the same batch: the highest probability per image
-    from dgf_core.metrics import face_probabilities
+    # the face-rate metric (mtcnn.face_probabilities) on the same batch: the highest probability per image
+    from dgf_core.faces.mtcnn import face_probabilities
 
     probs = face_probabilities(torch.from_numpy(batch).permute(0, 3, 1, 2), detector)
     np.testing.assert_allclose(probs, [max(p) for p in REF["batch_probs"]], atol=1e-5)

@@ -6,18 +6,28 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import make_tiny_dcgan
 from PIL import Image
 
-from conftest import make_tiny_dcgan
 from dgf_core.checkpoint import load_model, save_model
 from dgf_core.cli import main
+from dgf_core.faces.projection import (
+    ProjectionError,
+    ProjectionOptions,
+    ZSpace,
+    check_latent_model,
+    discriminator_features,
+    load_latent,
+    multiscale_pixel_loss,
+    project,
+    project_model,
+    psnr_rgb,
+    save_latent,
+)
+from dgf_core.latent import synthesize
 from dgf_core.models.stylegan import Discriminator as SGD
 from dgf_core.models.stylegan import Generator as SGG
 from dgf_core.models.stylegan import StyleGAN2Config
-from dgf_core.projection import (
-    ProjectionError, ProjectionOptions, ZSpace, check_latent_model, discriminator_features, load_latent,
-    multiscale_pixel_loss, project, project_model, psnr_rgb, save_latent, synthesize,
-)
 
 torch.set_num_threads(1)
 
@@ -178,18 +188,18 @@ def test_cli_project_errors(dcgan, tmp_path, capsys, monkeypatch, args, message)
 def test_any_stylegan2_imported_from_rosinality_projects_edits_and_animates(tmp_path):
     """Item 5: a (tiny) official-layout StyleGAN2 brought through the rosinality loader, no discriminator."""
     from safetensors.torch import save_file
-
-    from dgf_core.edits import apply_edits
-    from dgf_core.memory import MemorySpec, make_memory
-    from dgf_core.official import import_rosinality
-    from dgf_core.projection import load_projection_model
     from test_stylegan import make_rosinality_state_dict
+
+    from dgf_core.faces.edits import apply_edits
+    from dgf_core.faces.memory import MemorySpec, make_memory
+    from dgf_core.faces.projection import load_projection_model
+    from dgf_core.official import import_rosinality
 
     save_file(make_rosinality_state_dict(seed=3), str(tmp_path / "g.safetensors"))
     folder = import_rosinality(tmp_path / "g.safetensors", tmp_path / "ffhq-tiny", dtype=None, card={"crop_recipe": "ffhq"})
     model = load_projection_model(folder)
     assert model.discriminator is None
-    from dgf_core.alignment import load_canonical, model_recipe
+    from dgf_core.faces.alignment import load_canonical, model_recipe
 
     assert model_recipe(model.card) == "ffhq" and load_canonical("ffhq")[0, 0] < 0.4  # photos align to FFHQ's crop
     res = project_model(model, reachable_target(model, seed=2), ProjectionOptions(steps=20, space="w+"))
@@ -205,7 +215,7 @@ def test_projecting_a_photo_writes_nothing(dcgan, tmp_path, monkeypatch):
     """Privacy: the core keeps the photo in memory; no file appears in the working or temporary folder."""
     import tempfile
 
-    from dgf_core.projection import project_photo
+    from dgf_core.faces.projection import project_photo
 
     work, tmp = tmp_path / "cwd", tmp_path / "tmp"
     work.mkdir()

@@ -7,11 +7,11 @@ import threading
 import time
 
 import pytest
-
 from conftest import make_tiny_dcgan
-from dgf_core import registry
+
 from dgf_core.checkpoint import CheckpointError
-from dgf_core.scratch import ScratchDirs
+from dgf_core.serving import registry
+from dgf_core.serving.scratch import ScratchDirs
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from dgf_core import registry, video
+from dgf_core.generation import video
+from dgf_core.serving import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 120  # a slow, shared CI machine
@@ -101,9 +102,9 @@ def test_generate_page_grid_of_consecutive_seeds(weights):
 
 
 def test_png_download_carries_its_recipe(weights):
-    from streamlit_shared import png_bytes
-
     import io
+
+    from streamlit_shared import png_bytes
 
     pipe = registry.load_generator("tiny-dcgan", device="cpu")
     data = png_bytes(pipe.generate([3])[0], pipe.png_text(seed=3, truncation=1.0))

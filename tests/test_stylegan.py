@@ -8,15 +8,26 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import make_image_folder
 from safetensors.torch import save_file
 
 from dgf_core.checkpoint import load_model, save_model
 from dgf_core.models import get_family
-from dgf_core.models.stylegan import Discriminator, Generator, ModulatedConv2d, StyleGAN2Config, upfirdn2d
-from dgf_core.official import (OfficialWeightsError, convert_rosinality_state_dict, import_rosinality, infer_config,
-                               load_rosinality, read_rosinality_file)
-
-from conftest import make_image_folder
+from dgf_core.models.stylegan import (
+    Discriminator,
+    Generator,
+    ModulatedConv2d,
+    StyleGAN2Config,
+    upfirdn2d,
+)
+from dgf_core.official import (
+    OfficialWeightsError,
+    convert_rosinality_state_dict,
+    import_rosinality,
+    infer_config,
+    load_rosinality,
+    read_rosinality_file,
+)
 
 TINY = dict(z_dim=16, w_dim=16, mapping_layers=2, channel_base=128, channel_max=16, d_channel_base=128, d_channel_max=16)
 
@@ -192,7 +203,7 @@ def tiny_model_dir(tmp_path):
 
 
 def test_pipeline_truncation_and_style_mix(tiny_model_dir):
-    from dgf_core.pipeline import FacePipeline
+    from dgf_core.generation.pipeline import FacePipeline
 
     pipe = FacePipeline.from_pretrained(tiny_model_dir, device="cpu")
     g = pipe.model.generator
@@ -209,8 +220,9 @@ def test_pipeline_truncation_and_style_mix(tiny_model_dir):
 
 
 def test_cli_generate_with_style_mixing(tiny_model_dir, tmp_path, capsys):
-    from dgf_core.cli import main
     from PIL import Image
+
+    from dgf_core.cli import main
 
     out = tmp_path / "out"
     rc = main(["generate", "--model", str(tiny_model_dir), "--seeds", "1,2", "--out", str(out),
@@ -225,7 +237,7 @@ def test_cli_generate_with_style_mixing(tiny_model_dir, tmp_path, capsys):
 
 
 def test_dcgan_has_no_style_mixing(tiny_weights_dir):
-    from dgf_core.pipeline import FacePipeline
+    from dgf_core.generation.pipeline import FacePipeline
 
     pipe = FacePipeline.from_pretrained(tiny_weights_dir / "tiny-dcgan", device="cpu")
     assert pipe.n_styles is None
@@ -236,7 +248,7 @@ def test_dcgan_has_no_style_mixing(tiny_weights_dir):
 # ---- training --------------------------------------------------------------------------------------------
 
 def _opts(data, out, steps, resume=False):
-    from dgf_core.train import TrainOptions
+    from dgf_core.training.loop import TrainOptions
 
     return TrainOptions(data=[str(data)], out=str(out), family="stylegan2", model=dict(TINY), resolution=16, batch_size=4,
                         steps=steps, lr=2e-3, betas=(0.0, 0.99), r1_gamma=0.1, r1_every=2, checkpoint_every=1,
@@ -245,7 +257,7 @@ def _opts(data, out, steps, resume=False):
 
 def test_train_steps_export_and_exact_resume(tmp_path):
     from dgf_core.checkpoint import load_training_state
-    from dgf_core.train import train
+    from dgf_core.training.loop import train
 
     make_image_folder(tmp_path / "faces", 12)
     straight = train(_opts(tmp_path / "faces", tmp_path / "a", 3))

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from dgf_core.checkpoint import load_model
-from dgf_core.train import STATE_FILE, TrainOptions, train
+from dgf_core.training.loop import STATE_FILE, TrainOptions, train
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {"g_channels": 4, "d_channels": 4, "z_dim": 8}

@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import make_tiny_dcgan
+from PIL import Image
+from test_projection import tiny_stylegan
+
 from dgf_core.checkpoint import load_model
 from dgf_core.cli import main
-from dgf_core.memory import MemorySpec, memory_from_photo, overall_progress
-from dgf_core.projection import ProjectionError, ProjectionOptions, project_model
-from dgf_core.tuning import TuningOptions, locality_drift, tune
-from test_projection import tiny_stylegan
+from dgf_core.faces.memory import MemorySpec, memory_from_photo, overall_progress
+from dgf_core.faces.projection import ProjectionError, ProjectionOptions, project_model
+from dgf_core.faces.tuning import TuningOptions, locality_drift, tune
 
 torch.set_num_threads(1)
 
@@ -78,7 +78,7 @@ def test_locality_keeps_far_latents_as_they_were(dcgan):
 
 
 def test_identity_loss_uses_the_likeness_model(dcgan):
-    from dgf_core.likeness import Likeness
+    from dgf_core.faces.likeness import Likeness
     from dgf_core.models.identity import IdentityConfig, IdentityNet
 
     torch.manual_seed(0)

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dgf_core.uploads import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, UploadError, fit_within, open_upload
+from dgf_core.serving.uploads import (
+    MAX_UPLOAD_BYTES,
+    MAX_UPLOAD_PIXELS,
+    UploadError,
+    fit_within,
+    open_upload,
+)
 
 
 def encode(im: Image.Image, fmt: str, **kw) -> bytes:

@@ -12,13 +12,22 @@ from PIL import Image
 
 from dgf_core.checkpoint import CheckpointError, save_model
 from dgf_core.cli import main
+from dgf_core.evaluation.sr_metrics import clip_stability, temporal_change
+from dgf_core.generation.upscale import Upscaler, bicubic_upscale, check_factor
+from dgf_core.images import psnr, ssim
 from dgf_core.models.upscaler import Discriminator, Generator, UpscalerConfig, bicubic
-from dgf_core.sr_data import (
-    NO_DEGRADATION, Degradation, bicubic_down, degrade, gaussian_blur, load_hr_faces, quantize, random_patches,
-    shift_zoom_clip, sr_batch,
+from dgf_core.training.sr_data import (
+    NO_DEGRADATION,
+    Degradation,
+    bicubic_down,
+    degrade,
+    gaussian_blur,
+    load_hr_faces,
+    quantize,
+    random_patches,
+    shift_zoom_clip,
+    sr_batch,
 )
-from dgf_core.sr_metrics import clip_stability, psnr, ssim, temporal_change
-from dgf_core.upscale import Upscaler, bicubic_upscale, check_factor
 
 TINY = dict(channels=8, growth=4, blocks1=1, channels2=4, growth2=4, blocks2=1, channels4=4, d_channels=4, d_layers=2)
 
@@ -249,7 +258,7 @@ def test_clip_stability_report(tmp_path):
 # ---- training ------------------------------------------------------------------------------------------------
 
 def test_train_upscaler_tiny_run_and_resume(tmp_path):
-    from dgf_core.train_upscaler import UpscalerTrainOptions, train_upscaler
+    from dgf_core.training.upscaler import UpscalerTrainOptions, train_upscaler
 
     data = make_hr_folder(tmp_path / "faces")
     opts = UpscalerTrainOptions(data=[str(data)], out=str(tmp_path / "run"), model=TINY, patch=16, batch_size=2,
@@ -272,7 +281,7 @@ def test_train_upscaler_tiny_run_and_resume(tmp_path):
 
 
 def test_train_options_validation():
-    from dgf_core.train_upscaler import UpscalerTrainOptions
+    from dgf_core.training.upscaler import UpscalerTrainOptions
 
     with pytest.raises(ValueError, match="--patch"):
         UpscalerTrainOptions(data=["x"], out="y", patch=18).validate()
@@ -365,7 +374,7 @@ def test_fast_path_matches_reference_path(tmp_path):
 def test_ssim_matches_direct_2d_window_reference():
     import torch.nn.functional as F
 
-    from dgf_core.sr_metrics import _gaussian_taps, rgb_to_y
+    from dgf_core.images import _gaussian_taps, rgb_to_y
 
     g = torch.Generator().manual_seed(0)
     a = torch.randint(0, 256, (2, 3, 24, 24), generator=g, dtype=torch.uint8)
@@ -386,7 +395,9 @@ def test_ssim_matches_direct_2d_window_reference():
 def save_tiny_ldm_sr(folder: Path, safe: bool = True) -> Path:
     """A tiny, randomly initialised LDMSuperResolutionPipeline (x4: three VQ blocks), saved locally."""
     diffusers = pytest.importorskip("diffusers")
-    from diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion_superresolution import LDMSuperResolutionPipeline
+    from diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion_superresolution import (
+        LDMSuperResolutionPipeline,
+    )
 
     torch.manual_seed(0)
     unet = diffusers.UNet2DModel(sample_size=8, in_channels=6, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
@@ -399,7 +410,7 @@ def save_tiny_ldm_sr(folder: Path, safe: bool = True) -> Path:
 
 
 def test_diffusers_backend_tiny_pipeline(tmp_path):
-    from dgf_core.upscale_diffusers import DiffusersUpscaler
+    from dgf_core.generation.upscale import DiffusersUpscaler
 
     folder = save_tiny_ldm_sr(tmp_path / "ldm-sr")
     up = Upscaler.from_pretrained(folder)

@@ -9,13 +9,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_tiny_dcgan, make_tiny_stylegan2, make_tiny_upscaler
-from dgf_core import video
+
 from dgf_core.cli import main
+from dgf_core.generation import video
+from dgf_core.generation.pipeline import SYNTHETIC_NOTICE, FacePipeline
+from dgf_core.generation.video import ClipSpec, VideoError
 from dgf_core.latent import SeedError
-from dgf_core.pipeline import SYNTHETIC_NOTICE, FacePipeline
-from dgf_core.video import ClipSpec, VideoError
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def test_progress_is_reported(pipe):
 
 @pytest.fixture(scope="module")
 def upscaler(tmp_path_factory):
-    from dgf_core.upscale import Upscaler
+    from dgf_core.generation.upscale import Upscaler
 
     return Upscaler.from_pretrained(make_tiny_upscaler(tmp_path_factory.mktemp("w") / "tiny-upscaler"))
 
@@ -186,7 +186,7 @@ def test_compare_clip_walks_every_model_through_the_same_keyframes(pipe, small_p
 
 
 def test_compare_image_rows_are_seeds_and_columns_models(pipe, small_pipe, upscaler):
-    from dgf_core import compare
+    from dgf_core.generation import compare
 
     grid = compare.compare_grid([pipe, small_pipe], [4, 5, 6], 0.8)
     assert grid.shape == (3, 2 + 3 * 18, 2 + 2 * 18)
@@ -393,7 +393,7 @@ def test_cli_recipe_excludes_other_clip_options(tiny_weights_dir, tmp_path, monk
 
 
 def test_clip_benchmark_runs(tiny_weights_dir, monkeypatch):
-    from dgf_core.bench import BenchContext, bench_clip
+    from dgf_core.evaluation.bench import BenchContext, bench_clip
 
     monkeypatch.setenv("DGF_WEIGHTS_DIR", str(tiny_weights_dir))
     res = bench_clip(BenchContext(model="tiny-dcgan", quick=True))

@@ -1,5 +1,5 @@
 """MTCNN (Zhang et al. 2016, "Joint Face Detection and Alignment Using Multitask Cascaded Convolutional
-Networks"): three small networks that a cascade (`dgf_core.mtcnn.detect`) runs one after the other.
+Networks"): three small networks that a cascade (`dgf_core.faces.mtcnn.detect`) runs one after the other.
 
 - P-Net, fully convolutional on an image pyramid: (N, 3, H, W) -> box offsets (N, 4, H', W') and face
   probabilities (N, 2, H', W'), one 12x12 window per output cell (stride 2).

@@ -5,7 +5,7 @@ constant 4x4 input; per layer a modulated + demodulated 3x3 convolution, a noise
 strength, bias and leaky ReLU; skip ToRGB outputs (1x1 modulated, no demodulation) summed across
 resolutions after FIR upsampling ([1, 3, 3, 1]). Discriminator: residual ("resnet") D with blurred
 downsampling, minibatch standard deviation and a two-layer head. Losses (non-saturating logistic, lazy
-R1) and the generator EMA live in `dgf_core.losses` / `dgf_core.train`.
+R1) and the generator EMA live in `dgf_core.training.losses` / `dgf_core.training.loop`.
 
 Equalized learning rate as in the paper: weights are stored N(0, 1) (divided by the lr multiplier) and
 scaled at run time by lr_mul / sqrt(fan_in), so Adam's effective step on the mapping network is

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
-from .images import make_grid
-from .latent import check_seed, check_truncation
+from ..images import make_grid
+from ..latent import check_seed, check_truncation
 from .pipeline import MAX_SEEDS_PER_CALL, SYNTHETIC_NOTICE, FacePipeline
 from .video import check_upscale, side_by_side, upscale_recipe
 

@@ -3,7 +3,7 @@
 `train(TrainOptions(...))` trains a registered GAN family on folders of face images:
 - data decoded once into a uint8 tensor on the training device, random horizontal flips per batch;
 - EMA of the generator, bf16 autocast (CUDA, and CPUs with native bf16), optional torch.compile,
-  optional differentiable augmentation (`dgf_core.augment`, for D on small data sets);
+  optional differentiable augmentation (`dgf_core.training.augment`, for D on small data sets);
 - a progress bar with images/s, a JSONL log and sample grids at intervals;
 - every `eval_every` images, the face rate of fixed seeds (with images seen and CPU seconds) in the log and a
   snapshot of the EMA generator under `snapshots/`: the run's learning curve (`python -m dgf_core curves`);
@@ -35,13 +35,26 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from . import checkpoint as ckpt
+from .. import checkpoint as ckpt
+from ..data import (
+    data_licences,
+    epoch_permutation,
+    load_image_set,
+    random_flip,
+    to_float,
+    to_uint8,
+)
+from ..images import make_grid, save_png
+from ..latent import seeds_to_z
+from ..models import get_family
 from .augment import diff_augment, parse_policy
-from .data import data_licences, epoch_permutation, load_image_set, random_flip, to_float, to_uint8
-from .images import make_grid, save_png
-from .latent import seeds_to_z
-from .losses import d_logistic_loss, d_r1_penalty, ema_decay_at, ema_update, g_nonsaturating_loss
-from .models import get_family
+from .losses import (
+    d_logistic_loss,
+    d_r1_penalty,
+    ema_decay_at,
+    ema_update,
+    g_nonsaturating_loss,
+)
 
 STATE_FILE = "state.safetensors"
 LOG_FILE = "log.jsonl"
@@ -429,7 +442,7 @@ def model_card(run: Run, step: int) -> dict[str, Any]:
 def evaluate_snapshot(run: Run, step: int) -> dict[str, Any]:
     """Face rate of seeds 0..eval_seeds-1 (MTCNN) of the exported EMA generator, logged with images seen and
     CPU seconds, and the generator kept as a model folder `snapshots/kimgNNNNNN` (fp16, G only)."""
-    from .metrics import detection_rates, face_probabilities, load_mtcnn
+    from ..faces.mtcnn import detection_rates, face_probabilities, load_mtcnn
 
     opts = run.opts
     cpu0 = time.process_time()

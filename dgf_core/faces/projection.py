@@ -32,8 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..latent import SPACES
+
 LATENT_FORMAT = "dgf-latent/1"
-SPACES = ("z", "w", "w+")
 DEFAULT_STEPS = 200  # one free CPU core, 64x64, with feature matching: DCGAN about 6 s, StyleGAN2 W+ about 25 s (CPU time)
 MAX_STEPS = 5000
 
@@ -314,7 +315,7 @@ def load_projection_model(name_or_path: str | os.PathLike, device: str | torch.d
     loss), without it otherwise."""
     from safetensors import SafetensorError, safe_open
 
-    from .checkpoint import WEIGHTS_FILE, load_model, resolve_model_path
+    from ..checkpoint import WEIGHTS_FILE, load_model, resolve_model_path
 
     folder = resolve_model_path(name_or_path)
     try:
@@ -333,18 +334,6 @@ def project_model(model, target: torch.Tensor, options: ProjectionOptions | None
                   z_dim=getattr(model.config, "z_dim", None))
     res.model, res.weights_sha256 = model.name, model.weights_sha256
     return res
-
-
-def synthesize(generator: nn.Module, latent: torch.Tensor, space: str) -> torch.Tensor:
-    """latent(s) in `space` -> images (N, 3, R, R) in about [-1, 1]; for z, w: (N, D); for w+: (N, n_ws, w_dim).
-    Deterministic ('const' noise for StyleGAN2)."""
-    if space == "z":
-        g = generator.inference_module() if hasattr(generator, "inference_module") else generator
-        return g(latent)
-    if space in ("w", "w+"):
-        ws = latent if space == "w+" else generator.broadcast(latent)
-        return generator.synthesis(ws, "const")
-    raise ProjectionError(f"space must be one of {SPACES}, got {space!r}")
 
 
 # ---- saving and loading latents --------------------------------------------------------------------------
@@ -421,8 +410,8 @@ def prepare_target(image, model, *, align: bool = True, detector=None) -> tuple[
     """A PIL photo -> ((1, 3, R, R) target in [-1, 1], notices). With `align`, MTCNN + similarity warp onto the
     model's canonical landmarks (AlignmentError with a user message when there is no usable face); without,
     the photo is taken as an already-aligned crop and centre-cropped like the training data."""
+    from ..data import center_crop_resize
     from .alignment import align_face, model_recipe
-    from .data import center_crop_resize
 
     res = int(model.config.resolution)
     if align:

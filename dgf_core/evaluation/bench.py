@@ -75,8 +75,8 @@ def machine() -> dict[str, Any]:
 @benchmark("generate")
 def bench_generate(ctx: BenchContext) -> dict[str, Any]:
     """CPU latency of one 64x64 image (latent draw included) and of a batch of 64."""
-    from .latent import seeds_to_z
-    from .pipeline import FacePipeline
+    from ..generation.pipeline import FacePipeline
+    from ..latent import seeds_to_z
 
     pipe = FacePipeline.from_pretrained(ctx.model, device="cpu")
     reps = 5 if ctx.quick else ctx.repeats
@@ -138,7 +138,7 @@ def baseline_throughput(data: list[str], steps: int, batch_size: int = 128, devi
     import torchvision.transforms as T
     from torch.utils.data import ConcatDataset, DataLoader
 
-    from .models.dcgan import DCGANConfig, Discriminator, Generator
+    from ..models.dcgan import DCGANConfig, Discriminator, Generator
 
     dev = torch.device(device)
     tf = T.Compose([T.Resize(64), T.CenterCrop(64), T.ToTensor(), T.Normalize((0.5,) * 3, (0.5,) * 3)])
@@ -179,11 +179,11 @@ def baseline_throughput(data: list[str], steps: int, batch_size: int = 128, devi
 
 
 def ours_throughput(data: list[str], steps: int, out: Path, warmup: int = TRAIN_WARMUP_STEPS, **options) -> dict[str, float]:
-    """images/s of dgf_core.train (data decoded once, resident as uint8 on the device; bf16 autocast where
+    """images/s of dgf_core.training.loop (data decoded once, resident as uint8 on the device; bf16 autocast where
     `amp` and the device support it) for `steps` steps after `warmup`. `options` are TrainOptions fields
     (family, model, batch_size, lr, betas, r1_gamma, amp, device, compile, limit, cache_dir, ...); data
     decoding happens before the first step and is not timed. See `steady_throughput` for the keys."""
-    from .train import TrainOptions, train
+    from ..training.loop import TrainOptions, train
 
     ends: list[float] = []
     # on_step runs after every step (log_every=1); its .item() calls wait for the device, so the stamps are synced
@@ -195,11 +195,11 @@ def ours_throughput(data: list[str], steps: int, out: Path, warmup: int = TRAIN_
 
 @benchmark("train")
 def bench_train(ctx: BenchContext) -> dict[str, Any]:
-    """Training throughput, one run, same machine: the DCGAN trained by dgf_core.train (default bf16 autocast
+    """Training throughput, one run, same machine: the DCGAN trained by dgf_core.training.loop (default bf16 autocast
     where the device has it, and with amp off) vs the pytorch/examples pipeline; StyleGAN2 at the CPU-sized
     configuration (the target) and at the default configuration (for comparison). Steady state: warm-up steps
     excluded; StyleGAN2 windows span whole lazy-R1 periods. Targets apply at the full batch sizes (not --quick)."""
-    from .train import autocast_for
+    from ..training.loop import autocast_for
 
     dev = "cuda" if (ctx.device in ("auto", "cuda") and torch.cuda.is_available()) else "cpu"
     quick = ctx.quick
@@ -266,15 +266,15 @@ def bench_train(ctx: BenchContext) -> dict[str, Any]:
 def _bench_upscaler(ctx: BenchContext):
     """The shipped upscaler on the CPU, or the same architecture with random weights (speed does not depend
     on the weights) when it is not there."""
-    from .checkpoint import CheckpointError
-    from .upscale import Upscaler
+    from ..checkpoint import CheckpointError
+    from ..generation.upscale import Upscaler
 
     try:
         return Upscaler.from_pretrained(ctx.upscaler, device="cpu"), ctx.upscaler
     except CheckpointError:
-        from .checkpoint import LoadedModel
-        from .models import get_family
-        from .models.upscaler import Generator, UpscalerConfig
+        from ..checkpoint import LoadedModel
+        from ..models import get_family
+        from ..models.upscaler import Generator, UpscalerConfig
 
         g = Generator(UpscalerConfig()).eval().requires_grad_(False)
         fam = get_family("upscaler")
@@ -333,10 +333,10 @@ def bench_stylegan_generate(ctx: BenchContext) -> dict[str, Any]:
     """CPU latency of one 64x64 StyleGAN2 image through the pipeline (seed -> uint8, W truncation included),
     of the grouped-convolution reference path, of a 2-seed style mix and of a batch of 64. Uses the shipped
     weights when present, else the same architecture with random weights (speed does not depend on them)."""
-    from .checkpoint import CheckpointError, LoadedModel
-    from .latent import seeds_to_z
-    from .models import get_family
-    from .pipeline import FacePipeline
+    from ..checkpoint import CheckpointError, LoadedModel
+    from ..generation.pipeline import FacePipeline
+    from ..latent import seeds_to_z
+    from ..models import get_family
 
     try:
         pipe, which = FacePipeline.from_pretrained(STYLEGAN_MODEL, device="cpu"), STYLEGAN_MODEL
@@ -371,14 +371,14 @@ def bench_stylegan_generate(ctx: BenchContext) -> dict[str, Any]:
 
 # ---- the demo: clip rendering and the Gradio app ---------------------------------------------------------
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @benchmark("clip")
 def bench_clip(ctx: BenchContext) -> dict[str, Any]:
     """A 4 s, 24 fps clip (96 frames: 4 keyframes, looped) rendered on the CPU and encoded to H.264 MP4."""
-    from .pipeline import FacePipeline
-    from .video import ClipSpec, clip_recipe, render_clip, write_clip
+    from ..generation.pipeline import FacePipeline
+    from ..generation.video import ClipSpec, clip_recipe, render_clip, write_clip
 
     pipe = FacePipeline.from_pretrained(ctx.model, device="cpu")
     spec = ClipSpec((0, 1, 2, 3), frames_per_transition=24, fps=24, loop=True)
@@ -461,7 +461,7 @@ def bench_app(ctx: BenchContext) -> dict[str, Any]:
     /generate round trip through gradio_client (PNG downloaded by the client included)."""
     from gradio_client import Client
 
-    from .checkpoint import resolve_model_path
+    from ..checkpoint import resolve_model_path
 
     folder = resolve_model_path(ctx.model)
     reps = 5 if ctx.quick else ctx.repeats

@@ -29,8 +29,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .projection import (ProjectionError, discriminator_features, feature_matching_loss, latent_space,
-                         multiscale_pixel_loss, psnr_rgb, synthesize)
+from ..latent import synthesize
+from .projection import (
+    ProjectionError,
+    discriminator_features,
+    feature_matching_loss,
+    latent_space,
+    multiscale_pixel_loss,
+    psnr_rgb,
+)
 
 DEFAULT_TUNE_STEPS = 150  # DCGAN on one CPU core: about 15 s; see docs/results/memory-*.json
 MAX_TUNE_STEPS = 1000
@@ -65,7 +72,7 @@ class TuningOptions:
 
 @dataclass
 class TuningResult:
-    generator: nn.Module  # the tuned private copy (eval, no grad): render it with `projection.synthesize`
+    generator: nn.Module  # the tuned private copy (eval, no grad): render it with `latent.synthesize`
     image: torch.Tensor  # (1, 3, R, R) in [-1, 1]: the tuned generator at the pivot
     psnr: float
     losses: list[float]

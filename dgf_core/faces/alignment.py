@@ -1,4 +1,4 @@
-"""Face alignment for real photos: MTCNN (`dgf_core.mtcnn`, weights shipped in `weights/mtcnn`) finds the face
+"""Face alignment for real photos: MTCNN (`dgf_core.faces.mtcnn`, weights shipped in `weights/mtcnn`) finds the face
 and its five landmarks, then a similarity transform (rotation, uniform scale, translation; least squares,
 Umeyama 1991) maps them onto the canonical landmark positions of the training crops, at any output size (the
 generator's, the upscaler's).
@@ -173,7 +173,7 @@ class Detection:
 
 
 def load_detector(device: str | torch.device = "cpu"):
-    """MTCNN (dgf_core.mtcnn) from the weights shipped in `weights/mtcnn` (nothing is downloaded). A callable:
+    """MTCNN (dgf_core.faces.mtcnn) from the weights shipped in `weights/mtcnn` (nothing is downloaded). A callable:
     detector(image) -> [mtcnn.Faces]."""
     from .mtcnn import load_detector as load_mtcnn_detector
 
@@ -353,7 +353,7 @@ def measure_canonical_landmarks(paths: Sequence[str | os.PathLike], crop_side: i
     is `detect_faces`, the one user photos get. Returns {"landmarks": (5, 2) list, "mad": per-coordinate
     median absolute deviation, "n_detected", "n_images"}.
     """
-    from .data import center_crop_resize
+    from ..data import center_crop_resize
 
     detector = detector or load_detector()
     norm: list[np.ndarray] = []
@@ -374,7 +374,7 @@ def measure_canonical_landmarks(paths: Sequence[str | os.PathLike], crop_side: i
 
 def save_canonical(recipe: str, entry: dict[str, Any], path: str | os.PathLike = CANONICAL_FILE) -> None:
     """Add or replace one recipe's entry in the canonical landmarks JSON."""
-    from .checkpoint import write_json_atomic
+    from ..checkpoint import write_json_atomic
 
     path = Path(path)
     table = json.loads(path.read_text()) if path.is_file() else {"format": "dgf-canonical-landmarks/1", "recipes": {}}

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import DataError, list_images, load_image
+from ..data import DataError, list_images, load_image
 
 HR_SIDE = 176  # stored side of the high-resolution faces
 

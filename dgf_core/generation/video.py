@@ -17,7 +17,7 @@ MIN_FPS..MAX_FPS, frames at most MAX_SIDE pixels wide after upscaling and pixel 
 clip: each model's panel).
 
 Upscaling (`upscaler`, `factor` 2 or 4 in `render_clip` / `clip_recipe` / `make_clip`): each generated face
-goes through a `dgf_core.upscale.Upscaler` before the pixel scale; the recipe then names the upscaler and
+goes through a `dgf_core.generation.upscale.Upscaler` before the pixel scale; the recipe then names the upscaler and
 its weights hash under "upscale".
 
 Side by side (`render_compare`, `compare_recipe`): two or more models walk the same keyframe seeds with the
@@ -38,8 +38,16 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .images import atomic_path
-from .latent import EASINGS, INTERPOLATIONS, check_seed, check_truncation, keyframe_path, parse_seeds, seeds_to_z
+from ..images import atomic_path
+from ..latent import (
+    EASINGS,
+    INTERPOLATIONS,
+    check_seed,
+    check_truncation,
+    keyframe_path,
+    parse_seeds,
+    seeds_to_z,
+)
 from .pipeline import SYNTHETIC_NOTICE, FacePipeline
 
 if TYPE_CHECKING:
@@ -384,11 +392,28 @@ def check_outputs(outs: Sequence[str | os.PathLike]) -> None:
 
 def make_clip(pipe: FacePipeline, spec: ClipSpec, outs: Sequence[str | os.PathLike],
               progress: Progress | None = None, *, upscaler: Upscaler | None = None, factor: int | str = 1) -> dict[str, Any]:
-    """Render once (upscaled by `upscaler` when factor is 2 or 4), write every path in `outs` (.mp4 / .gif);
-    return the recipe."""
+    """seeds -> clip, the one core call of the app's Interpolate tab, the Streamlit page and `video`: check, render
+    once (upscaled by `upscaler` when factor is 2 or 4), write every path in `outs` (.mp4 / .gif); return the recipe.
+    `progress(done, total)` counts rendered frames."""
     check_outputs(outs)
+    check_frame_size(pipe.resolution, spec.scale, check_upscale(upscaler, factor))
     recipe = clip_recipe(pipe, spec, upscaler=upscaler, factor=factor)
     frames = render_clip(pipe, spec, progress, upscaler=upscaler, factor=factor)
+    for out in outs:
+        write_clip(frames, out, spec.fps, recipe)
+    return recipe
+
+
+def make_compare_clip(pipes: Sequence[FacePipeline], spec: ClipSpec, outs: Sequence[str | os.PathLike],
+                      progress: Progress | None = None, *, upscaler: Upscaler | None = None,
+                      factor: int | str = 1) -> dict[str, Any]:
+    """Two models -> side-by-side clip of the same keyframes, the one core call of the app's Compare tab and the
+    Streamlit page: check, render once, write every path in `outs`; return the recipe naming both models."""
+    check_outputs(outs)
+    for p in pipes:
+        check_frame_size(p.resolution, spec.scale, check_upscale(upscaler, factor))
+    recipe = compare_recipe(pipes, spec, upscaler=upscaler, factor=factor)
+    frames = render_compare(pipes, spec, progress, upscaler=upscaler, factor=factor)
     for out in outs:
         write_clip(frames, out, spec.fps, recipe)
     return recipe

@@ -28,13 +28,13 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from .data import list_images
-from .checkpoint import load_training_state, save_model, save_training_state
+from ..checkpoint import load_training_state, save_model, save_training_state
+from ..data import list_images
+from ..images import psnr
+from ..models import get_family
+from ..models.upscaler import Discriminator, Generator, UpscalerConfig
 from .losses import d_logistic_loss, ema_decay_at, ema_update, g_nonsaturating_loss
-from .models import get_family
-from .models.upscaler import Discriminator, Generator, UpscalerConfig
 from .sr_data import Degradation, bicubic_down, load_hr_faces, quantize, sr_batch
-from .sr_metrics import psnr
 
 LICENCE = "CelebA and UTKFace: non-commercial research only"
 
@@ -107,8 +107,8 @@ def cosine_lr(base: float, frac: float) -> float:
 @torch.no_grad()
 def quick_eval(g: Generator, hr_u8: torch.Tensor) -> dict[str, float]:
     """PSNR (Y, border 4) of x4 and of torch bicubic on clean antialiased downscales of `hr_u8`."""
-    from .data import to_float, to_uint8
-    from .models.upscaler import bicubic
+    from ..data import to_float, to_uint8
+    from ..models.upscaler import bicubic
 
     hr = to_float(hr_u8)
     lr = quantize(bicubic_down(hr, 4))

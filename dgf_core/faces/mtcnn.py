@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.ops import batched_nms
 
-from .models.mtcnn import MTCNN, MTCNNConfig
+from ..models.mtcnn import MTCNN, MTCNNConfig
 
 MTCNN_FORMAT = "dgf-mtcnn/1"
-MTCNN_DIR = Path(__file__).resolve().parent.parent / "weights" / "mtcnn"
+MTCNN_DIR = Path(__file__).resolve().parents[2] / "weights" / "mtcnn"
 STAGE_BATCH = 512  # crops per R-Net / O-Net forward (facenet-pytorch's `fixed_batch_process`)
 
 
@@ -53,7 +53,7 @@ class FaceDetector:
 def load_detector(folder: str | os.PathLike = MTCNN_DIR, device: str | torch.device = "cpu") -> FaceDetector:
     """The shipped MTCNN (eval mode, no grads) from `weights/mtcnn`. Raises CheckpointError when the folder is
     incomplete or its weights do not match the sha256 in its config.json."""
-    from .edits import load_net
+    from ..checkpoint import load_net
 
     net, _, _ = load_net(folder, MTCNN_FORMAT, MTCNNConfig, MTCNN, device)
     return FaceDetector(net)
@@ -243,3 +243,35 @@ def detect(net: MTCNN, images: Any) -> list[Faces]:
         sel = np.where(image_inds == i)[0]
         out.append(Faces(boxes[sel, :4].reshape(-1, 4).copy(), boxes[sel, 4].copy(), points[sel].reshape(-1, 5, 2).copy()))
     return out
+
+
+DETECTION_THRESHOLDS = (0.9, 0.99, 0.999)
+MIN_DETECTION_SIDE = 64  # MTCNN's smallest face is 20 px at its first scale; smaller images are upsampled to this
+
+
+# ---- the face rate (a quality metric: the share of images with a face MTCNN is sure of) ---------------------------------------------------------------------------------------
+
+def load_mtcnn(device: str | torch.device = "cpu"):
+    """MTCNN (dgf_core.faces.mtcnn, weights shipped in weights/mtcnn): facenet-pytorch's probabilities, bit for bit."""
+    return load_detector(device=torch.device(device))
+
+
+@torch.no_grad()
+def face_probabilities(images_u8: torch.Tensor, detector=None, batch_size: int = 128) -> np.ndarray:
+    """(N, 3, H, W) uint8 -> (N,) highest MTCNN face probability per image (0 where none is found)."""
+    detector = detector or load_mtcnn()
+    out = np.zeros(len(images_u8), dtype=np.float64)
+    for i in range(0, len(images_u8), batch_size):
+        batch = images_u8[i : i + batch_size]
+        if min(batch.shape[-2:]) < MIN_DETECTION_SIDE:  # tiny test models: MTCNN finds no scale to run at
+            batch = F.interpolate(batch.float(), size=(MIN_DETECTION_SIDE, MIN_DETECTION_SIDE), mode="bilinear",
+                                  align_corners=False).round().clamp(0, 255).to(torch.uint8)
+        batch = batch.permute(0, 2, 3, 1).contiguous().cpu().numpy()  # (B, H, W, 3)
+        for j, faces in enumerate(detector(batch)):
+            if len(faces):
+                out[i + j] = float(np.nanmax(faces.probs.astype(np.float64)))
+    return out
+
+
+def detection_rates(probs: np.ndarray, thresholds: Sequence[float] = DETECTION_THRESHOLDS) -> dict[str, float]:
+    return {f"p>={t}": float((probs >= t).mean()) for t in thresholds}

@@ -13,55 +13,8 @@ import math
 from typing import Any, Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
-
-def rgb_to_y(images_u8: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) uint8 RGB -> (N, H, W) float Y in [16, 235] (BT.601)."""
-    x = images_u8.double()
-    return 16.0 + (65.481 * x[:, 0] + 128.553 * x[:, 1] + 24.966 * x[:, 2]) / 255.0
-
-
-def _crop(x: torch.Tensor, border: int) -> torch.Tensor:
-    return x[..., border : x.shape[-2] - border, border : x.shape[-1] - border] if border else x
-
-
-def psnr(a_u8: torch.Tensor, b_u8: torch.Tensor, *, channel: str = "y", border: int = 0) -> torch.Tensor:
-    """(N, 3, H, W) uint8 pair -> (N,) PSNR in dB (on Y, or on all RGB values with channel='rgb')."""
-    assert a_u8.shape == b_u8.shape and a_u8.dtype == b_u8.dtype == torch.uint8, f"{tuple(a_u8.shape)} vs {tuple(b_u8.shape)}"
-    if channel == "y":
-        a, b = rgb_to_y(a_u8), rgb_to_y(b_u8)
-    elif channel == "rgb":
-        a, b = a_u8.double(), b_u8.double()
-    else:
-        raise ValueError(f"channel must be 'y' or 'rgb', got {channel!r}")
-    mse = (_crop(a, border) - _crop(b, border)).pow(2).flatten(1).mean(1)
-    return 10.0 * torch.log10(255.0**2 / mse.clamp_min(1e-10))
-
-
-def _gaussian_taps(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-(t**2) / (2 * sigma**2))
-    return g / g.sum()
-
-
-def ssim(a_u8: torch.Tensor, b_u8: torch.Tensor, *, border: int = 0) -> torch.Tensor:
-    """(N, 3, H, W) uint8 pair -> (N,) SSIM of the Y channel (valid-window, no padding)."""
-    assert a_u8.shape == b_u8.shape, f"{tuple(a_u8.shape)} vs {tuple(b_u8.shape)}"
-    a = _crop(rgb_to_y(a_u8), border)[:, None].float()
-    b = _crop(rgb_to_y(b_u8), border)[:, None].float()
-    g = _gaussian_taps().float()
-
-    def blur(x: torch.Tensor) -> torch.Tensor:  # the separable 11x11 Gaussian window
-        return F.conv2d(F.conv2d(x, g.view(1, 1, 1, -1)), g.view(1, 1, -1, 1))
-
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    mu_a, mu_b = blur(a), blur(b)
-    saa = blur(a * a) - mu_a**2
-    sbb = blur(b * b) - mu_b**2
-    sab = blur(a * b) - mu_a * mu_b
-    m = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2))
-    return m.flatten(1).double().mean(1)
+from ..images import psnr, ssim
 
 
 def temporal_change(frames_u8: torch.Tensor) -> float:
@@ -78,7 +31,7 @@ def compare_to_bicubic(
 
     lr_u8: (N, 3, h, w) uint8; hr_u8: (N, 3, f*h, f*w) uint8; `upscale` maps a uint8 batch to uint8 at f x.
     """
-    from .upscale import bicubic_upscale
+    from ..generation.upscale import bicubic_upscale
 
     assert hr_u8.shape[-1] == lr_u8.shape[-1] * factor, f"{tuple(lr_u8.shape)} x{factor} != {tuple(hr_u8.shape)}"
     rows: dict[str, list[torch.Tensor]] = {k: [] for k in ("psnr_y", "psnr_rgb", "ssim_y", "bicubic_psnr_y", "bicubic_psnr_rgb", "bicubic_ssim_y")}
@@ -102,7 +55,7 @@ def clip_stability(upscaler, clip_lr_u8: torch.Tensor, factor: int = 4, clip_hr_
     high-resolution reference clip; their ratio; and whether the upscaler is deterministic frame by frame
     (the clip twice, and frame 0 alone vs inside the batch, give identical pixels).
     """
-    from .upscale import bicubic_upscale
+    from ..generation.upscale import bicubic_upscale
 
     out = upscaler.upscale(clip_lr_u8, factor)
     again = upscaler.upscale(clip_lr_u8, factor)
@@ -127,9 +80,16 @@ def evaluate_upscalers(
     randomized blur and noise from `seed`. x2 is measured against the HR downscaled to 88x88.
     With `walk_model` (a generator), the stability is also measured on its latent walk (`latent_walk_clip`).
     """
-    from .data import list_images, to_float, to_uint8
-    from .sr_data import Degradation, bicubic_down, degrade, load_hr_faces, quantize, shift_zoom_clip
-    from .upscale import Upscaler
+    from ..data import list_images, to_float, to_uint8
+    from ..generation.upscale import Upscaler
+    from ..training.sr_data import (
+        Degradation,
+        bicubic_down,
+        degrade,
+        load_hr_faces,
+        quantize,
+        shift_zoom_clip,
+    )
 
     ups = [Upscaler.from_pretrained(m) for m in models]
     res: dict[str, Any] = {"conventions": "PSNR on Y (BT.601) and RGB, SSIM on Y, border = factor px; mean over faces",
@@ -174,8 +134,8 @@ def _mean_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def latent_walk_clip(generator: str, seeds: Sequence[int] = (0, 1, 2, 3), frames_per_transition: int = 24) -> torch.Tensor:
     """A looping slerp walk through `seeds` (4 x 24 = 96 frames) of a generator model -> (T, 3, R, R) uint8."""
-    from .latent import keyframe_path, seeds_to_z
-    from .pipeline import FacePipeline
+    from ..generation.pipeline import FacePipeline
+    from ..latent import keyframe_path, seeds_to_z
 
     pipe = FacePipeline.from_pretrained(generator, device="cpu")
     path = keyframe_path(seeds_to_z(list(seeds), pipe.z_dim), frames_per_transition, loop=True, easing="ease-in-out")

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import random_flip, to_float
+from ..data import random_flip, to_float
 
 MIN_SIDE = 8
 

@@ -26,10 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .checkpoint import CONFIG_FILE, CheckpointError, LoadedModel, default_weights_dir, list_models, read_config
-from .models import FAMILIES
-from .pipeline import FacePipeline, pick_device
-from .upscale import Upscaler
+from ..checkpoint import (
+    CONFIG_FILE,
+    CheckpointError,
+    LoadedModel,
+    default_weights_dir,
+    list_models,
+    read_config,
+)
+from ..generation.pipeline import FacePipeline, pick_device
+from ..generation.upscale import Upscaler
+from ..models import FAMILIES
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +194,7 @@ def load_upscaler(name: str, device: str = "auto", weights_dir: str | os.PathLik
 
 def load_for_projection(name: str, device: str = "auto", weights_dir: str | os.PathLike | None = None) -> LoadedModel:
     """Generator `name` as a `LoadedModel` with its discriminator when it ships one (projection's feature matching)."""
-    from .projection import load_projection_model
+    from ..faces.projection import load_projection_model
 
     model_version(name, weights_dir, "projection")
     root = Path(weights_dir) if weights_dir else default_weights_dir()

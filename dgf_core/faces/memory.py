@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .data import to_uint8
+from ..data import to_uint8
+from ..latent import SPACES, synthesize
 from .edits import apply_edits, check_edits
-from .projection import SPACES, latent_space, synthesize
+from .projection import latent_space
 
 MAX_MEMORY_FRAMES = 240
 MAX_RADIUS = 0.3
@@ -133,7 +134,7 @@ def memory_recipe(model, latent: torch.Tensor, space: str, spec: MemorySpec, ups
                   tuning: dict[str, Any] | None = None) -> dict[str, Any]:
     """What reproduces the clip: the model (name, weights hash), the latent itself and the parameters. With
     `tuning` (the pivotal-tuning options), the recipe says that the clip needs the photo to be made again."""
-    from .pipeline import SYNTHETIC_NOTICE
+    from ..generation.pipeline import SYNTHETIC_NOTICE
 
     recipe = {"synthetic": True, "tool": "Deeply Good Fakes (dgf_core)", "kind": "memory", "notice": SYNTHETIC_NOTICE,
               "model": model.name, "weights_sha256": model.weights_sha256, "space": space,
@@ -150,7 +151,7 @@ def make_memory(model, latent: torch.Tensor, space: str, spec: MemorySpec, outs:
                 tuning: dict[str, Any] | None = None) -> dict[str, Any]:
     """Render the memory clip of a projected latent once and write each of `outs` (.mp4 / .gif). Returns the recipe.
     `generator`: what renders the frames instead of the model's own (a pivotal-tuned copy, `tuning` its options)."""
-    from .video import check_outputs, write_clip
+    from ..generation.video import check_outputs, write_clip
 
     check_outputs(outs)
     coord_std = latent_space(model.generator, "w").coord_std() if space in ("w", "w+") else 1.0
@@ -169,7 +170,7 @@ def memory_from_file(latent_path: str | os.PathLike, outs: Sequence[str | os.Pat
     """The CLI's `video --latent latent.npz [--edit age=+1.5]`: load the latent, its model (the one named in the
     file unless `model_name` is given; the weights hash must match), the model's edit directions when the spec
     edits, and write the clip. Raises ProjectionError / EditError / MemoryClipError with user-facing messages."""
-    from .checkpoint import load_model
+    from ..checkpoint import load_model
     from .edits import load_directions
     from .projection import check_latent_model, load_latent
 
@@ -236,10 +237,10 @@ def memory_from_photo(model, photo, spec: MemorySpec, outs: Sequence[str | os.Pa
     """
     import time
 
+    from ..generation.video import check_outputs
     from .alignment import model_recipe
     from .projection import ProjectionOptions, prepare_target, project_model
     from .tuning import TuningOptions, tune
-    from .video import check_outputs
 
     projection = projection or ProjectionOptions()
     tuning = tuning if tuning is not None else TuningOptions()

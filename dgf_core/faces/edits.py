@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models.attributes import AttributeConfig, AttributeNet
+from ..checkpoint import load_net, save_net
+from ..models.attributes import AttributeConfig, AttributeNet
 
 ATTRIBUTES = ("age", "gender")
 DIRECTIONS_FILE = "directions.json"
@@ -85,41 +86,6 @@ class AttributeClassifier:
             ages.append(self.net.age_years(out).cpu())
             fem.append(torch.sigmoid(out[:, 1]).cpu())
         return {"age": torch.cat(ages), "female": torch.cat(fem)}
-
-
-def save_net(folder: str | os.PathLike, net: nn.Module, fmt: str, card: dict[str, Any]) -> Path:
-    """A small auxiliary network (attribute classifier, identity embedding): model.safetensors + config.json
-    holding its format, config dataclass (`net.cfg`), card and weights hash."""
-    from .checkpoint import file_sha256, save_tensors_atomic, write_json_atomic
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_tensors_atomic(net.state_dict(), folder / "model.safetensors")
-    write_json_atomic({"format": fmt, "config": asdict(net.cfg), "card": card,
-                       "weights_sha256": file_sha256(folder / "model.safetensors")}, folder / "config.json")
-    return folder
-
-
-def load_net(folder: str | os.PathLike, fmt: str, cfg_cls: type, net_cls: type, device: str | torch.device = "cpu"
-             ) -> tuple[nn.Module, dict[str, Any], str]:
-    """Inverse of `save_net`: (net in eval mode without grads, card, weights sha256). Raises CheckpointError."""
-    from safetensors.torch import load_file
-
-    from .checkpoint import CheckpointError, file_sha256
-
-    folder = Path(folder)
-    cfg_path, w_path = folder / "config.json", folder / "model.safetensors"
-    if not cfg_path.is_file() or not w_path.is_file():
-        raise CheckpointError(f"{folder} is not a model folder (config.json + model.safetensors)")
-    meta = json.loads(cfg_path.read_text())
-    if meta.get("format") != fmt:
-        raise CheckpointError(f"{cfg_path} is not a {fmt} config (format={meta.get('format')!r})")
-    sha = file_sha256(w_path)
-    if meta.get("weights_sha256") and meta["weights_sha256"] != sha:
-        raise CheckpointError(f"{w_path} does not match the sha256 in its config.json")
-    net = net_cls(cfg_cls(**meta["config"]))
-    net.load_state_dict(load_file(str(w_path)))
-    return net.to(device).eval().requires_grad_(False), meta.get("card", {}), sha
 
 
 def save_classifier(folder: str | os.PathLike, net: AttributeNet, card: dict[str, Any]) -> Path:
@@ -245,7 +211,7 @@ def sample_latents(generator: nn.Module, space: str, n: int, seed: int, z_dim: i
 
 
 def _render(generator: nn.Module, latents: torch.Tensor, space: str, batch: int = 256) -> torch.Tensor:
-    from .projection import synthesize
+    from ..latent import synthesize
 
     sp = "w" if space in ("w", "w+") else "z"
     with torch.no_grad():
@@ -290,7 +256,7 @@ def compute_directions(model, classifier: AttributeClassifier, *, n: int = 4000,
 
 
 def save_directions(table: dict[str, Any], path: str | os.PathLike) -> Path:
-    from .checkpoint import write_json_atomic
+    from ..checkpoint import write_json_atomic
 
     write_json_atomic(table, path)
     return Path(path)

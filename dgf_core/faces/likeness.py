@@ -22,8 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .edits import _augment, fit_on_cpu_budget, load_net, recipe_warp, save_net
-from .models.identity import IdentityConfig, IdentityNet
+from ..checkpoint import load_net, save_net
+from ..models.identity import IdentityConfig, IdentityNet
+from .edits import _augment, fit_on_cpu_budget, recipe_warp
 
 IDENTITY_FORMAT = "dgf-identity/1"
 DEFAULT_LIKENESS = "identity-celeba200"  # folder in the weights folder
@@ -116,7 +117,7 @@ def load_likeness(folder: str | os.PathLike, device: str | torch.device = "cpu")
 def default_likeness(weights_dir: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Likeness | None:
     """The weights folder's identity embedding (identity loss of pivotal tuning, likeness figures), or None
     when the folder has none."""
-    from .checkpoint import default_weights_dir
+    from ..checkpoint import default_weights_dir
 
     folder = Path(weights_dir or default_weights_dir()) / DEFAULT_LIKENESS
     return load_likeness(folder, device) if (folder / "config.json").is_file() else None
@@ -124,7 +125,7 @@ def default_likeness(weights_dir: str | os.PathLike | None = None, device: str |
 
 def face_regions_from_files(paths, recipe_side: int, cfg: IdentityConfig) -> torch.Tensor:
     """Image files -> their training-style crops (data.center_crop_resize at recipe_side) -> face regions."""
-    from .data import load_image
+    from ..data import load_image
 
     arrs = [load_image(p, recipe_side) for p in paths]
     if any(a is None for a in arrs):

@@ -28,45 +28,18 @@ from unittest import mock
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-DETECTION_THRESHOLDS = (0.9, 0.99, 0.999)
+from ..faces.mtcnn import (
+    detection_rates,
+    face_probabilities,
+    load_mtcnn,
+)
+
 AGE_BINS = (0, 20, 30, 40, 50, 60)  # lower edges in years; the last bin is open (60+)
 FEMALE_GAP_TARGET = 0.10  # |female share of samples - of training faces| a model should stay within
 C2ST_MIN_PER_CLASS = 10  # fewer images per set and the two-sample tests are skipped
 COVERAGE_TRAIN_LIMIT = 5000  # training faces labelled for the comparison (a random subset; the share's SE ~0.007)
 ATTRIBUTE_CLASSIFIER = "attributes-utkface"  # in the weights folder
-MIN_DETECTION_SIDE = 64  # MTCNN's smallest face is 20 px at its first scale; smaller images are upsampled to this
-
-
-# ---- face detection ---------------------------------------------------------------------------------------
-
-def load_mtcnn(device: str | torch.device = "cpu"):
-    """MTCNN (dgf_core.mtcnn, weights shipped in weights/mtcnn): facenet-pytorch's probabilities, bit for bit."""
-    from .mtcnn import load_detector
-
-    return load_detector(device=torch.device(device))
-
-
-@torch.no_grad()
-def face_probabilities(images_u8: torch.Tensor, detector=None, batch_size: int = 128) -> np.ndarray:
-    """(N, 3, H, W) uint8 -> (N,) highest MTCNN face probability per image (0 where none is found)."""
-    detector = detector or load_mtcnn()
-    out = np.zeros(len(images_u8), dtype=np.float64)
-    for i in range(0, len(images_u8), batch_size):
-        batch = images_u8[i : i + batch_size]
-        if min(batch.shape[-2:]) < MIN_DETECTION_SIDE:  # tiny test models: MTCNN finds no scale to run at
-            batch = F.interpolate(batch.float(), size=(MIN_DETECTION_SIDE, MIN_DETECTION_SIDE), mode="bilinear",
-                                  align_corners=False).round().clamp(0, 255).to(torch.uint8)
-        batch = batch.permute(0, 2, 3, 1).contiguous().cpu().numpy()  # (B, H, W, 3)
-        for j, faces in enumerate(detector(batch)):
-            if len(faces):
-                out[i + j] = float(np.nanmax(faces.probs.astype(np.float64)))
-    return out
-
-
-def detection_rates(probs: np.ndarray, thresholds: Sequence[float] = DETECTION_THRESHOLDS) -> dict[str, float]:
-    return {f"p>={t}": float((probs >= t).mean()) for t in thresholds}
 
 
 # ---- memorization -----------------------------------------------------------------------------------------
@@ -103,7 +76,7 @@ def age_bin_labels(edges: Sequence[int] = AGE_BINS) -> list[str]:
 def attribute_profile(images_u8: torch.Tensor, classifier, recipe: str, chunk: int = 1024) -> dict[str, Any]:
     """(N, 3, R, R) uint8 faces in the crop geometry `recipe` -> what an `edits.AttributeClassifier` sees in them:
     female_share (p(female) > 0.5), mean_p_female, age_mean / age_median (years), age_shares over AGE_BINS, n."""
-    from .data import to_float
+    from ..data import to_float
 
     assert images_u8.ndim == 4 and images_u8.shape[1] == 3 and images_u8.dtype == torch.uint8, tuple(images_u8.shape)
     preds = [classifier.predict(to_float(images_u8[i : i + chunk]), recipe) for i in range(0, len(images_u8), chunk)]
@@ -206,8 +179,8 @@ def sample_coverage(samples: torch.Tensor, train: torch.Tensor, classifier: str 
     """`attribute_coverage` of samples against up to COVERAGE_TRAIN_LIMIT training faces (a seeded random subset),
     both in the crop geometry `recipe`. `classifier`: a folder, or a name in the weights folder; when it is not
     there, the result is {"skipped": reason}."""
-    from .checkpoint import CheckpointError, resolve_model_path
-    from .edits import load_classifier
+    from ..checkpoint import CheckpointError, resolve_model_path
+    from ..faces.edits import load_classifier
 
     try:
         path = resolve_model_path(classifier)
@@ -242,9 +215,9 @@ def evaluate_model(
     """Samples seeds first_seed..first_seed+n-1 and measures them against the real folders' split.
     `c2st` / `coverage`: run the two-sample tests / the attribute coverage (else reported as skipped).
     `attribute_classifier`: a folder, or a name in the weights folder; coverage is skipped when it is missing."""
-    from .alignment import model_recipe
-    from .data import load_image_set
-    from .pipeline import FacePipeline
+    from ..data import load_image_set
+    from ..faces.alignment import model_recipe
+    from ..generation.pipeline import FacePipeline
 
     pipe = FacePipeline.from_pretrained(model, device=device)
     res = pipe.resolution

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .checkpoint import CONFIG_FILE
-from .images import atomic_path
-from .train import LOG_FILE, MODEL_DIR
+from ..checkpoint import CONFIG_FILE
+from ..images import atomic_path
+from ..training.loop import LOG_FILE, MODEL_DIR
 
 FACE_KEY = "p>=0.999"  # the face rate drawn: share of samples with an MTCNN face probability >= 0.999
 PANEL_SIZE = (450, 400)  # default pixels per panel (w, h)
@@ -174,7 +174,9 @@ def curves_json(runs: Sequence[RunLog], face_key: str = FACE_KEY, real_rate: flo
 def plot_curves(runs: Sequence[RunLog], out: str | os.PathLike, *, face_key: str = FACE_KEY,
                 real_rate: float | None = None, size: tuple[int, int] | None = None, dpi: int = 100) -> Path:
     """Draw the runs' learning curves into a PNG of `size` (w, h) pixels, written atomically. Returns the path."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # object API: no pyplot, no global backend state
+    from matplotlib.backends.backend_agg import (
+        FigureCanvasAgg,  # object API: no pyplot, no global backend state
+    )
     from matplotlib.figure import Figure
 
     check_runs(runs, face_key)

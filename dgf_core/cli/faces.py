@@ -1,0 +1,142 @@
+"""Commands on photos of faces: `project` (photo -> latent, optionally tuned, optionally a memory clip)."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+
+def add_project(sub: argparse._SubParsersAction) -> None:
+    from ..faces.projection import DEFAULT_STEPS, MAX_STEPS, SPACES
+    from ..faces.tuning import DEFAULT_TUNE_STEPS, MAX_TUNE_STEPS
+
+    p = sub.add_parser("project", help="find the face in a photo in a generator's latent space (writes a latent .npz)")
+    p.add_argument("photo", help="a photo with one face (PNG, JPEG, WebP, BMP, GIF: first frame)")
+    p.add_argument("--model", required=True, help="generator name in weights/ or a model folder")
+    p.add_argument("--out", required=True, help="latent .npz: the latent, its space, model name and weights hash (never the photo)")
+    p.add_argument("--space", default="auto", choices=("auto",) + SPACES, help="auto: w+ for StyleGAN2, z otherwise")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"optimiser steps, 1..{MAX_STEPS}")
+    p.add_argument("--seed", type=int, default=0, help="names the projection: same photo, model and seed, same latent")
+    p.add_argument("--no-align", action="store_true", help="the photo is already a training-style crop: no face detection")
+    p.add_argument("--save-reconstruction", default=None,
+                   help="also write the reconstruction (PNG; not the photo): the tuned generator's when tuning")
+    p.add_argument("--tune-steps", type=int, default=DEFAULT_TUNE_STEPS,
+                   help=f"pivotal tuning of a private copy of the generator to the photo, 0..{MAX_TUNE_STEPS} steps "
+                        "(0: off); the tuned copy is never saved, so only --save-memory/--save-reconstruction use it")
+    p.add_argument("--save-memory", action="append", default=[], metavar="CLIP",
+                   help="also write the memory clip (.mp4 or .gif; repeatable), rendered with the tuned generator")
+    p.add_argument("--edit", action="append", default=[], metavar="NAME=AMOUNT",
+                   help="with --save-memory: a gentle edit reached mid-clip, e.g. age=+1.5 (needs directions.json)")
+    p.add_argument("--frames", type=int, default=48, help="with --save-memory: frames of the loop")
+    p.add_argument("--fps", type=int, default=24, help="with --save-memory: frames per second")
+    p.add_argument("--no-mark", action="store_true", help="with --save-memory: no visible SYNTHETIC mark")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--dry-run", action="store_true")
+
+
+def cmd_project(a: argparse.Namespace) -> int:
+    import time
+
+    from ..faces.edits import parse_edits
+    from ..faces.memory import MemorySpec, memory_from_photo
+    from ..faces.projection import (
+        ProjectionOptions,
+        load_projection_model,
+        project_photo,
+        save_latent,
+    )
+    from ..faces.tuning import TuningOptions
+    from ..generation.video import check_outputs
+    from ..latent import check_seed
+    from ..serving.uploads import open_upload
+
+    opts = ProjectionOptions(steps=a.steps, seed=check_seed(a.seed), space=a.space)
+    opts.validate()
+    tuning = TuningOptions(steps=a.tune_steps)
+    tuning.validate()
+    if Path(a.out).suffix != ".npz":
+        raise ValueError(f"--out must be a .npz file, got {a.out}")
+    if a.save_reconstruction and Path(a.save_reconstruction).suffix.lower() != ".png":
+        raise ValueError(f"--save-reconstruction must be a .png file, got {a.save_reconstruction}")
+    spec = None
+    if a.save_memory:
+        check_outputs(a.save_memory)
+        spec = MemorySpec(frames=a.frames, fps=a.fps, edit=parse_edits(a.edit), mark=not a.no_mark)
+        spec.validate()
+    elif a.edit:
+        raise ValueError("--edit works with --save-memory (or with `video --latent`)")
+    skip_tuning = bool(tuning.steps) and not (a.save_memory or a.save_reconstruction)
+    if skip_tuning:
+        tuning = TuningOptions(steps=0)
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    image = open_upload(a.photo)
+    model = load_projection_model(a.model, a.device)
+    print(json.dumps({"project": {"model": model.name, "path": str(model.path), "photo_size": list(image.size),
+                                  "align": not a.no_align, **dataclasses.asdict(opts), "discriminator": model.discriminator is not None,
+                                  "tuning": dataclasses.asdict(tuning), "memory": a.save_memory,
+                                  "edit": spec.edit if spec else {}, "out": a.out, "device": a.device}}, indent=2))
+    if a.dry_run:
+        return 0
+    t0, last = time.perf_counter(), {}
+
+    def progress(phase: str, frac: float, text: str) -> None:
+        tenth = int(frac * 10)
+        if last.get(phase) != tenth:
+            last[phase] = tenth
+            print(f"{text} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+
+    from ..data import to_uint8
+    from ..faces.likeness import default_likeness
+
+    likeness = default_likeness() if tuning.steps else None
+    detector = None
+    if not a.no_align:
+        from ..faces.alignment import load_detector
+
+        detector = load_detector("cpu")
+    if a.save_memory:
+        from ..faces.edits import load_directions
+
+        res = memory_from_photo(model, image, spec, a.save_memory, projection=opts, tuning=tuning, align=not a.no_align,
+                                detector=detector, likeness=likeness,
+                                directions=load_directions(model) if spec.edit else None, progress=progress)
+        projected, notices, recon, psnr = res.projected, res.notices, res.reconstruction, res.psnr
+    else:
+        projected = project_photo(model, image, opts, align=not a.no_align, detector=detector,
+                                  progress=lambda step, total, loss: progress("project", step / total,
+                                                                             f"projection step {step}/{total} loss {loss:.4f}"))
+        notices, recon, psnr = projected.extra.get("notices", []), to_uint8(projected.image)[0], projected.psnr
+        if tuning.steps:
+            from ..faces.alignment import model_recipe
+            from ..faces.projection import prepare_target
+            from ..faces.tuning import tune
+
+            target, _ = prepare_target(image, model, align=not a.no_align, detector=detector)
+            tuned = tune(model.generator, projected.latent, projected.space, target, tuning,
+                         discriminator=model.discriminator, likeness=likeness, recipe=model_recipe(model.card),
+                         progress=lambda step, total, loss: progress("tune", step / total, f"tuning step {step}/{total}"))
+            recon, psnr = to_uint8(tuned.image)[0], tuned.psnr
+            del tuned, target
+    del image
+    if skip_tuning:
+        notices = [*notices, "no tuning: the tuned generator is never saved, and neither --save-memory nor "
+                             "--save-reconstruction asked for what it makes"]
+    for note in notices:
+        print(f"note: {note}", file=sys.stderr)
+    save_latent(a.out, projected)
+    if a.save_reconstruction:
+        from ..images import save_png
+
+        save_png(recon, a.save_reconstruction, {"Description": "Synthetic image: a generator's reconstruction"
+                                                               + (" (pivotal-tuned)" if tuning.steps else ""),
+                                                "Software": "Deeply Good Fakes"})
+    print(f"wrote {a.out} (space {projected.space}, projection PSNR {projected.psnr:.2f} dB"
+          + (f", tuned PSNR {psnr:.2f} dB" if tuning.steps else "") + f", {time.perf_counter() - t0:.1f} s)"
+          + (f" and {', '.join(a.save_memory)}" if a.save_memory else ""))
+    return 0

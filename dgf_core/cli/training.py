@@ -1,0 +1,165 @@
+"""Commands that train: `pack` (data for a GPU machine), `train` (the GANs), `train-upscaler`."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from ..data import DataError
+from .common import key_value
+
+
+def add_pack(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pack", help="pre-crop a data set to small JPEGs (to carry it to a GPU machine)")
+    p.add_argument("--data", action="append", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--resolution", type=int, default=64)
+    p.add_argument("--quality", type=int, default=92)
+    p.add_argument("--dry-run", action="store_true")
+
+
+def cmd_pack(a: argparse.Namespace) -> int:
+    from ..data import list_images, pack_images
+
+    n = len(list_images(a.data))
+    if not 8 <= a.resolution <= 1024:
+        raise ValueError("--resolution must be in 8..1024")
+    print(json.dumps({"pack": {"data": a.data, "images": n, "out": a.out, "resolution": a.resolution, "quality": a.quality}}, indent=2))
+    if a.dry_run:
+        return 0
+    written, skipped = pack_images(a.data, a.out, a.resolution, a.quality)
+    print(f"packed {written} images into {a.out} ({skipped} unreadable skipped)")
+    return 0
+
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    from ..models import FAMILIES
+
+    p = sub.add_parser("train", help="train a GAN on folders of face images")
+    p.add_argument("family", choices=sorted(f for f, fam in FAMILIES.items() if fam.kind == "generator"))
+    p.add_argument("--data", action="append", required=True, help="image folder (repeatable; searched recursively)")
+    p.add_argument("--out", required=True, help="run folder: state, log.jsonl, samples/, model/")
+    p.add_argument("--resolution", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=10_000)
+    p.add_argument("--lr", type=float, default=None, help="Adam lr (default: family's; dcgan 2e-4, stylegan2 2e-3)")
+    p.add_argument("--beta1", type=float, default=None, help="Adam beta1 (default: family's; dcgan 0.5, stylegan2 0)")
+    p.add_argument("--beta2", type=float, default=None, help="Adam beta2 (default: family's; dcgan 0.999, stylegan2 0.99)")
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--r1-gamma", type=float, default=None, help="lazy R1 weight (default: family's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--sample-every", type=int, default=500)
+    p.add_argument("--checkpoint-every", type=int, default=1000)
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
+    p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast (used on CUDA and on CPUs with native bf16)")
+    p.add_argument("--compile", action="store_true", help="torch.compile G and D")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--cache-dir", default=None, help="cache decoded images here (safetensors)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--model", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="architecture override, e.g. g_channels=32")
+    p.add_argument("--note", default="", help="free text stored on the model card")
+    p.add_argument("--augment", default="", metavar="POLICY",
+                   help="DiffAugment for D's inputs: comma-separated color,translation,cutout (default: none)")
+    p.add_argument("--augment-p", type=float, default=1.0, help="probability of each augmentation per image")
+    p.add_argument("--eval-every", type=int, default=0, metavar="IMAGES",
+                   help="every this many images: face rate of fixed seeds in log.jsonl and a snapshot (0: off)")
+    p.add_argument("--eval-seeds", type=int, default=256, help="seeds 0..N-1 scored at each evaluation")
+    p.add_argument("--checkpoint-minutes", type=float, default=10.0,
+                   help="also save the run state when this much time passed since the last save")
+    p.add_argument("--init-from", default=None, metavar="MODEL",
+                   help="start from a shipped generator (name in weights/ or a model folder) instead of from scratch")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from ..models import get_family
+    from ..training.loop import TrainOptions, train
+
+    defaults = {"lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "r1_gamma": 0.0}  # the DCGAN paper's
+    defaults.update({"stylegan2": {"lr": 2e-3, "beta1": 0.0, "beta2": 0.99, "r1_gamma": 0.1}}.get(a.family, {}))
+
+    def pick(name: str):
+        return getattr(a, name) if getattr(a, name) is not None else defaults[name]
+
+    opts = TrainOptions(
+        data=a.data, out=a.out, family=a.family, model=dict(a.model), resolution=a.resolution,
+        batch_size=a.batch_size, steps=a.steps, lr=pick("lr"), betas=(pick("beta1"), pick("beta2")), ema_decay=a.ema_decay,
+        r1_gamma=pick("r1_gamma"), seed=a.seed,
+        log_every=a.log_every, sample_every=a.sample_every, checkpoint_every=a.checkpoint_every, device=a.device,
+        amp=not a.no_amp, compile=a.compile, limit=a.limit, cache_dir=a.cache_dir, resume=a.resume,
+        progress=not a.no_progress, threads=a.threads, note=a.note, augment=a.augment, augment_p=a.augment_p,
+        eval_every=a.eval_every, eval_seeds=a.eval_seeds, checkpoint_minutes=a.checkpoint_minutes, init_from=a.init_from,
+    )
+    opts.validate()
+    for d in opts.data:
+        if not Path(d).exists():
+            raise DataError(f"data path does not exist: {d}")
+    if opts.init_from:
+        from ..checkpoint import resolve_model_path
+
+        resolve_model_path(opts.init_from)  # a clear error now, not after the data has loaded
+    config = get_family(opts.family).make_config({"resolution": opts.resolution, **opts.model})
+    print(json.dumps({"train": dataclasses.asdict(opts), "config": dataclasses.asdict(config)}, indent=2, default=list))
+    if a.dry_run:
+        return 0
+    model_dir = train(opts)
+    print(f"model written to {model_dir}")
+    return 0
+
+
+def add_train_upscaler(sub: argparse._SubParsersAction) -> None:
+    from ..training.upscaler import UpscalerTrainOptions as O
+
+    p = sub.add_parser("train-upscaler", help="train the face upscaler (L1 phase, then adversarial fine-tune)")
+    p.add_argument("--data", action="append", required=True, help="HR face folder, >= 176 px (repeatable)")
+    p.add_argument("--out", required=True, help="run folder: state.safetensors, log.jsonl, l1/, gan/")
+    p.add_argument("--patch", type=int, default=O.patch, help="HR patch side (LR is patch/4)")
+    p.add_argument("--batch-size", type=int, default=O.batch_size)
+    p.add_argument("--l1-steps", type=int, default=O.l1_steps)
+    p.add_argument("--gan-steps", type=int, default=O.gan_steps)
+    p.add_argument("--l1-minutes", type=float, default=None, help="time budget of the L1 phase")
+    p.add_argument("--gan-minutes", type=float, default=None, help="time budget of the GAN phase")
+    p.add_argument("--lr", type=float, default=O.lr)
+    p.add_argument("--gan-lr", type=float, default=O.gan_lr)
+    p.add_argument("--d-lr", type=float, default=O.d_lr)
+    p.add_argument("--adv-weight", type=float, default=O.adv_weight)
+    p.add_argument("--fm-weight", type=float, default=O.fm_weight)
+    p.add_argument("--max-blur", type=float, default=O.max_blur, help="HR Gaussian blur sigma, HR pixels")
+    p.add_argument("--max-noise", type=float, default=O.max_noise, help="LR noise std, fraction of [0, 1]")
+    p.add_argument("--every", type=int, default=O.every, help="use every n-th training file")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--eval-every", type=int, default=O.eval_every)
+    p.add_argument("--checkpoint-every", type=int, default=O.checkpoint_every)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--model", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="architecture override, e.g. channels=48")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--dry-run", action="store_true")
+
+
+def cmd_train_upscaler(a: argparse.Namespace) -> int:
+    from ..training.upscaler import UpscalerTrainOptions, train_upscaler
+
+    opts = UpscalerTrainOptions(
+        data=a.data, out=a.out, model=dict(a.model), patch=a.patch, batch_size=a.batch_size, l1_steps=a.l1_steps,
+        gan_steps=a.gan_steps, l1_minutes=a.l1_minutes, gan_minutes=a.gan_minutes, lr=a.lr, gan_lr=a.gan_lr,
+        d_lr=a.d_lr, adv_weight=a.adv_weight, fm_weight=a.fm_weight, max_blur=a.max_blur, max_noise=a.max_noise,
+        every=a.every, limit=a.limit, eval_every=a.eval_every, checkpoint_every=a.checkpoint_every, seed=a.seed,
+        threads=a.threads, resume=a.resume,
+    )
+    opts.validate()
+    for d in opts.data:
+        if not Path(d).exists():
+            raise DataError(f"data path does not exist: {d}")
+    config = opts.config()
+    print(json.dumps({"train_upscaler": dataclasses.asdict(opts), "config": dataclasses.asdict(config)}, indent=2))
+    if a.dry_run:
+        return 0
+    print(f"model written to {train_upscaler(opts)}")
+    return 0

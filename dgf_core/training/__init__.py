@@ -1,0 +1,4 @@
+"""Training: the GAN loop (`loop.train`, in named pieces: setup, one step, logging, evaluation snapshots,
+checkpoint, export), its losses and EMA (`losses`), differentiable augmentation (`augment`), and the upscaler's
+trainer (`upscaler`) with its degraded-input data (`sr_data`). Imports models, checkpoints, data and the face
+detector (for the face rate it logs); nothing here imports generation's UIs or evaluation."""
