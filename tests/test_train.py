@@ -144,6 +144,7 @@ def test_eval_every_logs_face_rate_cpu_time_and_keeps_snapshots(image_folder, tm
         assert all(0.0 <= v <= 1.0 for v in r["face_rate"].values())
         assert r["cpu_seconds"] >= 0 and r["eval_cpu_seconds"] >= 0
     assert evals[1]["cpu_seconds"] > evals[0]["cpu_seconds"]
+    assert "c2st" not in evals[0] and "held-out" in evals[0]["c2st_skipped"]  # 24 files: none is held out
     snap = load_model(out / evals[1]["snapshot"])
     assert snap.card["images_seen"] == 32 and snap.discriminator is None
     assert snap.generator(torch.randn(1, 8)).shape == (1, 3, 16, 16)
@@ -201,3 +202,16 @@ def test_init_from_a_shipped_generator(image_folder, tmp_path):
         train(opts(image_folder, tmp_path / "r3", steps=1, model={}, init_from=str(sg)))
     with pytest.raises(ValueError, match="only one"):
         train(opts(image_folder, out, steps=2, resume=True, model={}, init_from=str(src)))
+
+
+def test_eval_runs_the_two_sample_test_against_held_out_faces(tmp_path):
+    from conftest import make_image_folder
+
+    from dgf_core.data import is_heldout
+
+    paths = make_image_folder(tmp_path / "faces", 400)
+    assert sum(map(is_heldout, paths)) >= 10
+    out = tmp_path / "run"
+    train(opts(tmp_path / "faces", out, steps=1, eval_every=8, eval_seeds=12, export=False))
+    ev = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines() if '"eval"' in l][0]
+    assert ev["c2st"]["n_per_class"] == 12 and 0.0 <= ev["c2st"]["accuracy"] <= 1.0 and ev["c2st"]["stderr"] >= 0

@@ -4,7 +4,7 @@ import re
 import pytest
 import torch
 
-from dgf_core.evaluation.two_sample import binomial_p_value, c2st
+from dgf_core.training.two_sample import binomial_p_value, c2st
 
 
 def noise(n: int, seed: int, size: int = 16) -> torch.Tensor:

@@ -6,7 +6,7 @@
 - Memorization ratio: median L2 distance (pixels in [0, 1]) from each sample to its nearest training image,
   divided by the same median for held-out real images. Below 1 means samples sit closer to the training
   set than unseen real faces do: the model copies.
-- Classifier two-sample test (C2ST, `two_sample.c2st`): a small CNN learns, by 5-fold cross-validation, to
+- Classifier two-sample test (C2ST, `training.two_sample.c2st`): a small CNN learns, by 5-fold cross-validation, to
   tell samples from held-out real faces; its accuracy on images it did not train on is 0.5 when they are
   indistinguishable and 1.0 when always told apart. The floor beside it is the same test of held-out against
   training-split real faces (what a perfect generator would score, about 0.5).
@@ -34,10 +34,10 @@ from ..faces.mtcnn import (
     face_probabilities,
     load_mtcnn,
 )
+from ..training.two_sample import C2ST_MIN_PER_CLASS
 
 AGE_BINS = (0, 20, 30, 40, 50, 60)  # lower edges in years; the last bin is open (60+)
 FEMALE_GAP_TARGET = 0.10  # |female share of samples - of training faces| a model should stay within
-C2ST_MIN_PER_CLASS = 10  # fewer images per set and the two-sample tests are skipped
 COVERAGE_TRAIN_LIMIT = 5000  # training faces labelled for the comparison (a random subset; the share's SE ~0.007)
 ATTRIBUTE_CLASSIFIER = "attributes-utkface"  # in the weights folder
 
@@ -159,7 +159,7 @@ def two_sample_tests(samples: torch.Tensor, heldout: torch.Tensor, train: torch.
                      say: Callable[[str], None] = print) -> dict[str, Any]:
     """C2ST of samples against held-out real faces, and of held-out against training-split real faces as the floor
     (all (N, 3, R, R) uint8). Skipped, with the reason, when a set has fewer than C2ST_MIN_PER_CLASS images."""
-    from .two_sample import c2st
+    from ..training.two_sample import c2st
 
     k = min(len(samples), len(heldout), len(train))
     if k < C2ST_MIN_PER_CLASS:

@@ -37,6 +37,7 @@ from torch import nn
 
 from .. import checkpoint as ckpt
 from ..data import (
+    DataError,
     data_licences,
     epoch_permutation,
     load_image_set,
@@ -55,6 +56,7 @@ from .losses import (
     ema_update,
     g_nonsaturating_loss,
 )
+from .two_sample import C2ST_MIN_PER_CLASS, c2st
 
 STATE_FILE = "state.safetensors"
 LOG_FILE = "log.jsonl"
@@ -231,6 +233,7 @@ class Run:
     G_train: nn.Module | None = None  # G/D wrapped for DDP and/or torch.compile
     D_train: nn.Module | None = None
     detector: Any = None  # MTCNN, loaded at the first evaluation
+    heldout: torch.Tensor | None = None  # held-out real faces (uint8), loaded at the first evaluation (C2ST)
 
     @property
     def device(self) -> torch.device:
@@ -440,8 +443,9 @@ def model_card(run: Run, step: int) -> dict[str, Any]:
 
 
 def evaluate_snapshot(run: Run, step: int) -> dict[str, Any]:
-    """Face rate of seeds 0..eval_seeds-1 (MTCNN) of the exported EMA generator, logged with images seen and
-    CPU seconds, and the generator kept as a model folder `snapshots/kimgNNNNNN` (fp16, G only)."""
+    """Face rate of seeds 0..eval_seeds-1 (MTCNN) of the exported EMA generator and the classifier two-sample test
+    of those samples against as many held-out real faces (C2ST accuracy: 0.5 = indistinguishable), logged with
+    images seen and CPU seconds; the generator is kept as a model folder `snapshots/kimgNNNNNN` (fp16, G only)."""
     from ..faces.mtcnn import detection_rates, face_probabilities, load_mtcnn
 
     opts = run.opts
@@ -461,8 +465,18 @@ def evaluate_snapshot(run: Run, step: int) -> dict[str, Any]:
         if run.detector is None:
             run.detector = load_mtcnn("cpu")
         rec["face_rate"] = detection_rates(face_probabilities(imgs, run.detector))
-    except ImportError as e:  # facenet-pytorch is optional for training itself
+    except ckpt.CheckpointError as e:  # weights/mtcnn missing from this copy: train on, say so in the log
         rec["face_rate_error"] = f"face detection unavailable: {e}"
+    if run.heldout is None:
+        try:
+            run.heldout = load_image_set(opts.data, opts.resolution, "heldout", cache_dir=opts.cache_dir).images
+        except DataError:  # a folder too small to hold any held-out file
+            run.heldout = torch.zeros(0, 3, opts.resolution, opts.resolution, dtype=torch.uint8)
+    if min(len(run.heldout), len(imgs)) >= C2ST_MIN_PER_CLASS:
+        res = c2st(imgs, run.heldout[: len(imgs)], seed=opts.seed)
+        rec["c2st"] = {k: res[k] for k in ("accuracy", "stderr", "n_per_class", "p_value")}
+    else:
+        rec["c2st_skipped"] = f"needs {C2ST_MIN_PER_CLASS} samples and held-out faces, has {len(imgs)} and {len(run.heldout)}"
     rec["eval_cpu_seconds"] = round(time.process_time() - cpu0, 3)
     rec["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return rec

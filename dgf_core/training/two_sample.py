@@ -28,6 +28,8 @@ from torch import nn
 
 from ..data import random_flip, to_float
 
+C2ST_MIN_PER_CLASS = 10  # fewer images per set and a two-sample test is skipped
+
 MIN_SIDE = 8
 
 
