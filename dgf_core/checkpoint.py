@@ -254,6 +254,17 @@ def save_training_state(
     save_tensors_atomic(tensors, path, metadata={"dgf_state": json.dumps({"info": info, "optimizers": opt_meta})})
 
 
+def read_training_info(path: str | os.PathLike) -> dict[str, Any]:
+    """The `info` of a training state file (step, options, config...) without loading its tensors."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            return json.loads((f.metadata() or {})["dgf_state"])["info"]
+    except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path} is not a readable training checkpoint: {e}") from None
+
+
 def load_training_state(
     path: str | os.PathLike,
     modules: dict[str, nn.Module],

@@ -215,3 +215,13 @@ def test_eval_runs_the_two_sample_test_against_held_out_faces(tmp_path):
     train(opts(tmp_path / "faces", out, steps=1, eval_every=8, eval_seeds=12, export=False))
     ev = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines() if '"eval"' in l][0]
     assert ev["c2st"]["n_per_class"] == 12 and 0.0 <= ev["c2st"]["accuracy"] <= 1.0 and ev["c2st"]["stderr"] >= 0
+
+
+def test_a_run_started_from_a_shipped_model_resumes_without_repeating_its_architecture(image_folder, tmp_path):
+    from conftest import make_tiny_dcgan
+
+    src = make_tiny_dcgan(tmp_path / "shipped", resolution=16)
+    out = tmp_path / "run"
+    train(opts(image_folder, out, steps=1, export=False, model={}, init_from=str(src)))
+    train(opts(image_folder, out, steps=2, export=False, model={}, resume=True))  # no --model, no --init-from
+    assert json.loads((out / "log.jsonl").read_text().splitlines()[-1])["step"] == 2

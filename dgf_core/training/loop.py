@@ -299,6 +299,10 @@ def setup(opts: TrainOptions) -> Run:
     out = Path(opts.out)
     family = get_family(opts.family)
     model_overrides = dict(opts.model)
+    state_file = out / STATE_FILE
+    if opts.resume and not model_overrides and state_file.exists():  # a resumed run keeps its architecture
+        model_overrides = dict(ckpt.read_training_info(state_file)["options"].get("model", {}))
+        opts.model = model_overrides
     if opts.init_from:
         src = ckpt.resolve_model_path(opts.init_from)
         meta = ckpt.read_config(src)
