@@ -30,20 +30,21 @@ from pathlib import Path
 
 import torch
 
-from dgf_core.checkpoint import write_json_atomic
-from dgf_core.data import is_heldout, list_images
-from dgf_core.faces.alignment import AlignmentError, model_recipe
-from dgf_core.faces.edits import EditError, apply_edits, load_directions
-from dgf_core.faces.likeness import default_likeness, read_identity_file
-from dgf_core.faces.projection import (
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # python scripts/measure_memory.py from anywhere
+from dgf_core.checkpoint import write_json_atomic  # noqa: E402
+from dgf_core.data import is_heldout, list_images  # noqa: E402
+from dgf_core.faces.alignment import AlignmentError, model_recipe  # noqa: E402
+from dgf_core.faces.edits import EditError, apply_edits, load_directions  # noqa: E402
+from dgf_core.faces.likeness import default_likeness, read_identity_file  # noqa: E402
+from dgf_core.faces.projection import (  # noqa: E402
     ProjectionOptions,
     load_projection_model,
     prepare_target,
     project_model,
 )
-from dgf_core.faces.tuning import TuningOptions, tune
-from dgf_core.latent import synthesize
-from dgf_core.serving.uploads import open_upload
+from dgf_core.faces.tuning import TuningOptions, tune  # noqa: E402
+from dgf_core.latent import synthesize  # noqa: E402
+from dgf_core.serving.uploads import open_upload  # noqa: E402
 
 
 def summary(xs: list[float]) -> dict[str, float] | None:

@@ -102,14 +102,15 @@ def test_sigint_stops_after_a_whole_step_and_resumes_exactly(image_folder, tmp_p
 
 def test_resumes_a_state_written_by_the_previous_layout(image_folder, tmp_path):
     """tests/data/legacy-dcgan16-step2.safetensors was written by the single-function trainer (commit ea187d5) after
-    2 steps of these options on one thread (fp32: that trainer used autocast on CUDA only); today's code continues it
-    exactly (on one thread too: the thread count changes the order of float sums)."""
+    2 steps of these options on one thread (fp32 and NCHW: that trainer used autocast on CUDA only, contiguous
+    tensors); today's code continues it exactly with the same arithmetic (one thread, fp32, NCHW: the thread count
+    and the memory layout change the order of float sums)."""
     import shutil
 
     run = tmp_path / "legacy"
     run.mkdir()
     shutil.copy(ROOT / "tests" / "data" / "legacy-dcgan16-step2.safetensors", run / STATE_FILE)
-    same = dict(export=False, amp=False, sample_every=100, checkpoint_every=100, threads=1)
+    same = dict(export=False, amp=False, channels_last=False, sample_every=100, checkpoint_every=100, threads=1)
     train(opts(image_folder, run, steps=4, resume=True, **same))
     train(opts(image_folder, tmp_path / "full", steps=4, **same))
     a, b = load_file(str(tmp_path / "full" / STATE_FILE)), load_file(str(run / STATE_FILE))

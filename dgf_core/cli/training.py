@@ -55,6 +55,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
     p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast (used on CUDA and on CPUs with native bf16)")
     p.add_argument("--compile", action="store_true", help="torch.compile G and D")
+    p.add_argument("--no-channels-last", action="store_true", help="keep NCHW tensors (default: NHWC, faster with oneDNN)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--cache-dir", default=None, help="cache decoded images here (safetensors)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -91,7 +92,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         batch_size=a.batch_size, steps=a.steps, lr=pick("lr"), betas=(pick("beta1"), pick("beta2")), ema_decay=a.ema_decay,
         r1_gamma=pick("r1_gamma"), seed=a.seed,
         log_every=a.log_every, sample_every=a.sample_every, checkpoint_every=a.checkpoint_every, device=a.device,
-        amp=not a.no_amp, compile=a.compile, limit=a.limit, cache_dir=a.cache_dir, resume=a.resume,
+        amp=not a.no_amp, compile=a.compile, channels_last=not a.no_channels_last, limit=a.limit, cache_dir=a.cache_dir, resume=a.resume,
         progress=not a.no_progress, threads=a.threads, note=a.note, augment=a.augment, augment_p=a.augment_p,
         eval_every=a.eval_every, eval_seeds=a.eval_seeds, checkpoint_minutes=a.checkpoint_minutes, init_from=a.init_from,
     )

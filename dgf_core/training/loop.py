@@ -85,6 +85,8 @@ class TrainOptions:
     device: str = "auto"
     amp: bool = True  # bf16 autocast on CUDA, and on CPUs with native bf16 (AVX512-BF16/AMX); losses, R1, EMA stay fp32
     compile: bool = False  # torch.compile G and D (CUDA)
+    channels_last: bool = True  # NHWC layout for G, D and the batches: oneDNN's fast path (measured on this 2-core CPU
+    #                             with bf16: DCGAN 95 -> 127 images/s, small StyleGAN2 29 -> 33)
     limit: int | None = None  # use only the first N training images
     cache_dir: str | None = None
     resume: bool = False
@@ -331,8 +333,9 @@ def setup(opts: TrainOptions) -> Run:
         print(f"skipped {len(data.skipped)} unreadable files (first: {data.skipped[0]})", file=sys.stderr)
 
     torch.manual_seed(opts.seed)  # model init only; everything later uses explicit generators
-    G = family.generator(config).to(device)
-    D = family.discriminator(config).to(device)
+    layout = torch.channels_last if opts.channels_last else torch.contiguous_format
+    G = family.generator(config).to(device, memory_format=layout)
+    D = family.discriminator(config).to(device, memory_format=layout)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     opt_g = torch.optim.Adam(G.parameters(), lr=opts.lr, betas=opts.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=opts.lr, betas=opts.betas)
@@ -366,6 +369,8 @@ def train_step(run: Run, step: int) -> dict[str, torch.Tensor]:
     idx = perm[b * opts.batch_size : (b + 1) * opts.batch_size][rank::world].to(device)
     gen = step_generator(opts.seed, rank, step, device)
     real = to_float(random_flip(run.data.images[idx], gen))  # (B, 3, R, R) in [-1, 1]
+    if opts.channels_last:
+        real = real.contiguous(memory_format=torch.channels_last)
     z = torch.randn(opts.batch_size // world, run.z_dim, generator=gen, device=device)
     policy = parse_policy(opts.augment)
     aug = (lambda x: diff_augment(x, policy, gen, opts.augment_p)) if policy else (lambda x: x)
