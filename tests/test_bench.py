@@ -55,3 +55,15 @@ def test_train_benchmark_quick_reports_all_keys(tmp_path, one_thread):
     assert res["stylegan2_cpu_model"]["channel_max"] == 128
     # targets hold for the full batch sizes only: a --quick run reports them but does not judge them
     assert res["dcgan_met"] is None and res["stylegan2_cpu_met"] is None and res["target_met"] is None
+
+
+def test_memory_benchmark_times_projection_and_tuning(tmp_path):
+    from conftest import make_tiny_dcgan
+
+    from dgf_core.evaluation.bench import BenchContext, bench_memory
+
+    folder = make_tiny_dcgan(tmp_path / "tiny-dcgan")
+    res = bench_memory(BenchContext(model=str(folder), quick=True))
+    assert res["projection_steps"] == 5 and res["tuning_steps"] == 5 and res["target_met"] is None
+    one = res["one_thread"]
+    assert one["total_s"] == pytest.approx(one["project_s"] + one["tune_s"], abs=1e-2) and one["psnr_tuned"] > 0

@@ -369,6 +369,54 @@ def bench_stylegan_generate(ctx: BenchContext) -> dict[str, Any]:
             "target_one_image_ms": 30.0 if small else None, "target_met": (best * 1e3 <= 30.0) if small else None}
 
 
+MEMORY_TARGET_S = 40.0  # projection + pivotal tuning of one photo with the defaults, CPU
+
+
+@benchmark("memory")
+def bench_memory(ctx: BenchContext) -> dict[str, Any]:
+    """Photo -> pivot latent -> pivotal tuning with the default options (the Memory tab's slow part), on one CPU
+    thread (a busy 2-core machine) and with torch's default threads. The "photo" is the model's own face for a seed
+    nudged off the generator's range (smooth noise), so the benchmark needs no real photo; alignment (MTCNN, under
+    0.1 s) and rendering the clip are benchmarked elsewhere. --quick: 5 + 5 steps."""
+    from ..faces.alignment import model_recipe
+    from ..faces.likeness import default_likeness
+    from ..faces.projection import ProjectionOptions, load_projection_model, project_model
+    from ..faces.tuning import TuningOptions, tune
+    from ..latent import seeds_to_z
+
+    model = load_projection_model(ctx.model, "cpu")
+    likeness = default_likeness()
+    recipe = model_recipe(model.card)
+    proj_opts = ProjectionOptions(steps=5) if ctx.quick else ProjectionOptions()
+    tune_opts = TuningOptions(steps=5) if ctx.quick else TuningOptions()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        face = model.generator(seeds_to_z([1234], model.config.z_dim)) if not hasattr(model.generator, "mapped") \
+            else model.generator.truncated(seeds_to_z([1234], model.config.z_dim), 1.0)
+        smooth = torch.nn.functional.interpolate(torch.randn(1, 3, 8, 8, generator=g), size=face.shape[-2:], mode="bilinear")
+        target = (face + 0.15 * smooth).clamp(-1, 1)
+
+    def once() -> dict[str, float]:
+        c0, t0 = time.process_time(), time.perf_counter()
+        res = project_model(model, target, proj_opts)
+        c1, t1 = time.process_time(), time.perf_counter()
+        tuned = tune(model.generator, res.latent, res.space, target, tune_opts, discriminator=model.discriminator,
+                     likeness=likeness, recipe=recipe)
+        c2, t2 = time.process_time(), time.perf_counter()
+        return {"project_s": t1 - t0, "tune_s": t2 - t1, "total_s": t2 - t0, "cpu_s": c2 - c0,
+                "psnr_projection": res.psnr, "psnr_tuned": tuned.psnr}
+
+    with _torch_threads(1):
+        one = once()
+    default = once()
+    best = min(one["total_s"], default["total_s"])
+    return {"model": model.name, "projection_steps": proj_opts.steps, "tuning_steps": tune_opts.steps,
+            "identity_loss": likeness is not None, "feature_matching": model.discriminator is not None,
+            "one_thread": {k: round(v, 3) for k, v in one.items()},
+            f"{torch.get_num_threads()}_threads": {k: round(v, 3) for k, v in default.items()},
+            "target_s": MEMORY_TARGET_S, "target_met": None if ctx.quick else best <= MEMORY_TARGET_S}
+
+
 # ---- the demo: clip rendering and the Gradio app ---------------------------------------------------------
 
 REPO = Path(__file__).resolve().parents[2]
