@@ -1,6 +1,6 @@
 """Quality metrics for face generators, all computable offline.
 
-- Face-detection rate: the share of images in which MTCNN (facenet-pytorch; its weights ship in the wheel)
+- Face-detection rate: the share of images in which MTCNN (`faces.mtcnn`, weights in weights/mtcnn)
   finds a face with probability >= t, for t in 0.9 / 0.99 / 0.999, on generated samples beside the same
   rate on held-out real faces at the same resolution.
 - Memorization ratio: median L2 distance (pixels in [0, 1]) from each sample to its nearest training image,
