@@ -13,6 +13,8 @@ the model has directions.json); for CelebA photos also the cosine to *another* p
 files of img_align_celeba_89x109 whose identities the embedding never saw and that have a second photo there.
 Note: the default tuning uses the same identity embedding in its loss, so "likeness to this photo" is optimised
 directly; the cosine to another photo of the same person is the unbiased figure.
+Edits after tuning: the attribute classifier's apparent-age difference between the age +1.5 and -1.5 edits, rendered
+by the tuned and by the original generator (does the edit still show after tuning?).
 Time: CPU seconds of this process for projection + tuning (run with --threads 1: one free core).
 
 --mix NAME=k:v,k:v compares tuning loss mixes on the same photos (e.g. pixels=identity_weight:0).
@@ -31,10 +33,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # python scripts/measure_memory.py from anywhere
-from dgf_core.checkpoint import write_json_atomic  # noqa: E402
+from dgf_core.checkpoint import CheckpointError, default_weights_dir, write_json_atomic  # noqa: E402
 from dgf_core.data import is_heldout, list_images  # noqa: E402
 from dgf_core.faces.alignment import AlignmentError, model_recipe  # noqa: E402
-from dgf_core.faces.edits import EditError, apply_edits, load_directions  # noqa: E402
+from dgf_core.faces.edits import EditError, apply_edits, load_classifier, load_directions  # noqa: E402
 from dgf_core.faces.likeness import default_likeness, read_identity_file  # noqa: E402
 from dgf_core.faces.projection import (  # noqa: E402
     ProjectionOptions,
@@ -93,6 +95,10 @@ def parse_mix(text: str) -> tuple[str, dict]:
 def measure(model, photos, tuning: TuningOptions, projection: ProjectionOptions, like, thr: float, edits: bool,
             log) -> dict:
     recipe = model_recipe(model.card)
+    try:
+        classifier = load_classifier(default_weights_dir() / "attributes-utkface")
+    except (CheckpointError, OSError):
+        classifier = None
     directions = None
     if edits:
         try:
@@ -119,11 +125,19 @@ def measure(model, photos, tuning: TuningOptions, projection: ProjectionOptions,
             row["likeness_projection"] = round(float(like(proj.image, target, recipe)[0]), 4)
             row["likeness_tuned"] = round(float(like(tuned.image, target, recipe)[0]), 4)
             if directions and "age" in directions:
+                ages = {}
                 with torch.no_grad():
                     for amount in (-1.5, 1.5):
                         lat = apply_edits(proj.latent, proj.space, directions, {"age": amount})
                         img = synthesize(tuned.generator, lat, proj.space).clamp(-1, 1)
                         row[f"likeness_age{amount:+.1f}"] = round(float(like(img, target, recipe)[0]), 4)
+                        if classifier is not None:  # does the edit still show after tuning? apparent age, both models
+                            untuned = synthesize(model.generator, lat, proj.space).clamp(-1, 1)
+                            ages[amount] = (float(classifier.predict(img, recipe)["age"][0]),
+                                            float(classifier.predict(untuned, recipe)["age"][0]))
+                if len(ages) == 2:
+                    row["age_edit_years"] = {"tuned": round(ages[1.5][0] - ages[-1.5][0], 2),
+                                             "untuned": round(ages[1.5][1] - ages[-1.5][1], 2)}
             if other is not None:
                 try:
                     other_target, _ = prepare_target(open_upload(other), model, align=True)
@@ -151,6 +165,8 @@ def measure(model, photos, tuning: TuningOptions, projection: ProjectionOptions,
             "n": len(other), "photo_vs_photo": summary([o["photo"] for o in other]),
             "projection": summary([o["projection"] for o in other]), "tuned": summary([o["tuned"] for o in other]),
             "share_above_threshold": {k: share_above([o[k] for o in other], thr) for k in ("photo", "projection", "tuned")}},
+        "age_edit_years_tuned": summary([r["age_edit_years"]["tuned"] for r in rows if "age_edit_years" in r]),
+        "age_edit_years_untuned": summary([r["age_edit_years"]["untuned"] for r in rows if "age_edit_years" in r]),
         "cpu_seconds_per_photo": summary([r["cpu_seconds_projection"] + r["cpu_seconds_tuning"] for r in rows]),
         "faces": rows,
     }
