@@ -120,7 +120,7 @@ def measure(model, photos, tuning: TuningOptions, projection: ProjectionOptions,
         c2 = time.process_time()
         row = {"file": photo.name, "psnr_projection": round(proj.psnr, 3), "psnr_tuned": round(tuned.psnr, 3),
                "cpu_seconds_projection": round(c1 - c0, 2), "cpu_seconds_tuning": round(c2 - c1, 2),
-               "padded": any("padded" in n for n in notices)}
+               "padded": any("cropped close to the face" in n for n in notices)}
         if like is not None:
             row["likeness_projection"] = round(float(like(proj.image, target, recipe)[0]), 4)
             row["likeness_tuned"] = round(float(like(tuned.image, target, recipe)[0]), 4)

@@ -21,6 +21,7 @@ the part. Several faces are not an error: the largest is taken and the notices s
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,7 +219,7 @@ def choose_face(dets: Sequence[Detection], min_face_px: int = MIN_FACE_PX) -> tu
     if len(dets) > 1:
         notices.append(f"{len(dets)} faces found; using the largest one")
     if face.side < min_face_px:
-        raise AlignmentError(f"the face is too small ({face.side:.0f} px across; at least {min_face_px} px needed); "
+        raise AlignmentError(f"the face is too small ({math.floor(face.side)} px across; at least {min_face_px} px needed); "
                              "use a closer or larger photo")
     return face, notices
 
