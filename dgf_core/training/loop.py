@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import gc
 import json
 import os
 import platform
@@ -595,5 +596,10 @@ def train(opts: TrainOptions, on_step: Callable[[dict], None] | None = None) -> 
         export_model(run, opts.steps)
         write_samples(run, opts.steps, sample_z)
     env.barrier()
+    # DDP's reducers hold the process group: free them before it is destroyed, or their destructors may run
+    # against a dead group at exit (gloo aborts the process: "terminate called without an active exception")
+    run.G_train = run.D_train = None
+    del run
+    gc.collect()
     env.close()
     return model_dir
