@@ -45,7 +45,6 @@ def cmd_project(a: argparse.Namespace) -> int:
     from ..faces.projection import (
         ProjectionOptions,
         load_projection_model,
-        project_photo,
         save_latent,
     )
     from ..faces.tuning import TuningOptions
@@ -108,21 +107,22 @@ def cmd_project(a: argparse.Namespace) -> int:
                                 directions=load_directions(model) if spec.edit else None, progress=progress)
         projected, notices, recon, psnr = res.projected, res.notices, res.reconstruction, res.psnr
     else:
-        projected = project_photo(model, image, opts, align=not a.no_align, detector=detector,
-                                  progress=lambda step, total, loss: progress("project", step / total,
-                                                                             f"projection step {step}/{total} loss {loss:.4f}"))
-        notices, recon, psnr = projected.extra.get("notices", []), to_uint8(projected.image)[0], projected.psnr
+        from ..faces.projection import prepare_target, project_model
+
+        target, notices = prepare_target(image, model, align=not a.no_align, detector=detector)  # aligned once
+        projected = project_model(model, target, opts, progress=lambda step, total, loss: progress(
+            "project", step / total, f"projection step {step}/{total} loss {loss:.4f}"))
+        recon, psnr = to_uint8(projected.image)[0], projected.psnr
         if tuning.steps:
             from ..faces.alignment import model_recipe
-            from ..faces.projection import prepare_target
             from ..faces.tuning import tune
 
-            target, _ = prepare_target(image, model, align=not a.no_align, detector=detector)
             tuned = tune(model.generator, projected.latent, projected.space, target, tuning,
                          discriminator=model.discriminator, likeness=likeness, recipe=model_recipe(model.card),
                          progress=lambda step, total, loss: progress("tune", step / total, f"tuning step {step}/{total}"))
             recon, psnr = to_uint8(tuned.image)[0], tuned.psnr
-            del tuned, target
+            del tuned
+        del target
     del image
     if skip_tuning:
         notices = [*notices, "no tuning: the tuned generator is never saved, and neither --save-memory nor "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import gc
 import json
 import os
@@ -128,6 +129,7 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_has_fast_bf16() -> bool:
     """True on x86 CPUs with AVX512-BF16 or AMX-BF16, where bf16 autocast is ~2x faster than fp32 for our nets."""
     try:
