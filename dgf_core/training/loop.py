@@ -567,23 +567,19 @@ def train(opts: TrainOptions, on_step: Callable[[dict], None] | None = None) -> 
                     progress.write(f"step {done}: face rate {rec.get('face_rate', rec.get('face_rate_error'))}")
                 t_last = time.perf_counter()  # images/s counts training only
             due = done % opts.checkpoint_every == 0 or time.monotonic() - last_save >= opts.checkpoint_minutes * 60
-            if env.world > 1:  # the time rule must agree across ranks
-                flag = torch.tensor([float(due)], device=device)
-                dist.all_reduce(flag)
-                due = bool(flag.item())
-            if due and done != opts.steps:
-                write_state(run, done)
-                last_save = time.monotonic()
             stop_now = stop_requested.is_set()
-            if env.world > 1:  # every rank stops after the same step, or the others would wait forever
-                flag = torch.tensor([float(stop_now)], device=device)
-                dist.all_reduce(flag)
-                stop_now = bool(flag.item())
+            if env.world > 1:  # one collective: the time rule and a stop must agree across ranks, or some would wait forever
+                flags = torch.tensor([float(due), float(stop_now)], device=device)
+                dist.all_reduce(flags)
+                due, stop_now = bool(flags[0].item()), bool(flags[1].item())
             if stop_now and done != opts.steps:
                 write_state(run, done)
                 if env.main:
                     print(f"\nstopped after step {done}: state saved to {out / STATE_FILE}; continue with --resume", file=sys.stderr)
                 raise KeyboardInterrupt
+            if due and done != opts.steps:
+                write_state(run, done)
+                last_save = time.monotonic()
     finally:
         for sig, h in handlers.items():
             signal.signal(sig, h)
