@@ -239,6 +239,9 @@ class Run:
     D_train: nn.Module | None = None
     detector: Any = None  # MTCNN, loaded at the first evaluation
     heldout: torch.Tensor | None = None  # held-out real faces (uint8), loaded at the first evaluation (C2ST)
+    # Training the weights had before this run (set by --init-from, kept in the run state): the model card's
+    # totals count it, so a run that continues a shipped model reports everything its weights have seen.
+    lineage: dict[str, Any] = field(default_factory=dict)
 
     @property
     def device(self) -> torch.device:
@@ -254,6 +257,15 @@ class Run:
 
     def cpu_seconds(self) -> float:
         return self.cpu_before + time.process_time() - self.cpu_t0
+
+    def totals(self, step: int) -> dict[str, Any]:
+        """Images seen and CPU seconds including the training of the weights this run started from."""
+        if not self.lineage:
+            return {}
+        totals = {"images_seen_total": int(self.lineage.get("images_seen", 0)) + step * self.opts.batch_size}
+        if self.lineage.get("cpu_seconds") is not None:
+            totals["cpu_seconds_total"] = round(float(self.lineage["cpu_seconds"]) + self.cpu_seconds(), 1)
+        return totals
 
     def wall_seconds(self) -> float:
         return self.wall_before + time.perf_counter() - self.wall_t0
@@ -290,8 +302,12 @@ def _init_from(run: Run) -> None:
         what = "generator and discriminator"
     except ckpt.CheckpointError:
         what = "generator (it ships no discriminator: D starts from scratch)"
+    card = meta.get("card", {})
+    run.lineage = {"from": str(src), "weights_sha256": loaded.weights_sha256,
+                   "images_seen": int(card.get("images_seen_total", card.get("images_seen", 0))),
+                   "cpu_seconds": card.get("cpu_seconds_total", card.get("cpu_seconds"))}  # None: not recorded
     if run.env.main:
-        print(f"initialized the {what} from {src}")
+        print(f"initialized the {what} from {src} ({run.lineage['images_seen']:,} images seen before)")
 
 
 def setup(opts: TrainOptions) -> Run:
@@ -349,6 +365,7 @@ def setup(opts: TrainOptions) -> Run:
         run.start_step = info["step"]
         run.cpu_before = float(info.get("cpu_seconds", 0.0))
         run.wall_before = float(info.get("wall_seconds", 0.0))
+        run.lineage = dict(info.get("lineage", {}))
     elif opts.init_from:
         _init_from(run)
 
@@ -419,7 +436,7 @@ def write_state(run: Run, step: int) -> None:
     if run.env.main:
         info = {"step": step, "options": dataclasses.asdict(run.opts), "config": dataclasses.asdict(run.config),
                 "images_seen": step * run.opts.batch_size, "cpu_seconds": run.cpu_seconds(),
-                "wall_seconds": run.wall_seconds()}
+                "wall_seconds": run.wall_seconds(), **({"lineage": run.lineage} if run.lineage else {})}
         ckpt.save_training_state(run.out / STATE_FILE, run.modules, run.optimizers, json.loads(json.dumps(info, default=list)))
 
 
@@ -445,8 +462,9 @@ def model_card(run: Run, step: int) -> dict[str, Any]:
         "steps": step,
         "batch_size": opts.batch_size,
         "cpu_seconds": round(run.cpu_seconds(), 1),
+        **run.totals(step),
         "augment": opts.augment or "none",
-        **({"init_from": str(opts.init_from)} if opts.init_from else {}),
+        **({"init_from": run.lineage} if run.lineage else {}),
         "date": datetime.now(timezone.utc).date().isoformat(),
         **_environment(),
         "world_size": run.env.world,
@@ -471,6 +489,7 @@ def evaluate_snapshot(run: Run, step: int) -> dict[str, Any]:
         imgs = torch.cat([to_uint8(export(z[i : i + 64])) for i in range(0, len(z), 64)]).cpu()
     rec: dict[str, Any] = {"kind": "eval", "step": step, "images_seen": images_seen,
                            "cpu_seconds": round(run.cpu_before + cpu0 - run.cpu_t0, 3),
+                           **run.totals(step),
                            "wall_seconds": round(run.wall_seconds(), 1), "n_seeds": opts.eval_seeds,
                            "snapshot": str(folder.relative_to(run.out))}
     try:
