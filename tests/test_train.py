@@ -159,8 +159,8 @@ def test_eval_every_logs_face_rate_cpu_time_and_keeps_snapshots(image_folder, tm
         assert r["cpu_seconds"] >= 0 and r["eval_cpu_seconds"] >= 0
     assert evals[1]["cpu_seconds"] > evals[0]["cpu_seconds"]
     assert "c2st" not in evals[0] and "held-out" in evals[0]["c2st_skipped"]  # 24 files: none is held out
-    snap = load_model(out / evals[1]["snapshot"])
-    assert snap.card["images_seen"] == 32 and snap.discriminator is None
+    snap = load_model(out / evals[1]["snapshot"], with_discriminator=True)  # shippable, and continuable
+    assert snap.card["images_seen"] == 32 and snap.discriminator is not None
     assert snap.generator(torch.randn(1, 8)).shape == (1, 3, 16, 16)
 
 
@@ -234,6 +234,25 @@ def test_a_continued_model_card_counts_the_training_before_it(image_folder, tmp_
     train(opts(image_folder, out, steps=3, model={}, resume=True))
     card = read_config(out / "model")["card"]
     assert card["images_seen"] == 24 and card["images_seen_total"] == 1024
+
+
+def test_a_state_without_lineage_takes_it_from_the_source_folder(image_folder, tmp_path, capsys):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from conftest import make_tiny_dcgan
+
+    src = make_tiny_dcgan(tmp_path / "shipped", resolution=16, card={"images_seen": 1000})
+    out = tmp_path / "run"
+    train(opts(image_folder, out, steps=2, model={}, init_from=str(src), export=False))
+    with safe_open(str(out / STATE_FILE), "pt") as f:  # as the trainer wrote it before lineage was kept
+        meta = f.metadata()
+    state = json.loads(meta["dgf_state"])
+    del state["info"]["lineage"]
+    save_file(load_file(str(out / STATE_FILE)), str(out / STATE_FILE), metadata={**meta, "dgf_state": json.dumps(state)})
+    train(opts(image_folder, out, steps=3, model={}, resume=True))
+    assert "check that the folder was not replaced" in capsys.readouterr().err
+    assert read_config(out / "model")["card"]["images_seen_total"] == 1024
 
 
 def test_eval_runs_the_two_sample_test_against_held_out_faces(tmp_path):

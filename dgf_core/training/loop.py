@@ -286,6 +286,13 @@ def _check_resume(saved: dict[str, Any], opts: TrainOptions, out: Path) -> None:
             raise ValueError(f"--resume: option {key} was {saved[key]!r} in {out}, now {now[key]!r}")
 
 
+def _lineage(src: Path, meta: dict[str, Any], sha256: str) -> dict[str, Any]:
+    card = meta.get("card", {})
+    return {"from": str(src), "weights_sha256": sha256,
+            "images_seen": int(card.get("images_seen_total", card.get("images_seen", 0))),
+            "cpu_seconds": card.get("cpu_seconds_total", card.get("cpu_seconds"))}  # None: not recorded
+
+
 def _init_from(run: Run) -> None:
     """Copy a shipped generator (into G and G_ema) and, when the folder has one, its discriminator."""
     src = ckpt.resolve_model_path(run.opts.init_from)
@@ -302,10 +309,7 @@ def _init_from(run: Run) -> None:
         what = "generator and discriminator"
     except ckpt.CheckpointError:
         what = "generator (it ships no discriminator: D starts from scratch)"
-    card = meta.get("card", {})
-    run.lineage = {"from": str(src), "weights_sha256": loaded.weights_sha256,
-                   "images_seen": int(card.get("images_seen_total", card.get("images_seen", 0))),
-                   "cpu_seconds": card.get("cpu_seconds_total", card.get("cpu_seconds"))}  # None: not recorded
+    run.lineage = _lineage(src, meta, loaded.weights_sha256)
     if run.env.main:
         print(f"initialized the {what} from {src} ({run.lineage['images_seen']:,} images seen before)")
 
@@ -366,6 +370,14 @@ def setup(opts: TrainOptions) -> Run:
         run.cpu_before = float(info.get("cpu_seconds", 0.0))
         run.wall_before = float(info.get("wall_seconds", 0.0))
         run.lineage = dict(info.get("lineage", {}))
+        began_from = info["options"].get("init_from")
+        if began_from and not run.lineage:  # a state written before lineage was kept: read the source's card now
+            src = ckpt.resolve_model_path(began_from)
+            run.lineage = _lineage(src, ckpt.read_config(src), ckpt.file_sha256(src / ckpt.WEIGHTS_FILE))
+            if env.main:
+                print(f"the run state does not say what {began_from} had seen; taken from {src} as it is now "
+                      f"({run.lineage['images_seen']:,} images): check that the folder was not replaced since",
+                      file=sys.stderr)
     elif opts.init_from:
         _init_from(run)
 
@@ -475,7 +487,8 @@ def model_card(run: Run, step: int) -> dict[str, Any]:
 def evaluate_snapshot(run: Run, step: int) -> dict[str, Any]:
     """Face rate of seeds 0..eval_seeds-1 (MTCNN) of the exported EMA generator and the classifier two-sample test
     of those samples against as many held-out real faces (C2ST accuracy: 0.5 = indistinguishable), logged with
-    images seen and CPU seconds; the generator is kept as a model folder `snapshots/kimgNNNNNN` (fp16, G only)."""
+    images seen and CPU seconds; the generator is kept as a model folder `snapshots/kimgNNNNNN` (fp16, with the
+    discriminator, so that a snapshot can be shipped and continued with --init-from like a finished run)."""
     from ..faces.mtcnn import detection_rates, face_probabilities, load_mtcnn
 
     opts = run.opts
@@ -483,7 +496,7 @@ def evaluate_snapshot(run: Run, step: int) -> dict[str, Any]:
     export = export_generator(run.G_ema, run.z_dim, run.device, opts.seed)
     images_seen = step * opts.batch_size
     folder = run.out / "snapshots" / f"kimg{images_seen // 1000:06d}"
-    ckpt.save_model(folder, opts.family, run.config, export, None, model_card(run, step))
+    ckpt.save_model(folder, opts.family, run.config, export, run.D, model_card(run, step))
     with torch.no_grad():
         z = seeds_to_z(range(opts.eval_seeds), run.z_dim).to(run.device)
         imgs = torch.cat([to_uint8(export(z[i : i + 64])) for i in range(0, len(z), 64)]).cpu()
