@@ -75,6 +75,15 @@ def test_eval_series_values(resumed_run):
     assert eval_series(read_run(resumed_run), face_key="p>=0.9")["face_rate"] == [0.4, 0.5, 0.6, 0.71]
 
 
+def test_a_continued_run_starts_where_its_weights_were(tmp_path):
+    # the first eval was written before the trainer kept totals, the second after a resume that does
+    run = write_log(tmp_path / "cont", [ev(1000, 0.6, 1800.0),
+                                        ev(2000, 0.65, 3600.0, images_seen_total=129536 + 64000, cpu_seconds_total=3700.0)])
+    cols = eval_series(read_run(run))
+    assert cols["images_seen"] == [129536 + 32000, 129536 + 64000]
+    assert cols["cpu_hours"] == [1900.0 / 3600, 3700.0 / 3600]
+
+
 def test_family_falls_back_to_the_exported_model(plain_run):
     assert read_run(plain_run).family is None
     (plain_run / "model").mkdir()

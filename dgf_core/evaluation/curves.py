@@ -4,7 +4,8 @@ A run folder's `log.jsonl` holds one JSON object per line:
 - step records (no "kind"): {"step", "images_seen", "d_loss", "g_loss", ...};
 - {"kind": "start", "family", "options", "config", ...} at each (re)start;
 - {"kind": "eval", "step", "images_seen", "cpu_seconds" (cumulative over all sessions), "face_rate": {"p>=0.999": ...},
-  optionally "c2st": {"accuracy", "stderr"}}, from the trainer or from a later evaluation of its snapshots.
+  optionally "c2st": {"accuracy", "stderr"}}, from the trainer or from a later evaluation of its snapshots; a run
+  that continued a model (`--init-from`) adds "images_seen_total" / "cpu_seconds_total", and its curve starts there.
 A resumed run repeats the steps after its last checkpoint: the last record per step is kept (for eval records, later
 lines' fields override earlier ones, so a separate C2ST line for a step joins the trainer's face rate for it).
 
@@ -105,17 +106,35 @@ def eval_series(run: RunLog, face_key: str = FACE_KEY) -> dict[str, list]:
     """The run's eval records as parallel columns, one entry per evaluated step; None where a record lacks a value.
     Keys: step, images_seen, cpu_hours, face_rate (at `face_key`), c2st (accuracy), c2st_stderr."""
     cols: dict[str, list] = {k: [] for k in ("step", "images_seen", "cpu_hours", "face_rate", "c2st", "c2st_stderr")}
+    before_images, before_cpu = _lineage_offsets(run)
     for rec in run.evals:
         cpu = _number(rec.get("cpu_seconds"))
+        cpu = cpu + before_cpu if cpu is not None else None
+        images = _number(rec.get("images_seen"))
         face = rec.get("face_rate") if isinstance(rec.get("face_rate"), dict) else {}
         c2st = rec.get("c2st") if isinstance(rec.get("c2st"), dict) else {}
         cols["step"].append(rec["step"])
-        cols["images_seen"].append(_number(rec.get("images_seen")))
+        cols["images_seen"].append(images + before_images if images is not None else None)
         cols["cpu_hours"].append(cpu / 3600 if cpu is not None else None)
         cols["face_rate"].append(_number(face.get(face_key)))
         cols["c2st"].append(_number(c2st.get("accuracy")))
         cols["c2st_stderr"].append(_number(c2st.get("stderr")))
     return cols
+
+
+def _lineage_offsets(run: RunLog) -> tuple[float, float]:
+    """(images, CPU seconds) the weights had seen before the run began (`train --init-from`): eval records of such a
+    run carry `images_seen_total` / `cpu_seconds_total`, and the difference applies to all its records, including
+    those written before the trainer kept totals."""
+    images = cpu = 0.0
+    for rec in run.evals:
+        seen, total = _number(rec.get("images_seen")), _number(rec.get("images_seen_total"))
+        if seen is not None and total is not None:
+            images = total - seen
+            c, ct = _number(rec.get("cpu_seconds")), _number(rec.get("cpu_seconds_total"))
+            cpu = ct - c if c is not None and ct is not None else 0.0
+            break
+    return images, cpu
 
 
 def _pairs(cols: dict[str, list], x: str, y: str) -> tuple[list[float], list[float]]:
