@@ -31,7 +31,7 @@ from .generation import (
     cmd_upscale,
     cmd_video,
 )
-from .models import add_import_rosinality, cmd_import_rosinality
+from .models import add_import_rosinality, add_ship, cmd_import_rosinality, cmd_ship
 from .training import (
     add_pack,
     add_train,
@@ -56,6 +56,7 @@ COMMANDS = {
     "import-rosinality": (add_import_rosinality, cmd_import_rosinality),
     "project": (add_project, cmd_project),
     "curves": (add_curves, cmd_curves),
+    "ship": (add_ship, cmd_ship),
 }
 
 
