@@ -399,7 +399,7 @@ def bench_memory(ctx: BenchContext) -> dict[str, Any]:
     def once() -> dict[str, float]:
         c0, t0 = time.process_time(), time.perf_counter()
         res = project_model(model, target, proj_opts)
-        c1, t1 = time.process_time(), time.perf_counter()
+        t1 = time.perf_counter()
         tuned = tune(model.generator, res.latent, res.space, target, tune_opts, discriminator=model.discriminator,
                      likeness=likeness, recipe=recipe)
         c2, t2 = time.process_time(), time.perf_counter()

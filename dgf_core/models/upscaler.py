@@ -125,7 +125,7 @@ class Discriminator(nn.Module):
 
     def __init__(self, cfg: UpscalerConfig) -> None:
         super().__init__()
-        layers, c_in, c = [], cfg.img_channels, cfg.d_channels
+        layers, c_in = [], cfg.img_channels
         for i in range(cfg.d_layers):
             c_out = min(cfg.d_channels * 2**i, 256)
             layers.append(nn.Sequential(
