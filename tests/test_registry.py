@@ -23,13 +23,15 @@ def weights(tmp_path):
     (tmp_path / "alien").mkdir()
     (tmp_path / "alien" / "config.json").write_text(json.dumps({"format": "dgf-checkpoint/1", "family": "vae", "config": {}}))
     (tmp_path / "notes").mkdir()  # no config.json: not a model
+    (tmp_path / "mtcnn").mkdir()  # the project's other weights: not listed, and not worth a warning
+    (tmp_path / "mtcnn" / "config.json").write_text(json.dumps({"format": "dgf-mtcnn/1", "config": {}}))
     return tmp_path
 
 
 def test_generators_lists_describable_generator_folders(weights, monkeypatch, caplog):
     monkeypatch.setenv("DGF_WEIGHTS_DIR", str(weights))
     assert registry.generators() == ["a-dcgan", "b-dcgan"]
-    assert "broken" in caplog.text and "unknown family 'vae'" in caplog.text
+    assert "broken" in caplog.text and "unknown family 'vae'" in caplog.text and "mtcnn" not in caplog.text
     e = registry.describe("b-dcgan")
     assert (e.family, e.kind, e.resolution, e.description) == ("dcgan", "generator", 16, "second")
     assert registry.default_generator() == "a-dcgan"

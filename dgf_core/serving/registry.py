@@ -18,6 +18,7 @@ reloaded on the next request.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -68,7 +69,10 @@ def scan(weights_dir: str | os.PathLike | None = None) -> list[ModelEntry]:
         try:
             meta = read_config(root / name)
         except CheckpointError as e:
-            log.warning("skipping model folder %s: %s", root / name, e)
+            if _other_dgf_format(root / name):  # the face detector, identity embedding, attribute classifier
+                log.debug("not listed (not a generator or upscaler): %s", root / name)
+            else:
+                log.warning("skipping model folder %s: %s", root / name, e)
             continue
         family = FAMILIES.get(meta.get("family"))
         if family is None:
@@ -78,6 +82,16 @@ def scan(weights_dir: str | os.PathLike | None = None) -> list[ModelEntry]:
         entries.append(ModelEntry(name, family.name, family.kind, cfg.get("resolution"),
                                   str(card.get("description", "")), root / name, card if isinstance(card, dict) else {}))
     return entries
+
+
+def _other_dgf_format(folder: Path) -> bool:
+    """True for the project's other weight folders (format "dgf-<kind>/N", e.g. dgf-mtcnn/1): not models for the
+    dropdowns, and nothing wrong with them."""
+    try:
+        fmt = json.loads((folder / CONFIG_FILE).read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(fmt, str) and fmt.startswith("dgf-") and not fmt.startswith("dgf-checkpoint/")
 
 
 def generators(weights_dir: str | os.PathLike | None = None) -> list[str]:
