@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Start, or resume, a long CPU training run in the background at the lowest priority, outside the checkout.
 #   bash scripts/train_cpu.sh stylegan2 [RUN]     # the CPU-sized StyleGAN2 (G 1.8M parameters), DiffAugment
-#   bash scripts/train_cpu.sh dcgan [RUN]         # the paper's DCGAN, continued from weights/dcgan-celeba64
+#   bash scripts/train_cpu.sh dcgan [RUN]         # the paper's DCGAN
+# A new run continues the shipped model of its family (weights/dcgan-celeba64, weights/stylegan2-celeba64) when that
+# has the run's architecture, so a lost run state costs only the optimizer moments; INIT_FROM=none starts from
+# scratch, INIT_FROM=FOLDER from another model folder (a snapshot, say).
 # RUN defaults to ~/dgf-runs/<family>-cpu. The first call starts the run; every later call resumes it exactly
 # from its last state (saved every CHECKPOINT_MINUTES, default 8, and on SIGTERM). Watch it with
 #   tail -f RUN.out; python -m dgf_core curves RUN --out curves.png
@@ -18,12 +21,27 @@ COMMON=(--data "$DATA/img_align_celeba" --data "$DATA/img_align_celeba_89x109" -
         --checkpoint-every 100000 --checkpoint-minutes "${CHECKPOINT_MINUTES:-8}" --sample-every 1000 --log-every 50
         --cache-dir "$HOME/dgf-runs/cache" --threads "${THREADS:-1}" --no-progress --eval-every "${EVAL_EVERY:-32000}")
 case "$FAMILY" in
-  stylegan2) ARGS=(--batch-size 32 --model channel_base=2048 --model channel_max=128 --model d_channel_base=2048
-                   --model d_channel_max=128 --augment "${AUGMENT-color,translation,cutout}") ;;
-  dcgan) ARGS=(--batch-size 128) ; [ -f "$RUN/state.safetensors" ] || ARGS+=(--init-from dcgan-celeba64) ;;
+  stylegan2) ARGS=(--batch-size 32 --augment "${AUGMENT-color,translation,cutout}")
+             MODEL=(--model channel_base=2048 --model channel_max=128 --model d_channel_base=2048 --model d_channel_max=128)
+             SHIPPED=weights/stylegan2-celeba64 ;;
+  dcgan) ARGS=(--batch-size 128) ; MODEL=() ; SHIPPED=weights/dcgan-celeba64 ;;
   *) echo "unknown family $FAMILY (stylegan2 or dcgan)"; exit 2 ;;
 esac
-[ -f "$RUN/state.safetensors" ] && ARGS+=(--resume)
+if [ -f "$RUN/state.safetensors" ]; then
+  ARGS+=(--resume)                                  # the run keeps its own architecture
+else
+  INIT=${INIT_FROM:-}
+  if [ -z "$INIT" ] && [ -f "$SHIPPED/config.json" ]; then  # the shipped model, if it has this architecture
+    "$PY" -m dgf_core train "$FAMILY" --data "$DATA/img_align_celeba" --out "$RUN" "${MODEL[@]}" \
+        --init-from "$SHIPPED" --dry-run >/dev/null 2>&1 && INIT=$SHIPPED
+  fi
+  if [ -n "$INIT" ] && [ "$INIT" != none ]; then
+    ARGS+=(--init-from "$INIT")   # its folder's architecture
+    echo "continuing $INIT"
+  else
+    ARGS+=("${MODEL[@]}")
+  fi
+fi
 mkdir -p "$(dirname "$RUN")"
 nohup nice -n 19 "$PY" -m dgf_core train "$FAMILY" "${COMMON[@]}" "${ARGS[@]}" --out "$RUN" >> "$RUN.out" 2>&1 &
 echo $! > "$RUN.pid"

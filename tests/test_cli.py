@@ -62,6 +62,20 @@ def test_train_dry_run_and_bad_data(tmp_path, capsys, image_folder):
     assert "unknown dcgan config fields" in capsys.readouterr().err
 
 
+def test_train_dry_run_checks_init_from(tmp_path, capsys, image_folder):
+    from conftest import make_tiny_dcgan
+
+    src = make_tiny_dcgan(tmp_path / "shipped")  # g_channels 8, z_dim 16
+    base = ["train", "dcgan", "--data", str(image_folder), "--out", str(tmp_path / "r"), "--resolution", "16",
+            "--init-from", str(src), "--dry-run"]
+    assert main(base) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["g_channels"] == 8  # the folder's architecture
+    assert main(base + ["--model", "g_channels=16"]) == 2
+    assert "differs from this run" in capsys.readouterr().err
+    assert main(["train", "stylegan2", *base[2:]]) == 2
+    assert "not 'stylegan2'" in capsys.readouterr().err
+
+
 def test_evaluate_on_a_tiny_model(weights, tmp_path, capsys):
     make_image_folder(tmp_path / "real", 60)  # 60 names give a few held-out files (crc32 % 20 == 0)
     out = tmp_path / "eval.json"

@@ -100,10 +100,10 @@ def cmd_train(a: argparse.Namespace) -> int:
     for d in opts.data:
         if not Path(d).exists():
             raise DataError(f"data path does not exist: {d}")
-    if opts.init_from:
-        from ..checkpoint import resolve_model_path
+    if opts.init_from:  # a clear error now (no such model, another architecture), not after the data has loaded
+        from ..training.loop import init_from_overrides
 
-        resolve_model_path(opts.init_from)  # a clear error now, not after the data has loaded
+        opts.model = init_from_overrides(opts)
     config = get_family(opts.family).make_config({"resolution": opts.resolution, **opts.model})
     print(json.dumps({"train": dataclasses.asdict(opts), "config": dataclasses.asdict(config)}, indent=2, default=list))
     if a.dry_run:

@@ -294,13 +294,26 @@ def _lineage(src: Path, meta: dict[str, Any], sha256: str) -> dict[str, Any]:
             "cpu_seconds": card.get("cpu_seconds_total", card.get("cpu_seconds"))}  # None: not recorded
 
 
+def init_from_overrides(opts: TrainOptions) -> dict[str, Any]:
+    """The architecture of a run started with --init-from: the folder's, or the --model overrides if they build
+    the same one. Raises ValueError (another family or architecture) or CheckpointError (no such model)."""
+    src = ckpt.resolve_model_path(opts.init_from)
+    meta = ckpt.read_config(src)
+    if meta.get("family") != opts.family:
+        raise ValueError(f"--init-from {src} is a {meta.get('family')!r} model, not {opts.family!r}")
+    folder_config = meta.get("config", {})
+    overrides = dict(opts.model) or {k: v for k, v in folder_config.items() if k != "resolution"}
+    config = get_family(opts.family).make_config({"resolution": opts.resolution, **overrides})
+    if folder_config != json.loads(json.dumps(dataclasses.asdict(config))):
+        raise ValueError(f"--init-from {src}: its config {folder_config} differs from this run's "
+                         f"{dataclasses.asdict(config)}; drop the --model overrides to take the folder's")
+    return overrides
+
+
 def _init_from(run: Run) -> None:
     """Copy a shipped generator (into G and G_ema) and, when the folder has one, its discriminator."""
     src = ckpt.resolve_model_path(run.opts.init_from)
     meta = ckpt.read_config(src)
-    if meta.get("config") != json.loads(json.dumps(dataclasses.asdict(run.config))):
-        raise ValueError(f"--init-from {src}: its config {meta.get('config')} differs from this run's "
-                         f"{dataclasses.asdict(run.config)}; drop the --model overrides to take the folder's")
     loaded = ckpt.load_model(src, run.device)
     run.G.load_state_dict(loaded.generator.state_dict())
     run.G_ema.load_state_dict(loaded.generator.state_dict())
@@ -329,14 +342,9 @@ def setup(opts: TrainOptions) -> Run:
     if opts.resume and not model_overrides and state_file.exists():  # a resumed run keeps its architecture
         model_overrides = dict(ckpt.read_training_info(state_file)["options"].get("model", {}))
         opts.model = model_overrides
-    if opts.init_from:
-        src = ckpt.resolve_model_path(opts.init_from)
-        meta = ckpt.read_config(src)
-        if meta.get("family") != opts.family:
-            raise ValueError(f"--init-from {src} is a {meta.get('family')!r} model, not {opts.family!r}")
-        if not model_overrides:  # the shipped folder's architecture
-            model_overrides = {k: v for k, v in meta.get("config", {}).items() if k != "resolution"}
-            opts.model = model_overrides
+    if opts.init_from:  # the folder's architecture (checked against --model overrides)
+        model_overrides = init_from_overrides(opts)
+        opts.model = model_overrides
     config = family.make_config({"resolution": opts.resolution, **model_overrides})
     if opts.batch_size % env.world:
         raise ValueError(f"batch size {opts.batch_size} is not divisible by the {env.world} ranks")
