@@ -12,7 +12,9 @@ the model has directions.json); for CelebA photos also the cosine to *another* p
 (identity_CelebA.txt), so that likeness means the person, not a copy of one photo: CelebA photos are held-out
 files of img_align_celeba_89x109 whose identities the embedding never saw and that have a second photo there.
 Note: the default tuning uses the same identity embedding in its loss, so "likeness to this photo" is optimised
-directly; the cosine to another photo of the same person is the unbiased figure.
+directly; the cosine to another photo of the same person, and every figure of the independent judge embedding
+(--judge, weights/identity-celeba200-judge: another seed and width, never used by tuning; keys ending in _judge),
+are the unbiased ones.
 Edits after tuning: the attribute classifier's apparent-age difference between the age +1.5 and -1.5 edits, rendered
 by the tuned and by the original generator (does the edit still show after tuning?).
 Time: CPU seconds of this process for projection + tuning (run with --threads 1: one free core).
@@ -37,7 +39,7 @@ from dgf_core.checkpoint import CheckpointError, default_weights_dir, write_json
 from dgf_core.data import is_heldout, list_images  # noqa: E402
 from dgf_core.faces.alignment import AlignmentError, model_recipe  # noqa: E402
 from dgf_core.faces.edits import EditError, apply_edits, load_classifier, load_directions  # noqa: E402
-from dgf_core.faces.likeness import default_likeness, read_identity_file  # noqa: E402
+from dgf_core.faces.likeness import default_likeness, load_likeness, read_identity_file  # noqa: E402
 from dgf_core.faces.projection import (  # noqa: E402
     ProjectionOptions,
     load_projection_model,
@@ -93,8 +95,16 @@ def parse_mix(text: str) -> tuple[str, dict]:
 
 
 def measure(model, photos, tuning: TuningOptions, projection: ProjectionOptions, like, thr: float, edits: bool,
-            log) -> dict:
+            log, judge=None, judge_thr: float | None = None) -> dict:
+    """`like` is the identity embedding tuning optimizes; `judge`, when given, an independent one whose figures
+    (suffix _judge) tuning cannot have optimized."""
     recipe = model_recipe(model.card)
+    embedders = {"": like} if judge is None else {"": like, "_judge": judge}
+    thresholds = {"": thr, "_judge": judge_thr}
+
+    def cosines(row: dict, key: str, a: torch.Tensor, b: torch.Tensor) -> None:
+        for suffix, emb in embedders.items():
+            row[key + suffix] = round(float(emb(a, b, recipe)[0]), 4)
     try:
         classifier = load_classifier(default_weights_dir() / "attributes-utkface")
     except (CheckpointError, OSError):
@@ -122,15 +132,15 @@ def measure(model, photos, tuning: TuningOptions, projection: ProjectionOptions,
                "cpu_seconds_projection": round(c1 - c0, 2), "cpu_seconds_tuning": round(c2 - c1, 2),
                "padded": any("cropped close to the face" in n for n in notices)}
         if like is not None:
-            row["likeness_projection"] = round(float(like(proj.image, target, recipe)[0]), 4)
-            row["likeness_tuned"] = round(float(like(tuned.image, target, recipe)[0]), 4)
+            cosines(row, "likeness_projection", proj.image, target)
+            cosines(row, "likeness_tuned", tuned.image, target)
             if directions and "age" in directions:
                 ages = {}
                 with torch.no_grad():
                     for amount in (-1.5, 1.5):
                         lat = apply_edits(proj.latent, proj.space, directions, {"age": amount})
                         img = synthesize(tuned.generator, lat, proj.space).clamp(-1, 1)
-                        row[f"likeness_age{amount:+.1f}"] = round(float(like(img, target, recipe)[0]), 4)
+                        cosines(row, f"likeness_age{amount:+.1f}", img, target)
                         if classifier is not None:  # does the edit still show after tuning? apparent age, both models
                             untuned = synthesize(model.generator, lat, proj.space).clamp(-1, 1)
                             ages[amount] = (float(classifier.predict(img, recipe)["age"][0]),
@@ -144,27 +154,36 @@ def measure(model, photos, tuning: TuningOptions, projection: ProjectionOptions,
                 except AlignmentError:
                     other_target = None
                 if other_target is not None:
-                    row["likeness_other_photo"] = {
-                        "photo": round(float(like(target, other_target, recipe)[0]), 4),
-                        "projection": round(float(like(proj.image, other_target, recipe)[0]), 4),
-                        "tuned": round(float(like(tuned.image, other_target, recipe)[0]), 4)}
+                    for suffix in embedders:
+                        o: dict = {}
+                        for k, img in (("photo", target), ("projection", proj.image), ("tuned", tuned.image)):
+                            cosines(o, k, img, other_target)
+                        row["likeness_other_photo" + suffix] = {k: o[k + suffix] for k in ("photo", "projection", "tuned")}
         rows.append(row)
         log(f"{model.name} {photo.name}: PSNR {row['psnr_projection']:.1f} -> {row['psnr_tuned']:.1f} dB, likeness "
             f"{row.get('likeness_projection')} -> {row.get('likeness_tuned')} ({c2 - c0:.1f} s CPU)")
     col = lambda k: [r.get(k) for r in rows]  # noqa: E731
-    other = [r["likeness_other_photo"] for r in rows if "likeness_other_photo" in r]
+    likeness = {}
+    for suffix in embedders:
+        t = thresholds[suffix]
+        other = [r["likeness_other_photo" + suffix] for r in rows if "likeness_other_photo" + suffix in r]
+        likeness.update({
+            "likeness_projection" + suffix: summary(col("likeness_projection" + suffix)),
+            "likeness_tuned" + suffix: summary(col("likeness_tuned" + suffix)),
+            "share_above_threshold" + suffix: {
+                "threshold": t, "projection": share_above(col("likeness_projection" + suffix), t),
+                "tuned": share_above(col("likeness_tuned" + suffix), t),
+                "tuned_age-1.5": share_above(col("likeness_age-1.5" + suffix), t),
+                "tuned_age+1.5": share_above(col("likeness_age+1.5" + suffix), t)},
+            "likeness_to_another_photo_of_the_person" + suffix: {
+                "n": len(other), "photo_vs_photo": summary([o["photo"] for o in other]),
+                "projection": summary([o["projection"] for o in other]), "tuned": summary([o["tuned"] for o in other]),
+                "share_above_threshold": {k: share_above([o[k] for o in other], t) for k in ("photo", "projection", "tuned")}},
+        })
     return {
         "n": len(rows), "alignment_failures": failures, "padded": sum(r["padded"] for r in rows),
         "psnr_projection_db": summary(col("psnr_projection")), "psnr_tuned_db": summary(col("psnr_tuned")),
-        "likeness_projection": summary(col("likeness_projection")), "likeness_tuned": summary(col("likeness_tuned")),
-        "share_above_threshold": {"projection": share_above(col("likeness_projection"), thr),
-                                  "tuned": share_above(col("likeness_tuned"), thr),
-                                  "tuned_age-1.5": share_above(col("likeness_age-1.5"), thr),
-                                  "tuned_age+1.5": share_above(col("likeness_age+1.5"), thr)},
-        "likeness_to_another_photo_of_the_person": {
-            "n": len(other), "photo_vs_photo": summary([o["photo"] for o in other]),
-            "projection": summary([o["projection"] for o in other]), "tuned": summary([o["tuned"] for o in other]),
-            "share_above_threshold": {k: share_above([o[k] for o in other], thr) for k in ("photo", "projection", "tuned")}},
+        **likeness,
         "age_edit_years_tuned": summary([r["age_edit_years"]["tuned"] for r in rows if "age_edit_years" in r]),
         "age_edit_years_untuned": summary([r["age_edit_years"]["untuned"] for r in rows if "age_edit_years" in r]),
         "cpu_seconds_per_photo": summary([r["cpu_seconds_projection"] + r["cpu_seconds_tuning"] for r in rows]),
@@ -183,6 +202,8 @@ def main() -> None:
                    help="tuning options to compare (default: one mix, the defaults)")
     p.add_argument("--no-edits", action="store_true")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--judge", default="weights/identity-celeba200-judge",
+                   help="independent identity embedding for unbiased likeness figures ('none' to skip)")
     p.add_argument("--json", default=None)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -190,6 +211,10 @@ def main() -> None:
     if like is None:
         sys.exit("needs weights/identity-celeba200 (the likeness model)")
     thr = float(like.card["heldout_verification"]["eer_threshold"])
+    judge = judge_thr = None
+    if a.judge != "none":
+        judge = load_likeness(a.judge)
+        judge_thr = float(judge.card["heldout_verification"]["eer_threshold"])
     trained_ids = set(map(str, like.card.get("identities", []))) or _embedding_identities(a.celeba)
     sets = {}
     if a.celeba:
@@ -199,7 +224,9 @@ def main() -> None:
     mixes = [parse_mix(m) for m in a.mix] or [("default", {})]
     out = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": "python " + " ".join(sys.argv),
            "machine": {"cpu": "x86_64", "threads": a.threads, "torch": torch.__version__},
-           "same_person_threshold": thr, "likeness_model": like.card.get("description", ""), "results": {}}
+           "same_person_threshold": thr, "likeness_model": like.card.get("description", ""),
+           **({"judge_threshold": judge_thr, "judge_model": judge.card.get("description", "")} if judge else {}),
+           "results": {}}
     for name in a.model:
         model = load_projection_model(name)
         for mix, kw in mixes:
@@ -209,12 +236,14 @@ def main() -> None:
                    "projection": dataclasses.asdict(projection)}
             for set_name, photos in sets.items():
                 res[set_name] = measure(model, photos, tuning, projection, like, thr, not a.no_edits,
-                                        lambda m: print(m, flush=True))
+                                        lambda m: print(m, flush=True), judge, judge_thr)
             out["results"][f"{model.name}/{mix}"] = res
             if a.json:
                 write_json_atomic(out, a.json)
-    summary_view = {k: {s: {m: v[s][m] for m in ("n", "psnr_projection_db", "psnr_tuned_db", "share_above_threshold",
-                                                   "likeness_to_another_photo_of_the_person", "cpu_seconds_per_photo")}
+    keys = ("n", "psnr_projection_db", "psnr_tuned_db", "share_above_threshold", "share_above_threshold_judge",
+            "likeness_to_another_photo_of_the_person", "likeness_to_another_photo_of_the_person_judge",
+            "cpu_seconds_per_photo")
+    summary_view = {k: {s: {m: v[s][m] for m in keys if m in v[s]}
                         for s in sets} for k, v in out["results"].items()}
     print(json.dumps(summary_view, indent=1))
 

@@ -32,6 +32,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--channels", type=int, default=24)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0, help="initialization and batch order (another seed: an independent judge)")
+    p.add_argument("--role", default="likeness", choices=["likeness", "judge"],
+                   help="judge: an embedding that tuning never optimizes, kept for measuring likeness without bias")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     table = read_identity_file(a.identities)
@@ -46,11 +49,17 @@ def main() -> None:
     y_tr = torch.tensor([index[table[f.name]] for f in train])
     y_ho = torch.tensor([index[table[f.name]] for f in held])
     print(f"{len(train)} train / {len(held)} held-out faces of {len(ids_sorted)} identities ({time.time() - t0:.0f} s)", flush=True)
-    net, card = train_identity(x_tr, y_tr, cfg=cfg, steps=a.steps, minutes=a.minutes, log=lambda m: print(m, flush=True))
+    net, card = train_identity(x_tr, y_tr, cfg=cfg, steps=a.steps, minutes=a.minutes, seed=a.seed,
+                               log=lambda m: print(m, flush=True))
     card["heldout_verification"] = verify_identity(net, x_ho, y_ho)
+    purpose = ("Identity embedding for the likeness measure (and the identity loss of pivotal tuning)" if a.role == "likeness"
+               else "Independent identity embedding, the judge of likeness figures: trained like the likeness embedding "
+                    f"but from another seed ({a.seed}) and width ({a.channels} channels), and never used by tuning, "
+                    "whose identity loss optimizes the other one")
     card.update({
-        "description": "Identity embedding for the likeness measure: cosine similarity of 64-d embeddings of the face "
+        "description": purpose + ": cosine similarity of 64-d embeddings of the face "
                        "region (32x32, alignment recipe 'utkface-chip' geometry) of faces in the CelebA centre-crop geometry.",
+        "seed": a.seed,
         "data": "CelebA (Liu et al. 2015), identity_CelebA.txt: non-commercial research purposes only. Held-out: "
                 "data.is_heldout files of the same identities (never trained on).",
         "limits": "200 celebrities, 32x32 faces, minutes of CPU training: a coarse likeness signal to compare projections "
