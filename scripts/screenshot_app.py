@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dgf_core import registry  # noqa: E402
+from dgf_core.serving import registry  # noqa: E402
 from dgf_core.evaluation.bench import app_server  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
