@@ -51,16 +51,16 @@ def add_ship(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_ship(a: argparse.Namespace) -> int:
-    from ..checkpoint import read_config
+    from ..checkpoint import CONFIG_FILE, read_config
     from ..evaluation.promotion import check_evaluation_of, compare, improves, install
 
     candidate = Path(a.candidate).expanduser()
     dest = Path(a.weights_dir) / a.name
-    if not (candidate / "config.json").is_file():
+    if not (candidate / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"no model folder at {candidate}")
     if candidate.resolve() == dest.resolve():
         raise ValueError(f"{candidate} is already {dest}")
-    shipped = read_config(dest).get("card", {}).get("evaluation") if (dest / "config.json").is_file() else None
+    shipped = read_config(dest).get("card", {}).get("evaluation") if (dest / CONFIG_FILE).is_file() else None
     if a.evaluation:
         new = json.loads(Path(a.evaluation).read_text())
         check_evaluation_of(candidate, new)

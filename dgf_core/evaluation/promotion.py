@@ -120,9 +120,9 @@ def install(candidate: Path, dest: Path, evaluation: dict[str, Any], note: str |
     """Copy the candidate's weights and card to `dest` with the evaluation (and note) in the card, atomically:
     the new folder is written beside `dest`, then renamed into place. Returns the files of the old folder that
     were computed from its weights and are not carried over."""
-    meta = read_config(candidate)
-    if meta.get("format") is None or not (candidate / WEIGHTS_FILE).is_file():
-        raise CheckpointError(f"{candidate} is not a model folder")
+    meta = read_config(candidate)  # raises CheckpointError unless it is a dgf-checkpoint config
+    if not (candidate / WEIGHTS_FILE).is_file():
+        raise CheckpointError(f"{candidate} has no {WEIGHTS_FILE}")
     card = dict(meta.get("card", {}))
     card["evaluation"] = evaluation
     card.pop("evaluation_psi0.7", None)  # measured on other weights
