@@ -23,3 +23,14 @@ def test_script_imports(path):
 
 def test_there_are_scripts():
     assert len(SCRIPTS) >= 10
+
+
+def test_measure_memory_reads_tuning_mixes():
+    """--mix NAME=k:v,... takes each value as its option's type, lr (None by default: per latent space) as a float."""
+    spec = importlib.util.spec_from_file_location("script_measure_memory", SCRIPTS[0].parent / "measure_memory.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    name, kw = module.parse_mix("fast=lr:0.01,locality_every:2,locality_weight:0.1,steps:250")
+    assert name == "fast" and kw == {"lr": 0.01, "locality_every": 2, "locality_weight": 0.1, "steps": 250}
+    assert isinstance(kw["steps"], int) and isinstance(kw["lr"], float)
+    assert module.parse_mix("default=") == ("default", {})

@@ -2,6 +2,7 @@
 as they were, and the one photo -> memory core call (app, Streamlit, CLI) uses it."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -15,7 +16,7 @@ from dgf_core.checkpoint import load_model
 from dgf_core.cli import main
 from dgf_core.faces.memory import MemorySpec, memory_from_photo, overall_progress
 from dgf_core.faces.projection import ProjectionError, ProjectionOptions, project_model
-from dgf_core.faces.tuning import TuningOptions, locality_drift, tune
+from dgf_core.faces.tuning import DEFAULT_LR, TuningOptions, locality_drift, tune
 
 torch.set_num_threads(1)
 
@@ -77,6 +78,34 @@ def test_locality_keeps_far_latents_as_they_were(dcgan):
     assert d_held < 0.7 * d_free, (d_held, d_free)
 
 
+def test_the_default_lr_follows_the_latent_space(dcgan, stylegan):
+    """The StyleGAN2 stores equalized-lr weights (N(0, 1)), the DCGAN its weights at scale: None picks per space, the
+    result records the lr used, and an explicit lr wins."""
+    target = photo_like(seed=2)
+    for model in (dcgan, stylegan):
+        proj = project_model(model, target, ProjectionOptions(steps=2))
+        res = tune(model.generator, proj.latent, proj.space, target, TuningOptions(steps=1))
+        assert res.options.lr == DEFAULT_LR[proj.space]
+    assert DEFAULT_LR["w+"] > DEFAULT_LR["z"]
+    assert TuningOptions(lr=3e-3).resolved("w+").lr == 3e-3 and TuningOptions().lr is None
+
+
+def test_sparse_locality_steps_still_hold_far_latents(dcgan):
+    """locality_every k applies the locality loss on every k-th step only, with k times the weight: cheaper, and it
+    still holds far latents far better than no locality."""
+    target = photo_like(seed=5)
+    proj = project_model(dcgan, target, ProjectionOptions(steps=5))
+    base = TuningOptions(steps=40, lr=1e-2)
+    free = tune(dcgan.generator, proj.latent, "z", target, dataclasses.replace(base, locality_weight=0.0))
+    every = tune(dcgan.generator, proj.latent, "z", target, dataclasses.replace(base, locality_weight=1.0))
+    sparse = tune(dcgan.generator, proj.latent, "z", target,
+                  dataclasses.replace(base, locality_weight=1.0, locality_every=4))
+    drift = {k: locality_drift(dcgan.generator, r.generator, proj.latent, "z", radius=0.3)
+             for k, r in (("free", free), ("every", every), ("sparse", sparse))}
+    assert drift["sparse"] < 0.8 * drift["free"], drift
+    assert not torch.equal(sparse.image, every.image)  # the schedule changed the run
+
+
 def test_identity_loss_uses_the_likeness_model(dcgan):
     from dgf_core.faces.likeness import Likeness
     from dgf_core.models.identity import IdentityConfig, IdentityNet
@@ -96,7 +125,8 @@ def test_identity_loss_uses_the_likeness_model(dcgan):
 
 @pytest.mark.parametrize("kw, message", [
     ({"steps": -1}, "tuning steps"), ({"steps": 5000}, "tuning steps"), ({"steps": 2.5}, "tuning steps"),
-    ({"lr": 0.0}, "lr"), ({"locality_weight": -1.0}, "locality_weight"), ({"locality_batch": 0}, "locality_batch"),
+    ({"lr": 0.0}, "lr"), ({"lr": "fast"}, "lr"), ({"locality_weight": -1.0}, "locality_weight"),
+    ({"locality_batch": 0}, "locality_batch"), ({"locality_every": 0}, "locality_every"),
     ({"identity_weight": float("nan")}, "identity_weight"),
 ])
 def test_bad_options(kw, message):

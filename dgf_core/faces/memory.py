@@ -277,7 +277,7 @@ def memory_from_photo(model, photo, spec: MemorySpec, outs: Sequence[str | os.Pa
     t = time.perf_counter()
     tuning_card = None
     if tuned is not None:
-        tuning_card = {k: v for k, v in asdict(tuning).items()}
+        tuning_card = {k: v for k, v in asdict(tuned.options).items()}
         tuning_card["identity_loss"] = likeness is not None and tuning.identity_weight > 0
         tuning_card["feature_matching"] = model.discriminator is not None and tuning.fm_weight > 0
     recipe = make_memory(model, result.latent, result.space, spec, outs, directions=directions, upscaler=upscaler,

@@ -20,6 +20,7 @@ rendered with it cannot be regenerated from its recipe without the photo (the re
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -41,6 +42,10 @@ from .projection import (
 
 DEFAULT_TUNE_STEPS = 150  # DCGAN on one CPU core: about 15 s; see docs/results/memory-*.json
 MAX_TUNE_STEPS = 1000
+# Adam's step is about lr in the units the weights are stored in. The DCGAN's weights are stored at their scale
+# (N(0, 0.02)); the StyleGAN2's use the equalized learning rate (stored N(0, 1), scaled at run time), so the same lr
+# is a ~50x smaller relative step there: 1e-3 left its pivots 2.5 dB short of 1e-2 at equal steps.
+DEFAULT_LR = {"z": 1e-3, "w": 1e-2, "w+": 1e-2}
 
 Progress = Callable[[int, int, float], None]
 
@@ -48,13 +53,14 @@ Progress = Callable[[int, int, float], None]
 @dataclass
 class TuningOptions:
     steps: int = DEFAULT_TUNE_STEPS  # 0: no tuning
-    lr: float = 1e-3  # Adam on the generator's weights
+    lr: float | None = None  # Adam on the generator's weights; None: by latent space (DEFAULT_LR)
     identity_weight: float = 0.1  # 1 - cosine of identity embeddings (needs a likeness model)
     fm_weight: float = 0.1  # discriminator feature matching (needs the discriminator): +2 dB for 10% more time
     locality_weight: float = 1.0
     locality_radius: float = 0.3  # distance of the locality latents from the pivot, a share of the typical
     #                                distance between two random latents
-    locality_batch: int = 4  # locality latents per step
+    locality_batch: int = 4  # locality latents per locality step
+    locality_every: int = 1  # the locality loss every k steps (its weight times k, so its share stays the same)
     seed: int = 0
 
     def validate(self) -> None:
@@ -64,10 +70,18 @@ class TuningOptions:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
                 raise ProjectionError(f"{name} must be a finite number >= 0, got {v!r}")
-        if not self.lr > 0:
-            raise ProjectionError(f"tuning lr must be positive, got {self.lr}")
-        if isinstance(self.locality_batch, bool) or not isinstance(self.locality_batch, int) or self.locality_batch < 1:
-            raise ProjectionError(f"locality_batch must be a positive integer, got {self.locality_batch!r}")
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+            raise ProjectionError(f"tuning lr must be a positive number, got {self.lr!r}")
+        for name in ("locality_batch", "locality_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ProjectionError(f"{name} must be a positive integer, got {v!r}")
+
+    def resolved(self, space: str) -> "TuningOptions":
+        """A copy with the space-dependent defaults filled in (what a recipe records)."""
+        if space not in DEFAULT_LR:
+            raise ProjectionError(f"unknown latent space {space!r}")
+        return dataclasses.replace(self, lr=DEFAULT_LR[space] if self.lr is None else float(self.lr))
 
 
 @dataclass
@@ -126,7 +140,7 @@ def tune(generator: nn.Module, pivot: torch.Tensor, space: str, target: torch.Te
     likeness: a `likeness.Likeness` for the identity loss (with `recipe`, the model's crop recipe).
     Deterministic on the CPU for a given seed. With steps=0 the copy is returned untouched.
     """
-    opts = options or TuningOptions()
+    opts = (options or TuningOptions()).resolved(space)
     opts.validate()
     if target.ndim != 4 or target.shape[0] != 1 or target.shape[1] != 3:
         raise ProjectionError(f"target must be (1, 3, R, R), got {tuple(target.shape)}")
@@ -158,11 +172,12 @@ def tune(generator: nn.Module, pivot: torch.Tensor, space: str, target: torch.Te
             loss = loss + opts.identity_weight * _identity_loss(likeness, recipe, img, target_emb)
         if use_fm:
             loss = loss + opts.fm_weight * feature_matching_loss(discriminator_features(discriminator, img), target_feats)
-        if opts.locality_weight > 0:
+        if opts.locality_weight > 0 and (step + 1) % opts.locality_every == 0:  # not step 0, where it is 0
             near = locality_latents(pivot, space, generator, opts.locality_batch, opts.locality_radius, g)
             with torch.no_grad():
                 ref = synthesize(original, near, space)
-            loss = loss + opts.locality_weight * multiscale_pixel_loss(synthesize(tuned, near, space), ref)
+            weight = opts.locality_weight * opts.locality_every
+            loss = loss + weight * multiscale_pixel_loss(synthesize(tuned, near, space), ref)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()
