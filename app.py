@@ -16,7 +16,8 @@ API (gradio_client; the UI's own events):
   /upscale      (image file, factor "x2" | "x4") -> PNG with the upscaler and its weights hash in text chunks
   /project      (photo file, consent, model[, steps, align, age, gender, frames, fps, mark, upscale, tune_steps]) ->
                 looping MP4 memory of the face in the photo: projection, then pivotal tuning of a private copy of the
-                model (tune_steps, default 150; 0: off; never saved); its recipe holds the pivot latent, never the photo
+                model (tune_steps; None: the model's default, 150 for the DCGAN's z, 250 for W+; 0: off; never
+                saved); its recipe holds the pivot latent, never the photo
                 (a tuned clip cannot be regenerated without the photo, and its recipe says so). Without
                 consent=True nothing is read. The upload is moved into a private per-request folder and deleted
                 with it when the request ends (and never logged).
@@ -45,7 +46,7 @@ from dgf_core.faces.edits import MAX_EDIT, EditError, load_directions
 from dgf_core.faces.memory import MAX_MEMORY_FRAMES, MemorySpec, overall_progress
 from dgf_core.faces.memory import memory_from_photo as core_memory_from_photo
 from dgf_core.faces.projection import DEFAULT_STEPS, ProjectionOptions
-from dgf_core.faces.tuning import DEFAULT_TUNE_STEPS, MAX_TUNE_STEPS, TuningOptions
+from dgf_core.faces.tuning import DEFAULT_TUNE_STEPS, MAX_TUNE_STEPS, TuningOptions, default_tuning
 from dgf_core.generation import compare, upscale, video
 from dgf_core.generation.upscale import check_factor
 from dgf_core.images import save_png, to_pil
@@ -493,9 +494,9 @@ def _flag(name: str, value: object) -> bool:
 @user_errors
 def memory_from_photo(photo: dict | str | None, consent: bool, model: str, steps: float = DEFAULT_STEPS,
                       align: bool = True, age: float = 0.0, gender: float = 0.0, frames: float = 48, fps: float = 24,
-                      mark: bool = True, upscale: str = "off", tune_steps: float = DEFAULT_TUNE_STEPS,
+                      mark: bool = True, upscale: str = "off", tune_steps: float | None = None,
                       progress=gr.Progress()) -> tuple[str, dict]:
-    """Photo -> aligned face -> pivot latent -> pivotal tuning (tune_steps, 0: off) -> looping memory clip (MP4,
+    """Photo -> aligned face -> pivot latent -> pivotal tuning (tune_steps; 0: off, None: the model's default) -> looping memory clip (MP4,
     GIF, recipe with the latent): `dgf_core.faces.memory.memory_from_photo`, after the checks that belong to the app.
 
     Registered with preprocess=False: Gradio's own input checks would refuse a bad value before this runs and
@@ -517,7 +518,8 @@ def memory_from_photo(photo: dict | str | None, consent: bool, model: str, steps
                           fps=_number("fps", fps, 1, video.MAX_FPS, whole=True), edit=edit, upscale=factor,
                           mark=_flag("mark", mark))
         options = ProjectionOptions(steps=_number("steps", steps, 1, MAX_PROJECTION_STEPS, whole=True))
-        tuning = TuningOptions(steps=_number("tune_steps", tune_steps, 0, MAX_TUNE_STEPS, whole=True))
+        tuning = TuningOptions(steps=None if tune_steps is None else  # None: the model's default
+                               _number("tune_steps", tune_steps, 0, MAX_TUNE_STEPS, whole=True))
         align = _flag("align", align)
         folder = SCRATCH.new()
         stem = f"memory-{m.name}"
@@ -525,7 +527,7 @@ def memory_from_photo(photo: dict | str | None, consent: bool, model: str, steps
             m, picture, spec, [folder / f"{stem}.mp4", folder / f"{stem}.gif"], projection=options, tuning=tuning,
             align=align, detector=face_detector() if align else None, likeness=likeness_model(),
             directions=load_directions(m) if edit else None, upscaler=up,
-            progress=lambda phase, frac, text: progress(overall_progress(phase, frac, tuning.steps > 0), desc=text))
+            progress=lambda phase, frac, text: progress(overall_progress(phase, frac, tuning.steps != 0), desc=text))
         del picture
         write_json_atomic(res.recipe, folder / f"{stem}.recipe.json")
         return str(folder / f"{stem}.mp4"), {
@@ -574,6 +576,12 @@ def edit_controls(model: str | None):
     return (gr.Slider(interactive="age" in have, value=0.0), gr.Slider(interactive="gender" in have, value=0.0), note)
 
 
+@user_errors
+def tuning_steps_for(model: str | None):
+    """The likeness slider starts at the model's default tuning steps (they differ by latent space)."""
+    return gr.Slider(value=default_tuning(PROJECTORS.get(model)).steps if model else DEFAULT_TUNE_STEPS)
+
+
 def memory_tab(model: gr.Dropdown, demo: gr.Blocks) -> None:
     with gr.Tab("Memory from a photo"):
         gr.Markdown("Find a face from a photo in the model's latent space and make a short, looping *memory* of it. "
@@ -614,6 +622,8 @@ def memory_tab(model: gr.Dropdown, demo: gr.Blocks) -> None:
         consent.change(lambda c: gr.File(interactive=bool(c)), consent, photo, api_visibility="private",
                        show_progress="hidden")
         gr.on([model.change, demo.load], edit_controls, model, [age, gender, note], api_visibility="private",
+              show_progress="hidden")
+        gr.on([model.change, demo.load], tuning_steps_for, model, tune_steps, api_visibility="private",
               show_progress="hidden")
         made = button.click(memory_from_photo, [photo, consent, model, steps, align, age, gender, frames, fps, mark,
                                                 upscale, tune_steps], [clip, files], api_name="project", preprocess=False,

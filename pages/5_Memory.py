@@ -15,7 +15,7 @@ from dgf_core.faces.memory import (
     overall_progress,
 )
 from dgf_core.faces.projection import DEFAULT_STEPS, ProjectionOptions
-from dgf_core.faces.tuning import DEFAULT_TUNE_STEPS, MAX_TUNE_STEPS, TuningOptions
+from dgf_core.faces.tuning import MAX_TUNE_STEPS, TuningOptions, default_tuning
 from dgf_core.generation.video import MAX_FPS
 from dgf_core.images import to_pil
 from dgf_core.serving import uploads
@@ -60,7 +60,8 @@ align = st.checkbox("Find and align the face (untick for a photo already cropped
                     key="align")
 steps = st.slider("Projection steps", 10, MAX_STEPS, DEFAULT_STEPS, 10, key="steps",
                   help="finds the closest face the model knows")
-tune_steps = st.slider("Likeness (tuning steps)", 0, MAX_TUNE_STEPS, DEFAULT_TUNE_STEPS, 10, key="tune_steps",
+tune_steps = st.slider("Likeness (tuning steps)", 0, MAX_TUNE_STEPS, default_tuning(m).steps, 10,
+                       key=f"tune_steps-{model}",  # each model starts at its own default
                        help="tunes a private copy of the model to the photo: more steps, closer likeness; 0: off. "
                             "The tuned copy is never saved")
 if not edits_available:

@@ -16,7 +16,7 @@ from dgf_core.checkpoint import load_model
 from dgf_core.cli import main
 from dgf_core.faces.memory import MemorySpec, memory_from_photo, overall_progress
 from dgf_core.faces.projection import ProjectionError, ProjectionOptions, project_model
-from dgf_core.faces.tuning import DEFAULT_LR, TuningOptions, locality_drift, tune
+from dgf_core.faces.tuning import SPACE_DEFAULTS, TuningOptions, default_tuning, locality_drift, tune
 
 torch.set_num_threads(1)
 
@@ -78,16 +78,21 @@ def test_locality_keeps_far_latents_as_they_were(dcgan):
     assert d_held < 0.7 * d_free, (d_held, d_free)
 
 
-def test_the_default_lr_follows_the_latent_space(dcgan, stylegan):
-    """The StyleGAN2 stores equalized-lr weights (N(0, 1)), the DCGAN its weights at scale: None picks per space, the
-    result records the lr used, and an explicit lr wins."""
+def test_defaults_follow_the_latent_space(dcgan, stylegan):
+    """The StyleGAN2 stores equalized-lr weights (N(0, 1)), the DCGAN its weights at scale: options left None take
+    their space's measured default, the result records what was used, and an explicit value wins."""
     target = photo_like(seed=2)
     for model in (dcgan, stylegan):
         proj = project_model(model, target, ProjectionOptions(steps=2))
         res = tune(model.generator, proj.latent, proj.space, target, TuningOptions(steps=1))
-        assert res.options.lr == DEFAULT_LR[proj.space]
-    assert DEFAULT_LR["w+"] > DEFAULT_LR["z"]
+        expected = {**SPACE_DEFAULTS[proj.space], "steps": 1}
+        assert {k: getattr(res.options, k) for k in expected} == expected
+        assert default_tuning(model) == TuningOptions().resolved(proj.space)
+    assert SPACE_DEFAULTS["w+"]["lr"] > SPACE_DEFAULTS["z"]["lr"]
     assert TuningOptions(lr=3e-3).resolved("w+").lr == 3e-3 and TuningOptions().lr is None
+    assert None not in dataclasses.asdict(TuningOptions().resolved("z")).values()
+    with pytest.raises(ProjectionError, match="latent space"):
+        TuningOptions().resolved("q")
 
 
 def test_sparse_locality_steps_still_hold_far_latents(dcgan):
@@ -95,7 +100,7 @@ def test_sparse_locality_steps_still_hold_far_latents(dcgan):
     still holds far latents far better than no locality."""
     target = photo_like(seed=5)
     proj = project_model(dcgan, target, ProjectionOptions(steps=5))
-    base = TuningOptions(steps=40, lr=1e-2)
+    base = TuningOptions(steps=40, lr=1e-2, locality_batch=4, locality_radius=0.3)
     free = tune(dcgan.generator, proj.latent, "z", target, dataclasses.replace(base, locality_weight=0.0))
     every = tune(dcgan.generator, proj.latent, "z", target, dataclasses.replace(base, locality_weight=1.0))
     sparse = tune(dcgan.generator, proj.latent, "z", target,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 def add_project(sub: argparse._SubParsersAction) -> None:
     from ..faces.projection import DEFAULT_STEPS, MAX_STEPS, SPACES
-    from ..faces.tuning import DEFAULT_TUNE_STEPS, MAX_TUNE_STEPS
+    from ..faces.tuning import MAX_TUNE_STEPS, SPACE_DEFAULTS
 
     p = sub.add_parser("project", help="find the face in a photo in a generator's latent space (writes a latent .npz)")
     p.add_argument("photo", help="a photo with one face (PNG, JPEG, WebP, BMP, GIF: first frame)")
@@ -22,9 +22,11 @@ def add_project(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-align", action="store_true", help="the photo is already a training-style crop: no face detection")
     p.add_argument("--save-reconstruction", default=None,
                    help="also write the reconstruction (PNG; not the photo): the tuned generator's when tuning")
-    p.add_argument("--tune-steps", type=int, default=DEFAULT_TUNE_STEPS,
+    p.add_argument("--tune-steps", type=int, default=None,
                    help=f"pivotal tuning of a private copy of the generator to the photo, 0..{MAX_TUNE_STEPS} steps "
-                        "(0: off); the tuned copy is never saved, so only --save-memory/--save-reconstruction use it")
+                        f"(0: off; default: the latent space's, {SPACE_DEFAULTS['z']['steps']} for z, "
+                        f"{SPACE_DEFAULTS['w+']['steps']} for w/w+); the tuned copy is never saved, so only "
+                        "--save-memory/--save-reconstruction use it")
     p.add_argument("--save-memory", action="append", default=[], metavar="CLIP",
                    help="also write the memory clip (.mp4 or .gif; repeatable), rendered with the tuned generator")
     p.add_argument("--edit", action="append", default=[], metavar="NAME=AMOUNT",
@@ -67,7 +69,7 @@ def cmd_project(a: argparse.Namespace) -> int:
         spec.validate()
     elif a.edit:
         raise ValueError("--edit works with --save-memory (or with `video --latent`)")
-    skip_tuning = bool(tuning.steps) and not (a.save_memory or a.save_reconstruction)
+    skip_tuning = tuning.steps != 0 and not (a.save_memory or a.save_reconstruction)
     if skip_tuning:
         tuning = TuningOptions(steps=0)
     if a.threads:
@@ -76,6 +78,9 @@ def cmd_project(a: argparse.Namespace) -> int:
         torch.set_num_threads(a.threads)
     image = open_upload(a.photo)
     model = load_projection_model(a.model, a.device)
+    from ..faces.projection import latent_space
+
+    tuning = tuning.resolved(latent_space(model.generator, opts.space).space)  # the space's defaults, printed below
     print(json.dumps({"project": {"model": model.name, "path": str(model.path), "photo_size": list(image.size),
                                   "align": not a.no_align, **dataclasses.asdict(opts), "discriminator": model.discriminator is not None,
                                   "tuning": dataclasses.asdict(tuning), "memory": a.save_memory,

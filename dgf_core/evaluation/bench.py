@@ -7,6 +7,7 @@ and whether it was met. Targets are checked here, by measurement, never by timed
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import platform
 import shutil
@@ -380,7 +381,7 @@ def bench_memory(ctx: BenchContext) -> dict[str, Any]:
     0.1 s) and rendering the clip are benchmarked elsewhere. --quick: 5 + 5 steps."""
     from ..faces.alignment import model_recipe
     from ..faces.likeness import default_likeness
-    from ..faces.projection import ProjectionOptions, load_projection_model, project_model
+    from ..faces.projection import ProjectionOptions, latent_space, load_projection_model, project_model
     from ..faces.tuning import TuningOptions, tune
     from ..latent import seeds_to_z
 
@@ -388,7 +389,7 @@ def bench_memory(ctx: BenchContext) -> dict[str, Any]:
     likeness = default_likeness()
     recipe = model_recipe(model.card)
     proj_opts = ProjectionOptions(steps=5) if ctx.quick else ProjectionOptions()
-    tune_opts = TuningOptions(steps=5) if ctx.quick else TuningOptions()
+    tune_opts = TuningOptions(steps=5) if ctx.quick else TuningOptions()  # the defaults of the model's latent space
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         face = model.generator(seeds_to_z([1234], model.config.z_dim)) if not hasattr(model.generator, "mapped") \
@@ -410,7 +411,9 @@ def bench_memory(ctx: BenchContext) -> dict[str, Any]:
         one = once()
     default = once()
     best = min(one["total_s"], default["total_s"])
-    return {"model": model.name, "projection_steps": proj_opts.steps, "tuning_steps": tune_opts.steps,
+    resolved = tune_opts.resolved(latent_space(model.generator, proj_opts.space).space)
+    return {"model": model.name, "projection_steps": proj_opts.steps, "tuning_steps": resolved.steps,
+            "tuning": dataclasses.asdict(resolved),
             "identity_loss": likeness is not None, "feature_matching": model.discriminator is not None,
             "one_thread": {k: round(v, 3) for k, v in one.items()},
             f"{torch.get_num_threads()}_threads": {k: round(v, 3) for k, v in default.items()},

@@ -227,7 +227,7 @@ def memory_from_photo(model, photo, spec: MemorySpec, outs: Sequence[str | os.Pa
                       directions: dict[str, torch.Tensor] | None = None, upscaler=None,
                       progress: PhaseProgress | None = None) -> MemoryResult:
     """Photo (an opened PIL image, e.g. `uploads.open_upload`) -> aligned face -> pivot latent (projection) ->
-    pivotal tuning of a private copy of the generator (unless `tuning.steps` is 0) -> looping memory clip
+    pivotal tuning of a private copy of the generator (unless `tuning.steps` is 0; None: the space's default) -> looping memory clip
     written to each of `outs` (.mp4 / .gif). `model`: a `checkpoint.LoadedModel` (with its discriminator when
     it ships one: feature matching); `likeness`: a `likeness.Likeness` (identity loss and the likeness figures).
 
@@ -266,6 +266,7 @@ def memory_from_photo(model, photo, spec: MemorySpec, outs: Sequence[str | os.Pa
         "project", step / total, f"Projecting into the model: step {step}/{total}"))
     seconds["project"] = time.perf_counter() - t
 
+    tuning = tuning.resolved(result.space)  # the latent space's defaults where the caller left None
     tuned = None
     if tuning.steps > 0:
         t = time.perf_counter()

@@ -40,48 +40,71 @@ from .projection import (
     psnr_rgb,
 )
 
-DEFAULT_TUNE_STEPS = 150  # DCGAN on one CPU core: about 15 s; see docs/results/memory-*.json
 MAX_TUNE_STEPS = 1000
-# Adam's step is about lr in the units the weights are stored in. The DCGAN's weights are stored at their scale
-# (N(0, 0.02)); the StyleGAN2's use the equalized learning rate (stored N(0, 1), scaled at run time), so the same lr
-# is a ~50x smaller relative step there: 1e-3 left its pivots 2.5 dB short of 1e-2 at equal steps.
-DEFAULT_LR = {"z": 1e-3, "w": 1e-2, "w+": 1e-2}
+# Defaults by latent space, each measured (scripts/measure_memory.py --mix; docs/results/memory-*.json): the loss mix
+# that gave the best likeness for its CPU time. Why they differ: Adam's step is about lr in the units the weights are
+# stored in. The DCGAN's weights are stored at their scale (N(0, 0.02)); the StyleGAN2's use the equalized learning
+# rate (stored N(0, 1), scaled at run time), so the same lr is a ~50x smaller relative step there (1e-3 left its
+# reconstructions 2 dB short of 1e-2; 3e-2 was 3 dB worse again). The locality term, four extra images per step,
+# was 80% of the StyleGAN2's tuning time and its main PSNR limit at weight 1: weight 0.1 on 2 latents every
+# other step, farther out (0.5), and more steps reach the photo and still halve what tuning leaks (locality_drift).
+SPACE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "z": {"steps": 150, "lr": 1e-3, "locality_weight": 1.0, "locality_radius": 0.3, "locality_batch": 4,
+          "locality_every": 1},
+    "w": {"steps": 250, "lr": 1e-2, "locality_weight": 0.1, "locality_radius": 0.5, "locality_batch": 2,
+          "locality_every": 2},
+}
+SPACE_DEFAULTS["w+"] = SPACE_DEFAULTS["w"]
+DEFAULT_TUNE_STEPS = SPACE_DEFAULTS["z"]["steps"]  # a UI's steps before it knows the model (see default_tuning)
+BY_SPACE = tuple(SPACE_DEFAULTS["z"])  # the options whose default (None) depends on the latent space
 
 Progress = Callable[[int, int, float], None]
 
 
 @dataclass
 class TuningOptions:
-    steps: int = DEFAULT_TUNE_STEPS  # 0: no tuning
-    lr: float | None = None  # Adam on the generator's weights; None: by latent space (DEFAULT_LR)
+    """Pivotal-tuning options. Fields left None take their latent space's default (SPACE_DEFAULTS) when tuning
+    starts; `resolved(space)` fills them in, and that is what results and recipes record."""
+    steps: int | None = None  # 0: no tuning
+    lr: float | None = None  # Adam on the generator's weights
     identity_weight: float = 0.1  # 1 - cosine of identity embeddings (needs a likeness model)
     fm_weight: float = 0.1  # discriminator feature matching (needs the discriminator): +2 dB for 10% more time
-    locality_weight: float = 1.0
-    locality_radius: float = 0.3  # distance of the locality latents from the pivot, a share of the typical
-    #                                distance between two random latents
-    locality_batch: int = 4  # locality latents per locality step
-    locality_every: int = 1  # the locality loss every k steps (its weight times k, so its share stays the same)
+    locality_weight: float | None = None
+    locality_radius: float | None = None  # distance of the locality latents from the pivot, a share of the
+    #                                       typical distance between two random latents
+    locality_batch: int | None = None  # locality latents per locality step
+    locality_every: int | None = None  # the locality loss every k steps (its weight times k: the same share)
     seed: int = 0
 
     def validate(self) -> None:
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 0 <= self.steps <= MAX_TUNE_STEPS:
+        """Checks every value that is set (None: the latent space's default, checked once resolved)."""
+        if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, int)
+                                       or not 0 <= self.steps <= MAX_TUNE_STEPS):
             raise ProjectionError(f"tuning steps must be an integer in 0..{MAX_TUNE_STEPS}, got {self.steps!r}")
         for name in ("identity_weight", "fm_weight", "locality_weight", "locality_radius"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
+            if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                                      and math.isfinite(v)):
                 raise ProjectionError(f"{name} must be a finite number >= 0, got {v!r}")
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
             raise ProjectionError(f"tuning lr must be a positive number, got {self.lr!r}")
         for name in ("locality_batch", "locality_every"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise ProjectionError(f"{name} must be a positive integer, got {v!r}")
 
     def resolved(self, space: str) -> "TuningOptions":
-        """A copy with the space-dependent defaults filled in (what a recipe records)."""
-        if space not in DEFAULT_LR:
+        """A copy with the latent space's defaults in place of every None."""
+        if space not in SPACE_DEFAULTS:
             raise ProjectionError(f"unknown latent space {space!r}")
-        return dataclasses.replace(self, lr=DEFAULT_LR[space] if self.lr is None else float(self.lr))
+        self.validate()
+        return dataclasses.replace(self, **{k: v for k, v in SPACE_DEFAULTS[space].items() if getattr(self, k) is None})
+
+
+def default_tuning(model_or_generator, space: str = "auto") -> TuningOptions:
+    """The default options, resolved for a model (or generator) and the latent space its projection uses."""
+    gen = getattr(model_or_generator, "generator", model_or_generator)
+    return TuningOptions().resolved(latent_space(gen, space).space)
 
 
 @dataclass
@@ -141,7 +164,6 @@ def tune(generator: nn.Module, pivot: torch.Tensor, space: str, target: torch.Te
     Deterministic on the CPU for a given seed. With steps=0 the copy is returned untouched.
     """
     opts = (options or TuningOptions()).resolved(space)
-    opts.validate()
     if target.ndim != 4 or target.shape[0] != 1 or target.shape[1] != 3:
         raise ProjectionError(f"target must be (1, 3, R, R), got {tuple(target.shape)}")
     t0, c0 = time.perf_counter(), time.process_time()
