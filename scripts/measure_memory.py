@@ -53,6 +53,7 @@ from dgf_core.faces.projection import latent_space  # noqa: E402
 from dgf_core.faces.tuning import TuningOptions, locality_drift, tune  # noqa: E402
 
 _PIVOTS: dict = {}
+_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TuningOptions)}
 from dgf_core.latent import synthesize  # noqa: E402
 from dgf_core.serving.uploads import open_upload  # noqa: E402
 
@@ -96,8 +97,8 @@ def parse_mix(text: str) -> tuple[str, dict]:
     kw = {}
     for part in filter(None, spec.split(",")):
         k, _, v = part.partition(":")
-        default = getattr(TuningOptions, k)
-        kw[k] = float(v) if default is None else type(default)(v)
+        kind = str(_FIELD_TYPES[k])  # "int | None", "float": the annotation (None: the latent space's default)
+        kw[k] = int(v) if kind.startswith("int") else float(v)
     return name, kw
 
 
