@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
-from dgf_core.checkpoint import load_model
-from dgf_core.faces.edits import (
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # python scripts/compute_directions.py from anywhere
+from dgf_core.checkpoint import load_model  # noqa: E402
+from dgf_core.faces.edits import (  # noqa: E402
     DIRECTIONS_FILE,
     compute_directions,
     load_classifier,

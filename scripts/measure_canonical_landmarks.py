@@ -13,8 +13,11 @@ import time
 
 import torch
 
-from dgf_core.data import list_images
-from dgf_core.faces.alignment import (
+import sys
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # python scripts/measure_canonical_landmarks.py from anywhere
+from dgf_core.data import list_images  # noqa: E402
+from dgf_core.faces.alignment import (  # noqa: E402
     DEFAULT_RECIPE,
     measure_canonical_landmarks,
     save_canonical,

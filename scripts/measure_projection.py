@@ -19,12 +19,14 @@ import time
 
 import torch
 
-from dgf_core.checkpoint import load_model, write_json_atomic
-from dgf_core.data import list_images, to_uint8
-from dgf_core.faces.alignment import AlignmentError
-from dgf_core.faces.projection import ProjectionOptions, prepare_target, project_model
-from dgf_core.images import psnr, ssim
-from dgf_core.serving.uploads import open_upload
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # python scripts/measure_projection.py from anywhere
+from dgf_core.checkpoint import load_model, write_json_atomic  # noqa: E402
+from dgf_core.data import list_images, to_uint8  # noqa: E402
+from dgf_core.faces.alignment import AlignmentError  # noqa: E402
+from dgf_core.faces.projection import ProjectionOptions, prepare_target, project_model  # noqa: E402
+from dgf_core.images import psnr, ssim  # noqa: E402
+from dgf_core.serving.uploads import open_upload  # noqa: E402
 
 
 def summary(xs: list[float]) -> dict[str, float]:

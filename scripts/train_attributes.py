@@ -14,9 +14,11 @@ import time
 
 import torch
 
-from dgf_core.data import load_image_set, parse_utkface_name
-from dgf_core.faces.edits import save_classifier, train_attribute_classifier
-from dgf_core.models.attributes import AttributeConfig
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # python scripts/train_attributes.py from anywhere
+from dgf_core.data import load_image_set, parse_utkface_name  # noqa: E402
+from dgf_core.faces.edits import save_classifier, train_attribute_classifier  # noqa: E402
+from dgf_core.models.attributes import AttributeConfig  # noqa: E402
 
 
 def load_split(data: str, split: str, res: int, limit: int | None):

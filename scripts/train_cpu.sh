@@ -10,7 +10,8 @@
 #   tail -f RUN.out; python -m dgf_core curves RUN --out curves.png
 # stop it with `kill -TERM $(cat RUN.pid)` (it saves first), pause/continue with kill -STOP / -CONT.
 # Environment: DATA (CelebA root, default ../shared/data/celeba), THREADS (default 1), EVAL_EVERY (images between
-# face-rate evaluations + snapshots, default 32000), AUGMENT (stylegan2 default color,translation,cutout).
+# face-rate evaluations + snapshots, default 32000), AUGMENT (stylegan2 default color,translation,cutout),
+# AMP=0 (fp32 instead of bf16 autocast, e.g. to check that bf16 trains as well).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FAMILY=${1:?usage: train_cpu.sh stylegan2|dcgan [RUN]}
@@ -20,6 +21,7 @@ PY=${PYTHON:-.venv/bin/python}
 COMMON=(--data "$DATA/img_align_celeba" --data "$DATA/img_align_celeba_89x109" --steps 2000000
         --checkpoint-every 100000 --checkpoint-minutes "${CHECKPOINT_MINUTES:-8}" --sample-every 1000 --log-every 50
         --cache-dir "$HOME/dgf-runs/cache" --threads "${THREADS:-1}" --no-progress --eval-every "${EVAL_EVERY:-32000}")
+if [ "${AMP:-1}" = 0 ]; then COMMON+=(--no-amp); fi
 case "$FAMILY" in
   stylegan2) ARGS=(--batch-size 32 --augment "${AUGMENT-color,translation,cutout}")
              MODEL=(--model channel_base=2048 --model channel_max=128 --model d_channel_base=2048 --model d_channel_max=128)

@@ -12,15 +12,17 @@ import time
 
 import torch
 
-from dgf_core.data import is_heldout, list_images
-from dgf_core.faces.likeness import (
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # python scripts/train_identity.py from anywhere
+from dgf_core.data import is_heldout, list_images  # noqa: E402
+from dgf_core.faces.likeness import (  # noqa: E402
     face_regions_from_files,
     read_identity_file,
     save_identity,
     train_identity,
     verify_identity,
 )
-from dgf_core.models.identity import IdentityConfig
+from dgf_core.models.identity import IdentityConfig  # noqa: E402
 
 
 def main() -> None:
