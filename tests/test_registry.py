@@ -134,5 +134,7 @@ def test_card_metrics_show_what_exists(tmp_path):
     assert metrics["bare"] == metrics["odd"] == {"faces detected (p>=0.999)": "not evaluated",
                                                  "memorization ratio": "not evaluated", "images seen": "unknown",
                                                  "hardware": "unknown"}
+    make_tiny_dcgan(tmp_path / "continued", card={"images_seen": 112_000, "images_seen_total": 304_000})
+    assert registry.card_metrics(registry.describe("continued", tmp_path))["images seen"] == "304,000"
     text = registry.card_markdown(registry.describe("full", tmp_path))
     assert text.startswith("**full** (dcgan, 16×16)") and "- memorization ratio: 1.041" in text

@@ -139,12 +139,14 @@ def describe(name: str, weights_dir: str | os.PathLike | None = None) -> ModelEn
 
 def card_metrics(entry: ModelEntry) -> dict[str, str]:
     """What a model card says about quality and training, as display text; "not evaluated" (or "unknown")
-    where the card lacks it. Keys: faces detected, memorization ratio, images seen, hardware."""
+    where the card lacks it. Keys: faces detected, memorization ratio, images seen (in all, across continued
+    runs), hardware."""
     card = entry.card
     ev = card.get("evaluation") if isinstance(card.get("evaluation"), dict) else {}
     rate = _get(ev, "face_detection", "samples", "p>=0.999")
     ratio = _get(ev, "memorization", "ratio")
-    seen = card.get("images_seen")
+    seen = card.get("images_seen_total")  # a model that continued another counts what that one had seen too
+    seen = seen if _is_number(seen) else card.get("images_seen")
     return {
         "faces detected (p>=0.999)": f"{rate:.1%}" if _is_number(rate) else NOT_EVALUATED,
         "memorization ratio": f"{ratio:.3f}" if _is_number(ratio) else NOT_EVALUATED,
