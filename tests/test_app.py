@@ -236,6 +236,16 @@ def test_without_an_upscaler_the_option_is_off_with_a_note(tiny_weights_dir, mon
         app.upscaler_for("x2")
 
 
+def test_the_likeness_slider_starts_at_the_models_default(app_weights_dir, monkeypatch):
+    """Tuning defaults differ by latent space (DCGAN z: 150 steps, StyleGAN2 W+: 250): the slider follows the model."""
+    monkeypatch.setenv("DGF_WEIGHTS_DIR", str(app_weights_dir))
+    import app
+    from dgf_core.faces.tuning import SPACE_DEFAULTS
+
+    assert app.tuning_steps_for("tiny-dcgan").value == SPACE_DEFAULTS["z"]["steps"]
+    assert app.tuning_steps_for("tiny-stylegan2").value == SPACE_DEFAULTS["w+"]["steps"] != SPACE_DEFAULTS["z"]["steps"]
+
+
 BAD_INPUTS = [
     ("/generate", (-1, "tiny-dcgan", 1.0), "a seed must be an integer in 0..4294967295, got -1"),
     ("/generate", (2**32, "tiny-dcgan", 1.0), "a seed must be an integer in 0..4294967295, got 4294967296"),
