@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-import sys
-from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # python scripts/measure_canonical_landmarks.py from anywhere
 from dgf_core.data import list_images  # noqa: E402
 from dgf_core.faces.alignment import (  # noqa: E402

@@ -48,14 +48,14 @@ from dgf_core.faces.projection import (  # noqa: E402
     load_projection_model,
     prepare_target,
     project_model,
+    space_name,
 )
-from dgf_core.faces.projection import latent_space  # noqa: E402
 from dgf_core.faces.tuning import TuningOptions, locality_drift, tune  # noqa: E402
-
-_PIVOTS: dict = {}
-_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TuningOptions)}
 from dgf_core.latent import synthesize  # noqa: E402
 from dgf_core.serving.uploads import open_upload  # noqa: E402
+
+_PIVOTS: dict = {}  # (model, photo, projection options) -> (projection result, its CPU seconds)
+_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TuningOptions)}
 
 
 def summary(xs: list[float]) -> dict[str, float] | None:
@@ -246,9 +246,8 @@ def main() -> None:
         for mix, kw in mixes:
             tuning = TuningOptions(**kw)
             projection = ProjectionOptions(steps=a.steps)
-            space = latent_space(model.generator, projection.space).space
             res = {"model": model.name, "weights_sha256": model.weights_sha256,
-                   "tuning": dataclasses.asdict(tuning.resolved(space)),
+                   "tuning": dataclasses.asdict(tuning.resolved(space_name(model.generator, projection.space))),
                    "projection": dataclasses.asdict(projection)}
             for set_name, photos in sets.items():
                 res[set_name] = measure(model, photos, tuning, projection, like, thr, not a.no_edits,

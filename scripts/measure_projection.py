@@ -16,10 +16,10 @@ import json
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 
-from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # python scripts/measure_projection.py from anywhere
 from dgf_core.checkpoint import load_model, write_json_atomic  # noqa: E402
 from dgf_core.data import list_images, to_uint8  # noqa: E402

@@ -11,10 +11,10 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 
-from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # python scripts/train_attributes.py from anywhere
 from dgf_core.data import load_image_set, parse_utkface_name  # noqa: E402
 from dgf_core.faces.edits import save_classifier, train_attribute_classifier  # noqa: E402

@@ -23,6 +23,11 @@ COMMON=(--data "$DATA/img_align_celeba" --data "$DATA/img_align_celeba_89x109" -
         --checkpoint-every 100000 --checkpoint-minutes "${CHECKPOINT_MINUTES:-8}" --sample-every 1000 --log-every 50
         --cache-dir "$HOME/dgf-runs/cache" --threads "${THREADS:-1}" --no-progress --eval-every "${EVAL_EVERY:-32000}")
 if [ "${AMP:-1}" = 0 ]; then COMMON+=(--no-amp); fi
+if [ -f "$RUN/state.safetensors" ] && [ -z "${AUGMENT+set}" ]; then  # a resumed run keeps its own augmentation
+  AUGMENT=$("$PY" -c 'import json, sys
+starts = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{\"kind\": \"start\"")]
+print(starts[-1]["options"].get("augment", "") if starts else "")' "$RUN/log.jsonl")
+fi
 case "$FAMILY" in
   stylegan2) ARGS=(--batch-size 32 --augment "${AUGMENT-}")
              MODEL=(--model channel_base=2048 --model channel_max=128 --model d_channel_base=2048 --model d_channel_max=128)
@@ -32,12 +37,6 @@ case "$FAMILY" in
 esac
 if [ -f "$RUN/state.safetensors" ]; then
   ARGS+=(--resume)                                  # the run keeps its own architecture
-  if [ "$FAMILY" = stylegan2 ] && [ -z "${AUGMENT+set}" ]; then  # and its own augmentation, unless AUGMENT says
-    SAVED=$("$PY" -c 'import json, sys
-starts = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{\"kind\": \"start\"")]
-print(starts[-1]["options"].get("augment", "") if starts else "")' "$RUN/log.jsonl")
-    ARGS=(--batch-size 32 --augment "$SAVED" --resume)
-  fi
 else
   INIT=${INIT_FROM:-}
   if [ -z "$INIT" ] && [ -f "$SHIPPED/config.json" ]; then  # the shipped model, if it has this architecture

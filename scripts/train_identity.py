@@ -9,10 +9,10 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 
-from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # python scripts/train_identity.py from anywhere
 from dgf_core.data import is_heldout, list_images  # noqa: E402
 from dgf_core.faces.likeness import (  # noqa: E402

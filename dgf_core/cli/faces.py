@@ -78,9 +78,9 @@ def cmd_project(a: argparse.Namespace) -> int:
         torch.set_num_threads(a.threads)
     image = open_upload(a.photo)
     model = load_projection_model(a.model, a.device)
-    from ..faces.projection import latent_space
+    from ..faces.projection import space_name
 
-    tuning = tuning.resolved(latent_space(model.generator, opts.space).space)  # the space's defaults, printed below
+    tuning = tuning.resolved(space_name(model.generator, opts.space))  # the space's defaults, printed below
     print(json.dumps({"project": {"model": model.name, "path": str(model.path), "photo_size": list(image.size),
                                   "align": not a.no_align, **dataclasses.asdict(opts), "discriminator": model.discriminator is not None,
                                   "tuning": dataclasses.asdict(tuning), "memory": a.save_memory,

@@ -381,7 +381,7 @@ def bench_memory(ctx: BenchContext) -> dict[str, Any]:
     0.1 s) and rendering the clip are benchmarked elsewhere. --quick: 5 + 5 steps."""
     from ..faces.alignment import model_recipe
     from ..faces.likeness import default_likeness
-    from ..faces.projection import ProjectionOptions, latent_space, load_projection_model, project_model
+    from ..faces.projection import ProjectionOptions, load_projection_model, project_model, space_name
     from ..faces.tuning import TuningOptions, tune
     from ..latent import seeds_to_z
 
@@ -411,7 +411,7 @@ def bench_memory(ctx: BenchContext) -> dict[str, Any]:
         one = once()
     default = once()
     best = min(one["total_s"], default["total_s"])
-    resolved = tune_opts.resolved(latent_space(model.generator, proj_opts.space).space)
+    resolved = tune_opts.resolved(space_name(model.generator, proj_opts.space))
     return {"model": model.name, "projection_steps": proj_opts.steps, "tuning_steps": resolved.steps,
             "tuning": dataclasses.asdict(resolved),
             "identity_loss": likeness is not None, "feature_matching": model.discriminator is not None,

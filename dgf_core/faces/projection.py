@@ -131,16 +131,23 @@ class WSpace:
         return self.w_std / math.sqrt(self.w_avg.numel())
 
 
-def latent_space(generator: nn.Module, space: str = "auto", z_dim: int | None = None) -> LatentSpace:
-    """The adapter for a generator: 'auto' is W+ for StyleGAN2 (has `synthesis`) and z otherwise."""
+def space_name(generator: nn.Module, space: str = "auto") -> str:
+    """The latent space a projection of `generator` uses: 'auto' is W+ for StyleGAN2 (has `synthesis`) and z
+    otherwise; raises ProjectionError for a space the generator does not have. Cheap: builds no adapter."""
     is_style = hasattr(generator, "synthesis") and hasattr(generator, "mapping")
     if space == "auto":
         space = "w+" if is_style else "z"
     if space not in SPACES:
         raise ProjectionError(f"space must be 'auto' or one of {SPACES}, got {space!r}")
+    if space in ("w", "w+") and not is_style:
+        raise ProjectionError(f"space {space!r} needs a StyleGAN2 generator; {type(generator).__name__} has only z")
+    return space
+
+
+def latent_space(generator: nn.Module, space: str = "auto", z_dim: int | None = None) -> LatentSpace:
+    """The adapter for a generator and its latent space (`space_name`)."""
+    space = space_name(generator, space)
     if space in ("w", "w+"):
-        if not is_style:
-            raise ProjectionError(f"space {space!r} needs a StyleGAN2 generator; {type(generator).__name__} has only z")
         return WSpace(generator, plus=space == "w+")
     z_dim = z_dim or getattr(generator, "z_dim", None) or getattr(getattr(generator, "cfg", None), "z_dim", None)
     if not z_dim:

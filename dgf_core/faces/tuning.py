@@ -20,10 +20,9 @@ rendered with it cannot be regenerated from its recipe without the photo (the re
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import torch
@@ -38,6 +37,7 @@ from .projection import (
     latent_space,
     multiscale_pixel_loss,
     psnr_rgb,
+    space_name,
 )
 
 MAX_TUNE_STEPS = 1000
@@ -56,7 +56,6 @@ SPACE_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 SPACE_DEFAULTS["w+"] = SPACE_DEFAULTS["w"]
 DEFAULT_TUNE_STEPS = SPACE_DEFAULTS["z"]["steps"]  # a UI's steps before it knows the model (see default_tuning)
-BY_SPACE = tuple(SPACE_DEFAULTS["z"])  # the options whose default (None) depends on the latent space
 
 Progress = Callable[[int, int, float], None]
 
@@ -98,13 +97,13 @@ class TuningOptions:
         if space not in SPACE_DEFAULTS:
             raise ProjectionError(f"unknown latent space {space!r}")
         self.validate()
-        return dataclasses.replace(self, **{k: v for k, v in SPACE_DEFAULTS[space].items() if getattr(self, k) is None})
+        return replace(self, **{k: v for k, v in SPACE_DEFAULTS[space].items() if getattr(self, k) is None})
 
 
 def default_tuning(model_or_generator, space: str = "auto") -> TuningOptions:
     """The default options, resolved for a model (or generator) and the latent space its projection uses."""
     gen = getattr(model_or_generator, "generator", model_or_generator)
-    return TuningOptions().resolved(latent_space(gen, space).space)
+    return TuningOptions().resolved(space_name(gen, space))
 
 
 @dataclass
