@@ -111,6 +111,23 @@ def test_c2st_panel_only_when_a_run_has_it(resumed_run, plain_run, tmp_path):
     assert Image.open(plot_curves([read_run(resumed_run)], tmp_path / "b.png")).size == (1350, 400)
 
 
+def test_coverage_panel_draws_the_female_share_beside_the_training_faces(plain_run, tmp_path):
+    from dgf_core.evaluation.curves import panels
+
+    cov = lambda share: {"coverage": {"female_share": share, "n": 256, "training_female_share": 0.63, "training_n": 2000}}
+    run = write_log(tmp_path / "cov", [ev(1000, 0.5, 1800.0, **cov(0.80)), ev(2000, 0.6, 3600.0),  # no coverage
+                                       ev(3000, 0.7, 5400.0, **cov(0.70))])
+    cols = eval_series(read_run(run))
+    assert cols["female_share"] == [0.80, None, 0.70] and cols["training_female_share"] == [0.63, None, 0.63]
+    assert cols["female_share_stderr"][0] == pytest.approx((0.8 * 0.2 / 256) ** 0.5) and cols["female_share_stderr"][1] is None
+    assert panels([read_run(run)]) == ["face_rate_images", "face_rate_cpu", "female_share_images"]
+    assert panels([read_run(plain_run)]) == ["face_rate_images", "face_rate_cpu"]  # old logs: no panel (d)
+    img = Image.open(plot_curves([read_run(run), read_run(plain_run)], tmp_path / "d.png"))
+    assert img.size == (1350, 400)
+    right = np.asarray(img.convert("RGB"))[:, 900:].reshape(-1, 3)  # the third panel: (d)
+    assert ((right == (31, 119, 180)).all(1)).sum() > 20  # the run's share is drawn there, in its colour
+
+
 def test_runs_without_evals(plain_run, tmp_path):
     empty = write_log(tmp_path / "no-evals", [st(50, 1.0), st(100, 0.9)])
     warnings = check_runs([read_run(plain_run), read_run(empty)])

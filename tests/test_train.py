@@ -3,12 +3,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from dgf_core.checkpoint import load_model, read_config
+from dgf_core.data import load_image_set
 from dgf_core.training.loop import STATE_FILE, TrainOptions, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,9 +161,55 @@ def test_eval_every_logs_face_rate_cpu_time_and_keeps_snapshots(image_folder, tm
         assert r["cpu_seconds"] >= 0 and r["eval_cpu_seconds"] >= 0
     assert evals[1]["cpu_seconds"] > evals[0]["cpu_seconds"]
     assert "c2st" not in evals[0] and "held-out" in evals[0]["c2st_skipped"]  # 24 files: none is held out
+    cov = evals[0]["coverage"]  # by the shipped attribute classifier, beside the training faces'
+    assert cov["n"] == 3 and cov["training_n"] == 24 and 0.0 <= cov["female_share"] <= 1.0
+    assert cov["female_share_gap"] == pytest.approx(cov["female_share"] - cov["training_female_share"], abs=1e-4)
+    assert evals[1]["coverage"]["training_female_share"] == cov["training_female_share"]  # computed once, same faces
     snap = load_model(out / evals[1]["snapshot"], with_discriminator=True)  # shippable, and continuable
     assert snap.card["images_seen"] == 32 and snap.discriminator is not None
     assert snap.generator(torch.randn(1, 8)).shape == (1, 3, 16, 16)
+
+
+def test_snapshot_coverage_matches_the_attribute_profile_and_says_when_the_classifier_is_missing(image_folder, tmp_path, monkeypatch):
+    from dgf_core.faces.edits import attribute_profile, load_classifier
+    from dgf_core.training.loop import snapshot_coverage
+
+    run = SimpleNamespace(data=load_image_set([image_folder], 16, "train"), attributes=None, training_profile=None)
+    imgs = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    cov = snapshot_coverage(run, imgs)["coverage"]
+    clf = load_classifier(Path(__file__).resolve().parents[1] / "weights" / "attributes-utkface")
+    want = attribute_profile(imgs, clf, "celeba-center-crop")
+    assert cov["female_share"] == want["female_share"] and cov["age_mean"] == want["age_mean"] and cov["n"] == 5
+    assert cov["training_female_share"] == attribute_profile(run.data.images, clf, "celeba-center-crop")["female_share"]
+    monkeypatch.setenv("DGF_WEIGHTS_DIR", str(tmp_path / "empty"))
+    bare = SimpleNamespace(data=run.data, attributes=None, training_profile=None)
+    assert "attribute classifier unavailable" in snapshot_coverage(bare, imgs)["coverage_error"]
+
+
+def test_coverage_can_be_added_later_to_a_log_written_without_it(image_folder, tmp_path, capsys):
+    import importlib.util
+
+    from dgf_core.evaluation.curves import eval_series, read_run
+
+    out = tmp_path / "run"
+    train(opts(image_folder, out, steps=4, eval_every=16, eval_seeds=3, export=False))
+    log = out / "log.jsonl"
+    lines = [json.loads(l) for l in log.read_text().splitlines()]
+    in_run = [r["coverage"] for r in lines if r.get("kind") == "eval"]
+    for r in lines:
+        r.pop("coverage", None)  # as the trainer wrote it before 2026-12-03
+    first = next(r for r in lines if r.get("kind") == "eval")
+    first["snapshot"] = "snapshots/kimg999999"  # a snapshot deleted since
+    log.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    spec = importlib.util.spec_from_file_location("add_cov", Path(__file__).resolve().parents[1] / "scripts" / "add_snapshot_coverage.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main([str(out)]) == 0
+    assert "snapshot snapshots/kimg999999 is gone; skipped" in capsys.readouterr().err
+    cols = eval_series(read_run(out))
+    assert cols["female_share"][0] is None and cols["female_share"][1] is not None
+    assert cols["training_female_share"][1] == in_run[1]["training_female_share"]  # the same training faces
+    assert script.main([str(out)]) == 0 and len(log.read_text().splitlines()) == len(lines) + 1  # nothing added twice
 
 
 def test_cpu_seconds_accumulate_across_resume(image_folder, tmp_path):

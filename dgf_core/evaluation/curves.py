@@ -4,13 +4,14 @@ A run folder's `log.jsonl` holds one JSON object per line:
 - step records (no "kind"): {"step", "images_seen", "d_loss", "g_loss", ...};
 - {"kind": "start", "family", "options", "config", ...} at each (re)start;
 - {"kind": "eval", "step", "images_seen", "cpu_seconds" (cumulative over all sessions), "face_rate": {"p>=0.999": ...},
-  optionally "c2st": {"accuracy", "stderr"}}, from the trainer or from a later evaluation of its snapshots; a run
+  optionally "c2st": {"accuracy", "stderr"} and "coverage": {"female_share", "training_female_share", "n"}}, from the trainer or from a later evaluation of its snapshots; a run
   that continued a model (`--init-from`) adds "images_seen_total" / "cpu_seconds_total", and its curve starts there.
 A resumed run repeats the steps after its last checkpoint: the last record per step is kept (for eval records, later
 lines' fields override earlier ones, so a separate C2ST line for a step joins the trainer's face rate for it).
 
 `read_run(folder)` -> RunLog; `eval_series(run)` -> columns; `plot_curves(runs, "curves.png")` draws
-(a) face rate vs images seen, (b) face rate vs CPU hours, (c) C2ST accuracy vs images seen (when any run has it).
+(a) face rate vs images seen, (b) face rate vs CPU hours, (c) C2ST accuracy vs images seen and (d) the share of
+women among the samples vs images seen, beside the training faces' share (each when any run has it).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..checkpoint import CONFIG_FILE
+from .metrics import FEMALE_GAP_TARGET
 from ..images import atomic_path
 from ..training.loop import LOG_FILE, MODEL_DIR
 
@@ -104,8 +106,10 @@ def _number(value: Any) -> int | float | None:
 
 def eval_series(run: RunLog, face_key: str = FACE_KEY) -> dict[str, list]:
     """The run's eval records as parallel columns, one entry per evaluated step; None where a record lacks a value.
-    Keys: step, images_seen, cpu_hours, face_rate (at `face_key`), c2st (accuracy), c2st_stderr."""
-    cols: dict[str, list] = {k: [] for k in ("step", "images_seen", "cpu_hours", "face_rate", "c2st", "c2st_stderr")}
+    Keys: step, images_seen, cpu_hours, face_rate (at `face_key`), c2st (accuracy), c2st_stderr, female_share,
+    female_share_stderr (binomial), training_female_share."""
+    cols: dict[str, list] = {k: [] for k in ("step", "images_seen", "cpu_hours", "face_rate", "c2st", "c2st_stderr",
+                                             "female_share", "female_share_stderr", "training_female_share")}
     before_images, before_cpu = _lineage_offsets(run)
     for rec in run.evals:
         cpu = _number(rec.get("cpu_seconds"))
@@ -113,12 +117,17 @@ def eval_series(run: RunLog, face_key: str = FACE_KEY) -> dict[str, list]:
         images = _number(rec.get("images_seen"))
         face = rec.get("face_rate") if isinstance(rec.get("face_rate"), dict) else {}
         c2st = rec.get("c2st") if isinstance(rec.get("c2st"), dict) else {}
+        cov = rec.get("coverage") if isinstance(rec.get("coverage"), dict) else {}
+        share, n = _number(cov.get("female_share")), _number(cov.get("n"))
         cols["step"].append(rec["step"])
         cols["images_seen"].append(images + before_images if images is not None else None)
         cols["cpu_hours"].append(cpu / 3600 if cpu is not None else None)
         cols["face_rate"].append(_number(face.get(face_key)))
         cols["c2st"].append(_number(c2st.get("accuracy")))
         cols["c2st_stderr"].append(_number(c2st.get("stderr")))
+        cols["female_share"].append(share)
+        cols["female_share_stderr"].append((share * (1 - share) / n) ** 0.5 if share is not None and n else None)
+        cols["training_female_share"].append(_number(cov.get("training_female_share")))
     return cols
 
 
@@ -162,9 +171,12 @@ def check_runs(runs: Sequence[RunLog], face_key: str = FACE_KEY) -> list[str]:
 
 
 def panels(runs: Sequence[RunLog]) -> list[str]:
-    """The panels drawn for these runs: face rate vs images and vs CPU hours, plus C2ST when any run has it."""
-    has_c2st = any(v is not None for r in runs for v in eval_series(r)["c2st"])
-    return ["face_rate_images", "face_rate_cpu"] + (["c2st_images"] if has_c2st else [])
+    """The panels drawn for these runs: face rate vs images and vs CPU hours, plus C2ST and coverage when any run
+    has them."""
+    series = [eval_series(r) for r in runs]
+    has = {k: any(v is not None for c in series for v in c[k]) for k in ("c2st", "female_share")}
+    return (["face_rate_images", "face_rate_cpu"] + (["c2st_images"] if has["c2st"] else [])
+            + (["female_share_images"] if has["female_share"] else []))
 
 
 def default_size(n_panels: int) -> tuple[int, int]:
@@ -206,18 +218,18 @@ def plot_curves(runs: Sequence[RunLog], out: str | os.PathLike, *, face_key: str
     axes = fig.subplots(1, len(kinds), squeeze=False)[0]
     series = [eval_series(r, face_key) for r in runs]
     titles = {"face_rate_images": "(a) face rate vs images seen", "face_rate_cpu": "(b) face rate vs CPU hours",
-              "c2st_images": "(c) C2ST accuracy vs images seen"}
+              "c2st_images": "(c) C2ST accuracy vs images seen", "female_share_images": "(d) share of women vs images seen"}
     for ax, kind in zip(axes, kinds):
         x, y = {"face_rate_images": ("images_seen", "face_rate"), "face_rate_cpu": ("cpu_hours", "face_rate"),
-                "c2st_images": ("images_seen", "c2st")}[kind]
+                "c2st_images": ("images_seen", "c2st"), "female_share_images": ("images_seen", "female_share")}[kind]
         for i, (run, cols) in enumerate(zip(runs, series)):
             xs, ys = _pairs(cols, x, y)
             if x == "images_seen":
                 xs = [v / 1000 for v in xs]
             label = run.label if run.evals else f"{run.label}: no evals"
             ax.plot(xs, ys, marker="o", markersize=3, color=f"C{i % 10}", label=label)
-            if kind == "c2st_images":
-                err = [(a / 1000, b, e) for a, b, e in zip(cols["images_seen"], cols["c2st"], cols["c2st_stderr"])
+            if kind in ("c2st_images", "female_share_images"):
+                err = [(a / 1000, b, e) for a, b, e in zip(cols["images_seen"], cols[y], cols[f"{y}_stderr"])
                        if a is not None and b is not None and e is not None]
                 if err:
                     ax.errorbar([a for a, _, _ in err], [b for _, b, _ in err], yerr=[e for _, _, e in err],
@@ -226,6 +238,13 @@ def plot_curves(runs: Sequence[RunLog], out: str | os.PathLike, *, face_key: str
             ax.axhline(0.5, color="gray", linestyle="--", linewidth=1, label="chance (0.5)")
             ax.set_ylabel("C2ST accuracy (0.5 = indistinguishable)")
             ax.set_ylim(min([0.45] + [v - 0.05 for c in series for v in c["c2st"] if v is not None]), 1.02)
+        elif kind == "female_share_images":  # the target: within FEMALE_GAP_TARGET of the training faces' share
+            for share in sorted({round(v, 3) for c in series for v in c["training_female_share"] if v is not None}):
+                ax.axhline(share, color="black", linestyle="--", linewidth=1,
+                           label=f"training faces ({share:.3f}) +-{FEMALE_GAP_TARGET:g}")
+                ax.axhspan(share - FEMALE_GAP_TARGET, share + FEMALE_GAP_TARGET, color="gray", alpha=0.12)
+            ax.set_ylabel("share of women (attribute classifier)")
+            ax.set_ylim(0, 1.02)
         else:
             if real_rate is not None:
                 ax.axhline(real_rate, color="black", linestyle="--", linewidth=1, label="real faces")

@@ -29,6 +29,7 @@ from unittest import mock
 import numpy as np
 import torch
 
+from ..faces.edits import AGE_BINS, ATTRIBUTE_CLASSIFIER, age_bin_labels, attribute_profile  # noqa: F401 (re-exported)
 from ..faces.mtcnn import (
     detection_rates,
     face_probabilities,
@@ -36,10 +37,8 @@ from ..faces.mtcnn import (
 )
 from ..training.two_sample import C2ST_MIN_PER_CLASS
 
-AGE_BINS = (0, 20, 30, 40, 50, 60)  # lower edges in years; the last bin is open (60+)
 FEMALE_GAP_TARGET = 0.10  # |female share of samples - of training faces| a model should stay within
 COVERAGE_TRAIN_LIMIT = 5000  # training faces labelled for the comparison (a random subset; the share's SE ~0.007)
-ATTRIBUTE_CLASSIFIER = "attributes-utkface"  # in the weights folder
 
 
 # ---- memorization -----------------------------------------------------------------------------------------
@@ -67,28 +66,6 @@ def memorization_ratio(samples_u8: torch.Tensor, train_u8: torch.Tensor, heldout
 
 
 # ---- coverage: whom the samples show ----------------------------------------------------------------------
-
-def age_bin_labels(edges: Sequence[int] = AGE_BINS) -> list[str]:
-    """(0, 20, 30) -> ['0-19', '20-29', '30+']."""
-    return [f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:])] + [f"{edges[-1]}+"]
-
-
-def attribute_profile(images_u8: torch.Tensor, classifier, recipe: str, chunk: int = 1024) -> dict[str, Any]:
-    """(N, 3, R, R) uint8 faces in the crop geometry `recipe` -> what an `edits.AttributeClassifier` sees in them:
-    female_share (p(female) > 0.5), mean_p_female, age_mean / age_median (years), age_shares over AGE_BINS, n."""
-    from ..data import to_float
-
-    assert images_u8.ndim == 4 and images_u8.shape[1] == 3 and images_u8.dtype == torch.uint8, tuple(images_u8.shape)
-    preds = [classifier.predict(to_float(images_u8[i : i + chunk]), recipe) for i in range(0, len(images_u8), chunk)]
-    age = torch.cat([p["age"] for p in preds]).double()
-    fem = torch.cat([p["female"] for p in preds]).double()
-    bins = torch.bucketize(age, torch.tensor(AGE_BINS[1:], dtype=torch.float64), right=True)  # bin i: [edge i, edge i+1)
-    shares = torch.bincount(bins, minlength=len(AGE_BINS)).double() / len(age)
-    return {"n": len(age), "female_share": round(float((fem > 0.5).double().mean()), 4),
-            "mean_p_female": round(float(fem.mean()), 4), "age_mean": round(float(age.mean()), 2),
-            "age_median": round(float(age.median()), 2),
-            "age_shares": {k: round(float(v), 4) for k, v in zip(age_bin_labels(), shares)}}
-
 
 def attribute_coverage(samples_u8: torch.Tensor, training_u8: torch.Tensor, classifier, recipe: str) -> dict[str, Any]:
     """Attribute profiles of samples and training faces (same crop recipe) and the gap in the female share."""

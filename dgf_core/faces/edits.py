@@ -9,6 +9,8 @@
    orthogonal to gender (conditional manipulation), so "older" does not also mean "more male".
 4. One unit of edit is one standard deviation of the sampled latents along the direction, so amounts mean
    the same in z and in W; `MAX_EDIT` bounds them (gentle edits stay near the data).
+`attribute_profile` says what the classifier sees in a set of faces (share of women, ages): the coverage figures
+of `evaluate` and of the trainer's snapshots.
 `measure_edit` reports what a unit does: the change of the classified attribute, the change of the other,
 and how far the image moves (RMS pixel change); the likeness limits are on the model card.
 
@@ -31,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import load_net, save_net
+from ..data import to_float
 from ..models.attributes import AttributeConfig, AttributeNet
 
 ATTRIBUTES = ("age", "gender")
@@ -38,6 +41,8 @@ DIRECTIONS_FILE = "directions.json"
 DIRECTIONS_FORMAT = "dgf-directions/1"
 CLASSIFIER_FORMAT = "dgf-attributes/1"
 MAX_EDIT = 3.0  # |amount| in units of one latent standard deviation along the direction
+ATTRIBUTE_CLASSIFIER = "attributes-utkface"  # the shipped classifier, in the weights folder
+AGE_BINS = (0, 20, 30, 40, 50, 60)  # lower edges in years of the age profile; the last bin is open (60+)
 
 
 class EditError(ValueError):
@@ -94,6 +99,28 @@ def save_classifier(folder: str | os.PathLike, net: AttributeNet, card: dict[str
 
 def load_classifier(folder: str | os.PathLike, device: str | torch.device = "cpu") -> AttributeClassifier:
     return AttributeClassifier(*load_net(folder, CLASSIFIER_FORMAT, AttributeConfig, AttributeNet, device))
+
+
+# ---- what the classifier sees in a set of faces (coverage: evaluation and the trainer's snapshots) ------------
+
+def age_bin_labels(edges: Sequence[int] = AGE_BINS) -> list[str]:
+    """(0, 20, 30) -> ['0-19', '20-29', '30+']."""
+    return [f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:])] + [f"{edges[-1]}+"]
+
+
+def attribute_profile(images_u8: torch.Tensor, classifier, recipe: str, chunk: int = 1024) -> dict[str, Any]:
+    """(N, 3, R, R) uint8 faces in the crop geometry `recipe` -> what an `AttributeClassifier` sees in them:
+    female_share (p(female) > 0.5), mean_p_female, age_mean / age_median (years), age_shares over AGE_BINS, n."""
+    assert images_u8.ndim == 4 and images_u8.shape[1] == 3 and images_u8.dtype == torch.uint8, tuple(images_u8.shape)
+    preds = [classifier.predict(to_float(images_u8[i : i + chunk]), recipe) for i in range(0, len(images_u8), chunk)]
+    age = torch.cat([p["age"] for p in preds]).double()
+    fem = torch.cat([p["female"] for p in preds]).double()
+    bins = torch.bucketize(age, torch.tensor(AGE_BINS[1:], dtype=torch.float64), right=True)  # bin i: [edge i, edge i+1)
+    shares = torch.bincount(bins, minlength=len(AGE_BINS)).double() / len(age)
+    return {"n": len(age), "female_share": round(float((fem > 0.5).double().mean()), 4),
+            "mean_p_female": round(float(fem.mean()), 4), "age_mean": round(float(age.mean()), 2),
+            "age_median": round(float(age.median()), 2),
+            "age_shares": {k: round(float(v), 4) for k, v in zip(age_bin_labels(), shares)}}
 
 
 def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:

@@ -5,8 +5,8 @@
 - EMA of the generator, bf16 autocast (CUDA, and CPUs with native bf16), optional torch.compile,
   optional differentiable augmentation (`dgf_core.training.augment`, for D on small data sets);
 - a progress bar with images/s, a JSONL log and sample grids at intervals;
-- every `eval_every` images, the face rate of fixed seeds (with images seen and CPU seconds) in the log and a
-  snapshot of the EMA generator under `snapshots/`: the run's learning curve (`python -m dgf_core curves`);
+- every `eval_every` images, the face rate of fixed seeds, their C2ST against held-out faces and their coverage
+  (share of women, mean age; with images seen and CPU seconds) in the log and a snapshot of the EMA generator under `snapshots/`: the run's learning curve (`python -m dgf_core curves`);
 - training state written atomically every `checkpoint_every` steps, every `checkpoint_minutes` and on
   Ctrl-C/SIGTERM; `resume=True` continues exactly: the batch order is a function of (seed, epoch), and all
   per-step randomness (noise, flips, augmentation) comes from a generator seeded with (seed, rank, step),
@@ -63,6 +63,7 @@ from .two_sample import C2ST_MIN_PER_CLASS, c2st
 STATE_FILE = "state.safetensors"
 LOG_FILE = "log.jsonl"
 MODEL_DIR = "model"
+EVAL_COVERAGE_TRAIN = 2000  # training faces the snapshots' coverage is compared with (a seeded subset; SE of the share ~0.01)
 
 
 @dataclass
@@ -240,6 +241,8 @@ class Run:
     D_for_g: nn.Module | None = None  # D as the G step calls it (frozen weights; not DDP-wrapped)
     detector: Any = None  # MTCNN, loaded at the first evaluation
     heldout: torch.Tensor | None = None  # held-out real faces (uint8), loaded at the first evaluation (C2ST)
+    attributes: Any = None  # the attribute classifier (coverage), loaded at the first evaluation
+    training_profile: dict[str, Any] | None = None  # what it sees in the training faces, computed once
     # Training the weights had before this run (set by --init-from, kept in the run state): the model card's
     # totals count it, so a run that continues a shipped model reports everything its weights have seen.
     lineage: dict[str, Any] = field(default_factory=dict)
@@ -503,8 +506,8 @@ def model_card(run: Run, step: int) -> dict[str, Any]:
 
 def evaluate_snapshot(run: Run, step: int) -> dict[str, Any]:
     """Face rate of seeds 0..eval_seeds-1 (MTCNN) of the exported EMA generator and the classifier two-sample test
-    of those samples against as many held-out real faces (C2ST accuracy: 0.5 = indistinguishable), logged with
-    images seen and CPU seconds; the generator is kept as a model folder `snapshots/kimgNNNNNN` (fp16, with the
+    of those samples against as many held-out real faces (C2ST accuracy: 0.5 = indistinguishable) and their coverage
+    (share of women, mean age: `snapshot_coverage`), logged with images seen and CPU seconds; the generator is kept as a model folder `snapshots/kimgNNNNNN` (fp16, with the
     discriminator, so that a snapshot can be shipped and continued with --init-from like a finished run)."""
     from ..faces.mtcnn import detection_rates, face_probabilities, load_mtcnn
 
@@ -538,9 +541,32 @@ def evaluate_snapshot(run: Run, step: int) -> dict[str, Any]:
         rec["c2st"] = {k: res[k] for k in ("accuracy", "stderr", "n_per_class", "p_value")}
     else:
         rec["c2st_skipped"] = f"needs {C2ST_MIN_PER_CLASS} samples and held-out faces, has {len(imgs)} and {len(run.heldout)}"
+    rec.update(snapshot_coverage(run, imgs))
     rec["eval_cpu_seconds"] = round(time.process_time() - cpu0, 3)
     rec["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return rec
+
+
+def snapshot_coverage(run: Run, imgs: torch.Tensor) -> dict[str, Any]:
+    """{"coverage": share of women and mean age of the snapshot's samples, by the shipped attribute classifier, beside
+    the same figures for up to EVAL_COVERAGE_TRAIN training faces}, or {"coverage_error": why} when the
+    classifier is not in the weights folder."""
+    from ..faces.alignment import DEFAULT_RECIPE
+    from ..faces.edits import ATTRIBUTE_CLASSIFIER, attribute_profile, load_classifier
+
+    try:
+        if run.attributes is None:
+            run.attributes = load_classifier(ckpt.resolve_model_path(ATTRIBUTE_CLASSIFIER), "cpu")
+    except ckpt.CheckpointError as e:
+        return {"coverage_error": f"attribute classifier unavailable: {e}"}
+    if run.training_profile is None:
+        pick = torch.randperm(len(run.data), generator=torch.Generator().manual_seed(0))[:EVAL_COVERAGE_TRAIN]
+        run.training_profile = attribute_profile(run.data.images[pick.sort().values.to(run.data.images.device)].cpu(),
+                                                 run.attributes, DEFAULT_RECIPE)
+    s, t = attribute_profile(imgs, run.attributes, DEFAULT_RECIPE), run.training_profile
+    return {"coverage": {"female_share": s["female_share"], "age_mean": s["age_mean"], "n": s["n"],
+                         "training_female_share": t["female_share"], "training_age_mean": t["age_mean"],
+                         "training_n": t["n"], "female_share_gap": round(s["female_share"] - t["female_share"], 4)}}
 
 
 def export_model(run: Run, step: int) -> Path:
