@@ -125,13 +125,8 @@ def upscale_radio(elem_id: str) -> gr.Radio:
 @user_errors
 def generate(seed: float, model: str, truncation: float, upscale: str = "off") -> str:
     """One face (upscaled x2/x4 if asked) as a PNG file carrying its recipe (text chunks)."""
-    pipe = MODELS.get(model)
-    seed = check_seed(seed)
     up, factor = upscaler_for(upscale)
-    image = compare.faces(pipe, [seed], truncation, up, factor)[0]
-    recipe = compare.image_recipe(pipe, up, factor, seed=seed, truncation=truncation)
-    out = SCRATCH.new() / f"{pipe.model.name}-seed{seed}{f'-x{factor}' if factor > 1 else ''}.png"
-    return str(save_png(image, out, compare.png_text(recipe)))
+    return str(compare.face_picture(MODELS.get(model), check_seed(seed), truncation, up, factor).save(SCRATCH.new()))
 
 
 def png_download(path: str):
@@ -290,12 +285,10 @@ def parse_compare_seeds(seeds: str) -> list[int]:
 @user_errors
 def compare_images(seeds: str, model_a: str, model_b: str, truncation: float = 1.0, upscale: str = "off") -> str:
     """One PNG: a row per seed, model A on the left, model B on the right (scaled to the same height)."""
-    pipes = [MODELS.get(model_a), MODELS.get(model_b)]
-    seed_list = parse_compare_seeds(seeds)
     up, factor = upscaler_for(upscale)
-    grid = compare.compare_grid(pipes, seed_list, truncation, up, factor)
-    out = SCRATCH.new() / f"{model_a}-vs-{model_b}-{'-'.join(map(str, seed_list[:8]))}.png"
-    return str(save_png(grid, out, compare.compare_png_text(pipes, seed_list, truncation, up, factor)))
+    picture = compare.compare_picture([MODELS.get(model_a), MODELS.get(model_b)], parse_compare_seeds(seeds),
+                                      truncation, up, factor)
+    return str(picture.save(SCRATCH.new()))
 
 
 @user_errors
@@ -380,9 +373,7 @@ def upscale_image(image: str | None, factor: str = "x4") -> str:
     up, f = upscaler_for(factor)
     if up is None:
         raise ValueError("choose x2 or x4")
-    picture = open_upload(image)
-    big = up.upscale_pil(picture, f)
-    return str(save_png(big, SCRATCH.new() / f"upscaled-x{f}.png", compare.upscaled_png_text(up, f, picture.size)))
+    return str(compare.upscaled_picture(up, open_upload(image), f).save(SCRATCH.new()))
 
 
 @user_errors

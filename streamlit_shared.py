@@ -1,5 +1,5 @@
-"""What the Streamlit pages share: the model picker, the cached pipelines and upscalers, the upscale option,
-PNG bytes with provenance.
+"""What the Streamlit pages share: the model picker, the cached pipelines and upscalers, the upscale option (the
+pictures themselves, with their provenance, come from `dgf_core.generation.compare`).
 
 Pipelines (and upscalers) are cached with `st.cache_resource`, so one copy of each model serves every page and session:
 they hold read-only models and no per-request state. The cache key includes the model folder's version
@@ -7,17 +7,11 @@ they hold read-only models and no per-request state. The cache key includes the 
 """
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import streamlit as st
-import torch
-from PIL import Image
 
 from dgf_core.checkpoint import CheckpointError, LoadedModel
 from dgf_core.generation.pipeline import FacePipeline
 from dgf_core.generation.upscale import Upscaler, check_factor
-from dgf_core.images import save_png
 from dgf_core.serving import registry
 
 UPSCALE_CHOICES = ["off", "x2", "x4"]
@@ -98,9 +92,3 @@ def model_picker() -> str:
     e = registry.describe(name)
     st.sidebar.caption(f"{e.family}, {e.resolution}x{e.resolution}. {e.description}")
     return name
-
-
-def png_bytes(image: torch.Tensor | Image.Image, text: dict[str, str]) -> bytes:
-    """A PNG (with text chunks) as bytes, for st.download_button."""
-    with tempfile.TemporaryDirectory() as d:
-        return save_png(image, Path(d) / "face.png", text).read_bytes()

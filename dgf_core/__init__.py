@@ -7,8 +7,8 @@ Subsystems, lowest first; a module imports only from its own layer or lower ones
     checkpoint, official      safetensors + JSON model folders and training states; importing StyleGAN2 weights
     generation/               seeds -> images, clips, side-by-side comparisons, upscaling
     faces/                    photos: detection, alignment, projection, pivotal tuning, edits, likeness, memories
-    training/                 the training loops, losses, augmentation
-    evaluation/               metrics, two-sample tests, learning curves, benchmarks
+    training/                 the training loops, losses, augmentation, the classifier two-sample test
+    evaluation/               metrics, learning curves, benchmarks, promotion of new weights
     serving/                  what the UIs share: model registry and caches, uploads, scratch folders
     cli/                      `python -m dgf_core COMMAND`, one module per command group
 

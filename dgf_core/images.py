@@ -1,6 +1,7 @@
 """Image helpers: tensors to PIL, grids, and PNG files written atomically with text metadata."""
 from __future__ import annotations
 
+import io
 import math
 import os
 import tempfile
@@ -46,23 +47,34 @@ def atomic_path(path: str | os.PathLike) -> tuple[Path, Path]:
     return path, Path(tmp)
 
 
+def _png_info(text: Mapping[str, str] | None) -> PngImagePlugin.PngInfo:
+    info = PngImagePlugin.PngInfo()
+    for k, v in (text or {}).items():
+        info.add_text(k, v)
+    return info
+
+
 def save_png(image: Image.Image | torch.Tensor, path: str | os.PathLike, text: Mapping[str, str] | None = None) -> Path:
     """Write a PNG atomically; `text` goes into tEXt chunks (e.g. the provenance recipe)."""
     if isinstance(image, torch.Tensor):
         image = to_pil(image)
-    info = PngImagePlugin.PngInfo()
-    for k, v in (text or {}).items():
-        info.add_text(k, v)
     path, tmp = atomic_path(path)
     try:
-        image.save(tmp, format="PNG", pnginfo=info)
+        image.save(tmp, format="PNG", pnginfo=_png_info(text))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
 
 
-# ---- pixel metrics (PSNR, SSIM on BT.601 luma, as the super-resolution literature computes them) ----------------
+def png_bytes(image: Image.Image | torch.Tensor, text: Mapping[str, str] | None = None) -> bytes:
+    """The PNG that `save_png` writes, as bytes (for a download button); nothing touches the disk."""
+    if isinstance(image, torch.Tensor):
+        image = to_pil(image)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", pnginfo=_png_info(text))
+    return buf.getvalue()
+
 
 def rgb_to_y(images_u8: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) uint8 RGB -> (N, H, W) float Y in [16, 235] (BT.601)."""

@@ -8,7 +8,7 @@ from PIL import Image
 from dgf_core.generation import compare
 from dgf_core.images import to_pil
 from dgf_core.latent import SEED_MAX
-from streamlit_shared import NOTICE, model_picker, pipeline, png_bytes, upscale_option
+from streamlit_shared import NOTICE, model_picker, pipeline, upscale_option
 
 MAX_GRID = 64
 
@@ -38,17 +38,15 @@ psi = st.slider("Truncation ψ", 0.0, 1.0, 1.0, 0.05, key="truncation",
                 help="lower: more typical faces, less variety; 1 = none")
 up, factor = upscale_option()
 
-image = compare.faces(pipe, [seed], psi, up, factor)[0]  # (3, S, S) uint8, S = R * factor
-recipe = compare.image_recipe(pipe, up, factor, seed=seed, truncation=psi)
+picture = compare.face_picture(pipe, seed, psi, up, factor)  # (3, S, S) uint8, S = R * factor, and its recipe
 side = pipe.resolution * factor
 show = max(1, 256 // side)
-st.image(to_pil(image).resize((side * show,) * 2, Image.NEAREST), caption=f"{model}, seed {seed} (synthetic)",
+st.image(to_pil(picture.image).resize((side * show,) * 2, Image.NEAREST), caption=f"{model}, seed {seed} (synthetic)",
          output_format="PNG")
-suffix = f"-x{factor}" if factor > 1 else ""
-st.download_button("Download PNG", png_bytes(image, compare.png_text(recipe)), file_name=f"{model}-seed{seed}{suffix}.png",
-                   mime="image/png", key="download", on_click="ignore")
+st.download_button("Download PNG", picture.png_bytes(), file_name=picture.name, mime="image/png", key="download",
+                   on_click="ignore")
 with st.expander("Recipe (also in the PNG's text chunks)"):
-    st.json(recipe)
+    st.json(picture.recipe)
 
 count = st.slider("Grid: consecutive seeds from the current one", 1, MAX_GRID, 16, key="grid")
 seeds = [s for s in range(seed, seed + count) if s <= SEED_MAX]

@@ -10,7 +10,7 @@ from dgf_core.generation import compare, video
 from dgf_core.images import to_pil
 from dgf_core.latent import parse_seeds
 from dgf_core.serving import registry
-from streamlit_shared import NOTICE, pipeline, png_bytes, upscale_option
+from streamlit_shared import NOTICE, pipeline, upscale_option
 
 st.set_page_config(page_title="Compare · Deeply Good Fakes", page_icon="⚖️")
 st.title("Compare")
@@ -36,11 +36,10 @@ try:
 except ValueError as e:
     st.error(str(e))
 else:
-    grid = compare.compare_grid(pipes, seeds, psi, up, factor)  # (3, H, W) uint8: rows = seeds, A | B
-    st.image(to_pil(grid), caption=f"{model_a} | {model_b}, seeds {', '.join(map(str, seeds))} (synthetic)",
+    picture = compare.compare_picture(pipes, seeds, psi, up, factor)  # (3, H, W) uint8: rows = seeds, A | B
+    st.image(to_pil(picture.image), caption=f"{model_a} | {model_b}, seeds {', '.join(map(str, seeds))} (synthetic)",
              output_format="PNG", width="stretch")
-    text = compare.compare_png_text(pipes, seeds, psi, up, factor)
-    st.download_button("Download PNG", png_bytes(grid, text), file_name=f"{model_a}-vs-{model_b}.png", mime="image/png",
+    st.download_button("Download PNG", picture.png_bytes(), file_name=picture.name, mime="image/png",
                        key="download", on_click="ignore")
 for col, name in zip(st.columns(2), (model_a, model_b)):
     col.markdown(registry.card_markdown(registry.describe(name)))

@@ -1,11 +1,10 @@
 """Upscale: an uploaded image enlarged 2x or 4x by the upscaler GAN, before and after, PNG with provenance."""
-import json
 
 import streamlit as st
 
 from dgf_core.generation import compare, upscale
 from dgf_core.serving import registry, uploads
-from streamlit_shared import no_upscaler_note, png_bytes, upscaler
+from streamlit_shared import no_upscaler_note, upscaler
 
 st.set_page_config(page_title="Upscale · Deeply Good Fakes", page_icon="🔍")
 st.title("Upscale")
@@ -23,15 +22,15 @@ factor = upscale.check_factor(st.radio("Factor", ["x2", "x4"], index=1, horizont
 if source is not None:
     try:
         picture = uploads.open_upload(source.getvalue())
-        big = up.upscale_pil(picture, factor)
+        result = compare.upscaled_picture(up, picture, factor)
     except ValueError as e:  # UploadError, or an image over the upscaler's size limit
         st.error(str(e))
         st.stop()
+    big = result.image
     before, after = st.columns(2)
     before.image(picture, caption=f"Before: {picture.width}x{picture.height}", output_format="PNG")
     after.image(big, caption=f"After: {big.width}x{big.height} (x{factor}, {up.name})", output_format="PNG")
-    text = compare.upscaled_png_text(up, factor, picture.size)
-    st.download_button("Download PNG", png_bytes(big, text), file_name=f"upscaled-x{factor}.png", mime="image/png",
+    st.download_button("Download PNG", result.png_bytes(), file_name=result.name, mime="image/png",
                        key="download", on_click="ignore")
     with st.expander("Recipe (in the PNG's text chunks)"):
-        st.json(json.loads(text["dgf_upscale"]))
+        st.json(result.recipe)

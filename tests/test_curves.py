@@ -111,6 +111,29 @@ def test_c2st_panel_only_when_a_run_has_it(resumed_run, plain_run, tmp_path):
     assert Image.open(plot_curves([read_run(resumed_run)], tmp_path / "b.png")).size == (1350, 400)
 
 
+def test_c2st_points_of_different_test_sizes_are_separate_lines(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    from dgf_core.evaluation.curves import _c2st_groups
+
+    c = lambda acc, n: {"accuracy": acc, "stderr": 0.01, "n_per_class": n}  # noqa: E731
+    run = write_log(tmp_path / "sg2", [ev(1000, 0.5, 900.0, c2st=c(0.60, 256)), ev(2000, 0.6, 1800.0, c2st=c(0.62, 256)),
+                                       ev(3000, 0.7, 2700.0, c2st=c(0.90, 765)),
+                                       {"kind": "eval", "step": 2000, "images_seen": 64000, "c2st": c(0.91, 765)}])
+    cols = eval_series(read_run(run))
+    assert cols["c2st"] == [0.60, 0.91, 0.90] and cols["c2st_n"] == [256, 765, 765]  # a later, larger test wins
+    assert _c2st_groups([cols]) == [765, 256]
+    drawn = []
+    plot = Axes.plot
+    monkeypatch.setattr(Axes, "plot", lambda ax, *a, **kw: drawn.append((kw.get("label"), list(a[1]))) or plot(ax, *a, **kw))
+    plot_curves([read_run(run)], tmp_path / "c.png")
+    assert ("sg2 (765 per class)", [0.91, 0.90]) in drawn and ("sg2 (256 per class)", [0.60]) in drawn
+    one_size = write_log(tmp_path / "one", [ev(1000, 0.5, 900.0, c2st=c(0.9, 765))])
+    drawn.clear()
+    plot_curves([read_run(one_size)], tmp_path / "d.png")
+    assert ("one", [0.9]) in drawn  # one size: no size in the label
+
+
 def test_coverage_panel_draws_the_female_share_beside_the_training_faces(plain_run, tmp_path):
     from dgf_core.evaluation.curves import panels
 

@@ -126,12 +126,18 @@ def test_card_metrics_show_what_exists(tmp_path):
     make_tiny_dcgan(tmp_path / "bare")
     make_tiny_dcgan(tmp_path / "full", card={
         "description": "x", "images_seen": 5_120_000, "hardware": "NVIDIA H100 80GB HBM3",
-        "evaluation": {"face_detection": {"samples": {"p>=0.999": 0.8734}}, "memorization": {"ratio": 1.0412}}})
-    make_tiny_dcgan(tmp_path / "odd", card={"evaluation": {"face_detection": "n/a"}, "images_seen": "many"})
+        "evaluation": {"face_detection": {"samples": {"p>=0.999": 0.8734}}, "memorization": {"ratio": 1.0412},
+                       "c2st": {"samples_vs_heldout": {"accuracy": 0.6021}},
+                       "coverage": {"samples": {"female_share": 0.666}, "training": {"female_share": 0.6308}}}})
+    make_tiny_dcgan(tmp_path / "odd", card={"evaluation": {"face_detection": "n/a", "c2st": {"skipped": "x"}},
+                                            "images_seen": "many"})
     metrics = {e.name: registry.card_metrics(e) for e in registry.scan(tmp_path)}
-    assert metrics["full"] == {"faces detected (p>=0.999)": "87.3%", "memorization ratio": "1.041",
+    told = "told from real faces by a classifier (50%: chance)"
+    assert metrics["full"] == {"faces detected (p>=0.999)": "87.3%", told: "60.2%",
+                               "share of women": "66.6% (training faces 63.1%)", "memorization ratio": "1.041",
                                "images seen": "5,120,000", "hardware": "NVIDIA H100 80GB HBM3"}
-    assert metrics["bare"] == metrics["odd"] == {"faces detected (p>=0.999)": "not evaluated",
+    assert metrics["bare"] == metrics["odd"] == {"faces detected (p>=0.999)": "not evaluated", told: "not evaluated",
+                                                 "share of women": "not evaluated",
                                                  "memorization ratio": "not evaluated", "images seen": "unknown",
                                                  "hardware": "unknown"}
     make_tiny_dcgan(tmp_path / "continued", card={"images_seen": 112_000, "images_seen_total": 304_000})

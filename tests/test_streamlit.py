@@ -104,10 +104,10 @@ def test_generate_page_grid_of_consecutive_seeds(weights):
 def test_png_download_carries_its_recipe(weights):
     import io
 
-    from streamlit_shared import png_bytes
+    from dgf_core.generation.compare import face_picture
 
     pipe = registry.load_generator("tiny-dcgan", device="cpu")
-    data = png_bytes(pipe.generate([3])[0], pipe.png_text(seed=3, truncation=1.0))
+    data = face_picture(pipe, 3).png_bytes()  # what the Generate page's Download PNG button hands over
     with Image.open(io.BytesIO(data)) as im:
         assert im.size == (16, 16) and json.loads(im.text["dgf_recipe"])["seed"] == 3
 

@@ -186,9 +186,16 @@ def test_snapshot_coverage_matches_the_attribute_profile_and_says_when_the_class
     assert "attribute classifier unavailable" in snapshot_coverage(bare, imgs)["coverage_error"]
 
 
-def test_coverage_can_be_added_later_to_a_log_written_without_it(image_folder, tmp_path, capsys):
+def load_script(name):
     import importlib.util
 
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), Path(__file__).resolve().parents[1] / "scripts" / name)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_coverage_can_be_added_later_to_a_log_written_without_it(image_folder, tmp_path, capsys):
     from dgf_core.evaluation.curves import eval_series, read_run
 
     out = tmp_path / "run"
@@ -201,9 +208,7 @@ def test_coverage_can_be_added_later_to_a_log_written_without_it(image_folder, t
     first = next(r for r in lines if r.get("kind") == "eval")
     first["snapshot"] = "snapshots/kimg999999"  # a snapshot deleted since
     log.write_text("".join(json.dumps(r) + "\n" for r in lines))
-    spec = importlib.util.spec_from_file_location("add_cov", Path(__file__).resolve().parents[1] / "scripts" / "add_snapshot_coverage.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("rescore_snapshots.py")
     assert script.main([str(out)]) == 0
     assert "snapshot snapshots/kimg999999 is gone; skipped" in capsys.readouterr().err
     cols = eval_series(read_run(out))
@@ -311,9 +316,32 @@ def test_eval_runs_the_two_sample_test_against_held_out_faces(tmp_path):
     paths = make_image_folder(tmp_path / "faces", 400)
     assert sum(map(is_heldout, paths)) >= 10
     out = tmp_path / "run"
+    heldout = sum(map(is_heldout, paths))
     train(opts(tmp_path / "faces", out, steps=1, eval_every=8, eval_seeds=12, export=False))
     ev = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines() if '"eval"' in l][0]
-    assert ev["c2st"]["n_per_class"] == 12 and 0.0 <= ev["c2st"]["accuracy"] <= 1.0 and ev["c2st"]["stderr"] >= 0
+    # by default as many samples as `evaluate --n 1000` tests, against every held-out face: not just the face-rate seeds
+    assert ev["c2st"]["n_per_class"] == heldout and 0.0 <= ev["c2st"]["accuracy"] <= 1.0 and ev["c2st"]["stderr"] >= 0
+    assert ev["n_seeds"] == 12 and ev["coverage"]["n"] == 12
+    train(opts(tmp_path / "faces", tmp_path / "few", steps=1, eval_every=8, eval_seeds=12, eval_c2st_samples=11,
+               export=False))
+    ev = [json.loads(l) for l in (tmp_path / "few" / "log.jsonl").read_text().splitlines() if '"eval"' in l][0]
+    assert ev["c2st"]["n_per_class"] == 11 and ev["coverage"]["n"] == 12
+    train(opts(tmp_path / "faces", tmp_path / "off", steps=1, eval_every=8, eval_seeds=12, eval_c2st_samples=0,
+               export=False))
+    ev = [json.loads(l) for l in (tmp_path / "off" / "log.jsonl").read_text().splitlines() if '"eval"' in l][0]
+    assert "c2st" not in ev and "c2st_skipped" not in ev and set(ev["face_rate"]) == {"p>=0.9", "p>=0.99", "p>=0.999"}
+    with pytest.raises(ValueError, match="eval_c2st_samples"):
+        train(opts(tmp_path / "faces", tmp_path / "bad", eval_c2st_samples=-1))
+    # a log written with a smaller test (as before 2026-12-04) gets the full-size one added later, by the same code
+    from dgf_core.evaluation.curves import eval_series, read_run
+
+    script = load_script("rescore_snapshots.py")
+    assert script.main([str(tmp_path / "few"), "--c2st-samples", "30"]) == 0
+    cols = eval_series(read_run(tmp_path / "few"))
+    assert cols["c2st_n"] == [heldout] and 0.0 <= cols["c2st"][0] <= 1.0
+    lines = (tmp_path / "few" / "log.jsonl").read_text().splitlines()
+    assert script.main([str(tmp_path / "few"), "--c2st-samples", "30"]) == 0  # nothing added twice
+    assert (tmp_path / "few" / "log.jsonl").read_text().splitlines() == lines
 
 
 def test_a_run_started_from_a_shipped_model_resumes_without_repeating_its_architecture(image_folder, tmp_path):

@@ -304,7 +304,8 @@ def test_cli_upscale_writes_png(tmp_path, weights, capsys):
     Image.fromarray(random_faces(1, 12)[0].permute(1, 2, 0).numpy()).save(src)
     assert main(["upscale", str(src), "--model", "tiny-up", "--out", str(tmp_path / "out.png")]) == 0
     with Image.open(tmp_path / "out.png") as im:
-        assert im.size == (48, 48) and "dgf_upscale" in im.text
+        assert im.size == (48, 48) and json.loads(im.text["dgf_upscale"])["factor"] == 4
+        assert "invented" in im.text["Description"] and "in.png" not in im.text["dgf_upscale"]  # as the app: no file name
     assert main(["upscale", str(src), "--model", "bicubic", "--factor", "2", "--out", str(tmp_path / "b.png")]) == 0
     assert Image.open(tmp_path / "b.png").size == (24, 24)
     assert main(["upscale", str(src), "--model", "tiny-up", "--out", str(tmp_path / "dry.png"), "--dry-run"]) == 0

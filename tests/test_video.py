@@ -200,6 +200,33 @@ def test_compare_image_rows_are_seeds_and_columns_models(pipe, small_pipe, upsca
         compare.compare_grid([pipe, small_pipe], list(range(17)))
 
 
+def test_picture_actions_are_the_uis_one_core_call(pipe, small_pipe, upscaler, tmp_path):
+    from PIL import Image
+
+    from dgf_core.generation import compare
+
+    face = compare.face_picture(pipe, 42, 0.7, upscaler, "x2")  # seed -> image
+    assert torch.equal(face.image, compare.faces(pipe, [42], 0.7, upscaler, 2)[0]) and face.name == "tiny-dcgan-seed42-x2.png"
+    assert face.recipe == compare.image_recipe(pipe, upscaler, 2, seed=42, truncation=0.7)
+    path = face.save(tmp_path)  # a folder: under its own name, atomically
+    assert path == tmp_path / face.name and path.read_bytes() == face.png_bytes()
+    with Image.open(path) as im:
+        assert json.loads(im.text["dgf_recipe"]) == face.recipe and im.text["Description"] == SYNTHETIC_NOTICE
+    assert compare.face_picture(pipe, 3).name == "tiny-dcgan-seed3.png"
+    with pytest.raises(SeedError):
+        compare.face_picture(pipe, -1)
+    both = compare.compare_picture([pipe, small_pipe], [4, 5], 0.8)  # two models -> comparison image
+    assert torch.equal(both.image, compare.compare_grid([pipe, small_pipe], [4, 5], 0.8))
+    assert both.name == "tiny-dcgan-vs-tiny-stylegan2-4-5.png" and both.recipe["seeds"] == [4, 5]
+    assert both.save(tmp_path / "mine.png") == tmp_path / "mine.png"  # a .png path: that file
+    small = Image.new("RGB", (10, 8), (200, 100, 50))
+    big = compare.upscaled_picture(upscaler, small, "x4")  # image -> upscaled image
+    assert big.image.size == (40, 32) and big.name == "upscaled-x4.png" and big.recipe["input_size"] == [10, 8]
+    with pytest.raises(ValueError, match="x2 or x4"):
+        compare.upscaled_picture(upscaler, small, 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.png", face.name]  # no temporary file left
+
+
 # ---- encoding ---------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -214,8 +214,8 @@ def add_upscale(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_upscale(a: argparse.Namespace) -> int:
+    from ..generation.compare import upscaled_picture
     from ..generation.upscale import MAX_INPUT_SIDE, Upscaler, check_factor
-    from ..images import save_png
     from ..serving.uploads import open_upload
 
     factor = check_factor(a.factor)
@@ -232,7 +232,6 @@ def cmd_upscale(a: argparse.Namespace) -> int:
                                   "output_size": [w * factor, h * factor], "out": a.out, "device": str(up.device)}}, indent=2))
     if a.dry_run:
         return 0
-    recipe = json.dumps(up.recipe(input=Path(a.input).name, factor=factor))
-    save_png(up.upscale_pil(image, factor), a.out, {"Software": "Deeply Good Fakes", "dgf_upscale": recipe})
+    upscaled_picture(up, image, factor).save(a.out)  # as the app's Upscale tab: notice + recipe, never the file name
     print(f"wrote {a.out} ({w * factor}x{h * factor})")
     return 0

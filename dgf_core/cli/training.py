@@ -67,7 +67,10 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--augment-p", type=float, default=1.0, help="probability of each augmentation per image")
     p.add_argument("--eval-every", type=int, default=0, metavar="IMAGES",
                    help="every this many images: face rate of fixed seeds in log.jsonl and a snapshot (0: off)")
-    p.add_argument("--eval-seeds", type=int, default=256, help="seeds 0..N-1 scored at each evaluation")
+    p.add_argument("--eval-seeds", type=int, default=256, help="seeds 0..N-1 scored at each evaluation (face rate, coverage)")
+    p.add_argument("--eval-c2st-samples", type=int, default=None, metavar="N",
+                   help="seeds 0..N-1 in each evaluation's two-sample test, against as many held-out faces "
+                        "(default 1000, as `evaluate --n 1000`; 0: off)")
     p.add_argument("--checkpoint-minutes", type=float, default=10.0,
                    help="also save the run state when this much time passed since the last save")
     p.add_argument("--init-from", default=None, metavar="MODEL",
@@ -94,7 +97,9 @@ def cmd_train(a: argparse.Namespace) -> int:
         log_every=a.log_every, sample_every=a.sample_every, checkpoint_every=a.checkpoint_every, device=a.device,
         amp=not a.no_amp, compile=a.compile, channels_last=not a.no_channels_last, limit=a.limit, cache_dir=a.cache_dir, resume=a.resume,
         progress=not a.no_progress, threads=a.threads, note=a.note, augment=a.augment, augment_p=a.augment_p,
-        eval_every=a.eval_every, eval_seeds=a.eval_seeds, checkpoint_minutes=a.checkpoint_minutes, init_from=a.init_from,
+        eval_every=a.eval_every, eval_seeds=a.eval_seeds,
+        **({} if a.eval_c2st_samples is None else {"eval_c2st_samples": a.eval_c2st_samples}),
+        checkpoint_minutes=a.checkpoint_minutes, init_from=a.init_from,
     )
     opts.validate()
     for d in opts.data:

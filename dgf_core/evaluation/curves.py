@@ -106,9 +106,9 @@ def _number(value: Any) -> int | float | None:
 
 def eval_series(run: RunLog, face_key: str = FACE_KEY) -> dict[str, list]:
     """The run's eval records as parallel columns, one entry per evaluated step; None where a record lacks a value.
-    Keys: step, images_seen, cpu_hours, face_rate (at `face_key`), c2st (accuracy), c2st_stderr, female_share,
-    female_share_stderr (binomial), training_female_share."""
-    cols: dict[str, list] = {k: [] for k in ("step", "images_seen", "cpu_hours", "face_rate", "c2st", "c2st_stderr",
+    Keys: step, images_seen, cpu_hours, face_rate (at `face_key`), c2st (accuracy), c2st_stderr, c2st_n (images per
+    class), female_share, female_share_stderr (binomial), training_female_share."""
+    cols: dict[str, list] = {k: [] for k in ("step", "images_seen", "cpu_hours", "face_rate", "c2st", "c2st_stderr", "c2st_n",
                                              "female_share", "female_share_stderr", "training_female_share")}
     before_images, before_cpu = _lineage_offsets(run)
     for rec in run.evals:
@@ -125,6 +125,7 @@ def eval_series(run: RunLog, face_key: str = FACE_KEY) -> dict[str, list]:
         cols["face_rate"].append(_number(face.get(face_key)))
         cols["c2st"].append(_number(c2st.get("accuracy")))
         cols["c2st_stderr"].append(_number(c2st.get("stderr")))
+        cols["c2st_n"].append(_number(c2st.get("n_per_class")))
         cols["female_share"].append(share)
         cols["female_share_stderr"].append((share * (1 - share) / n) ** 0.5 if share is not None and n else None)
         cols["training_female_share"].append(_number(cov.get("training_female_share")))
@@ -146,9 +147,17 @@ def _lineage_offsets(run: RunLog) -> tuple[float, float]:
     return images, cpu
 
 
-def _pairs(cols: dict[str, list], x: str, y: str) -> tuple[list[float], list[float]]:
-    pts = [(a, b) for a, b in zip(cols[x], cols[y]) if a is not None and b is not None]
+def _pairs(cols: dict[str, list], x: str, y: str, keep: Sequence[bool] | None = None) -> tuple[list[float], list[float]]:
+    pts = [(a, b) for a, b, k in zip(cols[x], cols[y], keep or [True] * len(cols[x]))
+           if a is not None and b is not None and k]
     return [a for a, _ in pts], [b for _, b in pts]
+
+
+def _c2st_groups(series: Sequence[dict[str, list]]) -> list[int | None]:
+    """The test sizes (images per class) among the runs' C2ST points, largest first: a small test reads lower (its
+    classifier learns less), so points of different sizes are drawn as separate lines, never joined."""
+    sizes = {n for c in series for n, v in zip(c["c2st_n"], c["c2st"]) if v is not None}
+    return sorted(sizes, key=lambda n: -1 if n is None else n, reverse=True)
 
 
 def check_runs(runs: Sequence[RunLog], face_key: str = FACE_KEY) -> list[str]:
@@ -222,18 +231,27 @@ def plot_curves(runs: Sequence[RunLog], out: str | os.PathLike, *, face_key: str
     for ax, kind in zip(axes, kinds):
         x, y = {"face_rate_images": ("images_seen", "face_rate"), "face_rate_cpu": ("cpu_hours", "face_rate"),
                 "c2st_images": ("images_seen", "c2st"), "female_share_images": ("images_seen", "female_share")}[kind]
+        groups = _c2st_groups(series) if kind == "c2st_images" else [None]
         for i, (run, cols) in enumerate(zip(runs, series)):
-            xs, ys = _pairs(cols, x, y)
-            if x == "images_seen":
-                xs = [v / 1000 for v in xs]
-            label = run.label if run.evals else f"{run.label}: no evals"
-            ax.plot(xs, ys, marker="o", markersize=3, color=f"C{i % 10}", label=label)
-            if kind in ("c2st_images", "female_share_images"):
-                err = [(a / 1000, b, e) for a, b, e in zip(cols["images_seen"], cols[y], cols[f"{y}_stderr"])
-                       if a is not None and b is not None and e is not None]
-                if err:
-                    ax.errorbar([a for a, _, _ in err], [b for _, b, _ in err], yerr=[e for _, _, e in err],
-                                fmt="none", ecolor=f"C{i % 10}", alpha=0.6)
+            for g, size in enumerate(groups):
+                keep = [n == size for n in cols["c2st_n"]] if kind == "c2st_images" else None
+                xs, ys = _pairs(cols, x, y, keep)
+                if kind == "c2st_images" and not ys:
+                    continue
+                if x == "images_seen":
+                    xs = [v / 1000 for v in xs]
+                label = run.label if run.evals else f"{run.label}: no evals"
+                if len(groups) > 1:
+                    label += f" ({size} per class)" if size else " (size not logged)"
+                ax.plot(xs, ys, marker="o", markersize=3, color=f"C{i % 10}", label=label,
+                        linestyle="-" if g == 0 else ":", alpha=1.0 if g == 0 else 0.6)
+                if kind in ("c2st_images", "female_share_images"):
+                    err = [(a / 1000, b, e) for a, b, e, k in zip(cols["images_seen"], cols[y], cols[f"{y}_stderr"],
+                                                                 keep or [True] * len(cols[y]))
+                           if a is not None and b is not None and e is not None and k]
+                    if err:
+                        ax.errorbar([a for a, _, _ in err], [b for _, b, _ in err], yerr=[e for _, _, e in err],
+                                    fmt="none", ecolor=f"C{i % 10}", alpha=0.6)
         if kind == "c2st_images":
             ax.axhline(0.5, color="gray", linestyle="--", linewidth=1, label="chance (0.5)")
             ax.set_ylabel("C2ST accuracy (0.5 = indistinguishable)")

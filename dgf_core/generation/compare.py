@@ -1,5 +1,14 @@
 """Faces from seeds, optionally upscaled, and the same seeds from several models side by side.
 
+The UIs' picture actions, one core call each (the Gradio app, the Streamlit pages and the CLI alike); a Picture holds
+the image, its PNG text chunks (notice + recipe), the recipe and a file name, and saves atomically or gives bytes:
+
+    face_picture(pipe, 42, 0.7, upscaler, 4).save(folder)            # seed -> image
+    compare_picture([pipe_a, pipe_b], [1, 2], 0.7).png_bytes()        # two models -> comparison image
+    upscaled_picture(upscaler, pil_image, 4).save("big.png")          # image -> upscaled image
+
+Their parts:
+
     faces(pipe, [1, 2], 0.7, upscaler, 4)              # (2, 3, 4R, 4R) uint8: generated, then upscaled x4
     compare_grid([pipe_a, pipe_b], [1, 2], 0.7)       # (3, H, W) uint8: one row per seed, one column per model
     compare_png_text([pipe_a, pipe_b], [1, 2], 0.7)   # PNG text chunks: notice + recipe naming every model
@@ -11,11 +20,15 @@ DCGAN and a 128 px StyleGAN2 line up. Every call is a pure function of the model
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
+from PIL import Image
 
-from ..images import make_grid
+from ..images import make_grid, png_bytes, save_png
 from ..latent import check_seed, check_truncation
 from .pipeline import MAX_SEEDS_PER_CALL, SYNTHETIC_NOTICE, FacePipeline
 from .video import check_upscale, side_by_side, upscale_recipe
@@ -87,3 +100,52 @@ def upscaled_png_text(upscaler: Upscaler, factor: int, input_size: tuple[int, in
     return {"Description": f"Upscaled x{factor} by a neural network ({upscaler.name}, Deeply Good Fakes): the added "
                            "detail is invented by the model.", "Software": "Deeply Good Fakes",
             "dgf_upscale": json.dumps(recipe)}
+
+
+# ---- the picture actions ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Picture:
+    """A finished picture: image ((3, H, W) uint8 or PIL), PNG text chunks (notice + recipe), the recipe, a file name."""
+    image: torch.Tensor | Image.Image
+    text: dict[str, str]
+    recipe: dict[str, Any]
+    name: str
+
+    def save(self, where: str | os.PathLike) -> Path:
+        """Write the PNG atomically, to `where` if it names a .png file, else into that folder under `name`."""
+        path = Path(where)
+        return save_png(self.image, path if path.suffix.lower() == ".png" else path / self.name, self.text)
+
+    def png_bytes(self) -> bytes:
+        return png_bytes(self.image, self.text)
+
+
+def face_picture(pipe: FacePipeline, seed: int, truncation: float = 1.0, upscaler: Upscaler | None = None,
+                 factor: int | str = 1) -> Picture:
+    """seed -> one face (upscaled x2 / x4 when asked) with its recipe."""
+    seed = check_seed(seed)
+    factor = check_upscale(upscaler, factor)
+    recipe = image_recipe(pipe, upscaler, factor, seed=seed, truncation=truncation)
+    return Picture(faces(pipe, [seed], truncation, upscaler, factor)[0], png_text(recipe), recipe,
+                   f"{pipe.model.name}-seed{seed}{f'-x{factor}' if factor > 1 else ''}.png")
+
+
+def compare_picture(pipes: Sequence[FacePipeline], seeds: Sequence[int], truncation: float = 1.0,
+                    upscaler: Upscaler | None = None, factor: int | str = 1) -> Picture:
+    """The same seeds in two or more models: one row per seed, the models left to right (`compare_grid`)."""
+    recipe = compare_recipe(pipes, seeds, truncation, upscaler, factor)
+    names = "-vs-".join(p.model.name for p in pipes)
+    return Picture(compare_grid(pipes, seeds, truncation, upscaler, factor), png_text(recipe), recipe,
+                   f"{names}-{'-'.join(map(str, recipe['seeds'][:8]))}.png")
+
+
+def upscaled_picture(upscaler: Upscaler, picture: Image.Image, factor: int | str) -> Picture:
+    """An image (an upload: checked by `serving.uploads`) -> `factor` times larger, with the upscaler's recipe; the
+    upscaler refuses images over its size limit."""
+    factor = check_upscale(upscaler, factor)
+    if factor == 1:
+        raise ValueError("choose x2 or x4")
+    big = upscaler.upscale_pil(picture, factor)
+    text = upscaled_png_text(upscaler, factor, picture.size)
+    return Picture(big, text, json.loads(text["dgf_upscale"]), f"upscaled-x{factor}.png")

@@ -139,16 +139,21 @@ def describe(name: str, weights_dir: str | os.PathLike | None = None) -> ModelEn
 
 def card_metrics(entry: ModelEntry) -> dict[str, str]:
     """What a model card says about quality and training, as display text; "not evaluated" (or "unknown")
-    where the card lacks it. Keys: faces detected, memorization ratio, images seen (in all, across continued
-    runs), hardware."""
+    where the card lacks it. Keys: faces detected, told from real faces (the two-sample test's accuracy), share of
+    women (beside the training faces'), memorization ratio, images seen (in all, across continued runs), hardware."""
     card = entry.card
     ev = card.get("evaluation") if isinstance(card.get("evaluation"), dict) else {}
     rate = _get(ev, "face_detection", "samples", "p>=0.999")
+    told = _get(ev, "c2st", "samples_vs_heldout", "accuracy")
+    women, women_train = _get(ev, "coverage", "samples", "female_share"), _get(ev, "coverage", "training", "female_share")
     ratio = _get(ev, "memorization", "ratio")
     seen = card.get("images_seen_total")  # a model that continued another counts what that one had seen too
     seen = seen if _is_number(seen) else card.get("images_seen")
     return {
         "faces detected (p>=0.999)": f"{rate:.1%}" if _is_number(rate) else NOT_EVALUATED,
+        "told from real faces by a classifier (50%: chance)": f"{told:.1%}" if _is_number(told) else NOT_EVALUATED,
+        "share of women": (f"{women:.1%}" + (f" (training faces {women_train:.1%})" if _is_number(women_train) else "")
+                           if _is_number(women) else NOT_EVALUATED),
         "memorization ratio": f"{ratio:.3f}" if _is_number(ratio) else NOT_EVALUATED,
         "images seen": f"{seen:,}" if _is_number(seen) else "unknown",
         "hardware": str(card["hardware"]) if card.get("hardware") else "unknown",

@@ -63,6 +63,7 @@ from .two_sample import C2ST_MIN_PER_CLASS, c2st
 STATE_FILE = "state.safetensors"
 LOG_FILE = "log.jsonl"
 MODEL_DIR = "model"
+EVAL_C2ST_SAMPLES = 1000  # the in-run two-sample test's samples, as `evaluate --n 1000` (all 765 held-out CelebA faces)
 EVAL_COVERAGE_TRAIN = 2000  # training faces the snapshots' coverage is compared with (a seeded subset; SE of the share ~0.01)
 
 
@@ -101,7 +102,8 @@ class TrainOptions:
     augment: str = ""  # DiffAugment policy for D's inputs, e.g. "color,translation,cutout" ("" : none)
     augment_p: float = 1.0  # probability of each augmentation per image
     eval_every: int = 0  # images between face-rate evaluations + snapshots (0: off)
-    eval_seeds: int = 256  # fixed seeds 0..n-1 whose samples are scored
+    eval_seeds: int = 256  # fixed seeds 0..n-1 whose samples are scored (face rate, coverage)
+    eval_c2st_samples: int = EVAL_C2ST_SAMPLES  # seeds 0..n-1 in the two-sample test, against as many held-out faces (0: off)
     init_from: str | None = None  # model folder or name in weights/: start G (and D when it ships) from it
 
     def validate(self) -> None:
@@ -111,6 +113,8 @@ class TrainOptions:
         for name in ("batch_size", "steps", "log_every", "sample_every", "checkpoint_every", "r1_every", "eval_seeds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.eval_c2st_samples < 0:
+            raise ValueError(f"eval_c2st_samples must be 0 (off) or a number of samples, got {self.eval_c2st_samples}")
         if self.eval_every < 0:
             raise ValueError(f"eval_every must be 0 (off) or a number of images, got {self.eval_every}")
         if not self.checkpoint_minutes > 0:
@@ -505,10 +509,11 @@ def model_card(run: Run, step: int) -> dict[str, Any]:
 
 
 def evaluate_snapshot(run: Run, step: int) -> dict[str, Any]:
-    """Face rate of seeds 0..eval_seeds-1 (MTCNN) of the exported EMA generator and the classifier two-sample test
-    of those samples against as many held-out real faces (C2ST accuracy: 0.5 = indistinguishable) and their coverage
-    (share of women, mean age: `snapshot_coverage`), logged with images seen and CPU seconds; the generator is kept as a model folder `snapshots/kimgNNNNNN` (fp16, with the
-    discriminator, so that a snapshot can be shipped and continued with --init-from like a finished run)."""
+    """Face rate of seeds 0..eval_seeds-1 (MTCNN) of the exported EMA generator, their coverage (share of women, mean
+    age: `snapshot_coverage`) and the classifier two-sample test of seeds 0..eval_c2st_samples-1 against as many
+    held-out real faces (`snapshot_c2st`), logged with images seen and CPU seconds; the generator is kept as a model
+    folder `snapshots/kimgNNNNNN` (fp16, with the discriminator, so that a snapshot can be shipped and continued with
+    --init-from like a finished run)."""
     from ..faces.mtcnn import detection_rates, face_probabilities, load_mtcnn
 
     opts = run.opts
@@ -517,9 +522,7 @@ def evaluate_snapshot(run: Run, step: int) -> dict[str, Any]:
     images_seen = step * opts.batch_size
     folder = run.out / "snapshots" / f"kimg{images_seen // 1000:06d}"
     ckpt.save_model(folder, opts.family, run.config, export, run.D, model_card(run, step))
-    with torch.no_grad():
-        z = seeds_to_z(range(opts.eval_seeds), run.z_dim).to(run.device)
-        imgs = torch.cat([to_uint8(export(z[i : i + 64])) for i in range(0, len(z), 64)]).cpu()
+    imgs = sample_seeds(export, run.z_dim, max(opts.eval_seeds, opts.eval_c2st_samples), run.device)
     rec: dict[str, Any] = {"kind": "eval", "step": step, "images_seen": images_seen,
                            "cpu_seconds": round(run.cpu_before + cpu0 - run.cpu_t0, 3),
                            **run.totals(step),
@@ -528,23 +531,44 @@ def evaluate_snapshot(run: Run, step: int) -> dict[str, Any]:
     try:
         if run.detector is None:
             run.detector = load_mtcnn("cpu")
-        rec["face_rate"] = detection_rates(face_probabilities(imgs, run.detector))
+        rec["face_rate"] = detection_rates(face_probabilities(imgs[: opts.eval_seeds], run.detector))
     except ckpt.CheckpointError as e:  # weights/mtcnn missing from this copy: train on, say so in the log
         rec["face_rate_error"] = f"face detection unavailable: {e}"
+    if opts.eval_c2st_samples:
+        rec.update(snapshot_c2st(run, imgs[: opts.eval_c2st_samples]))
+    rec.update(snapshot_coverage(run, imgs[: opts.eval_seeds]))
+    rec["eval_cpu_seconds"] = round(time.process_time() - cpu0, 3)
+    rec["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return rec
+
+
+def sample_seeds(generator: nn.Module, z_dim: int, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(n, 3, R, R) uint8 samples of seeds 0..n-1 (on the CPU), in batches of 64."""
+    with torch.no_grad():
+        z = seeds_to_z(range(n), z_dim).to(device)
+        return torch.cat([to_uint8(generator(z[i : i + 64])) for i in range(0, n, 64)]).cpu()
+
+
+def heldout_faces(run: Run) -> torch.Tensor:
+    """The run's held-out real faces (uint8), decoded at the first call; none when its folders hold no held-out file."""
+    opts = run.opts
     if run.heldout is None:
         try:
             run.heldout = load_image_set(opts.data, opts.resolution, "heldout", cache_dir=opts.cache_dir).images
         except DataError:  # a folder too small to hold any held-out file
             run.heldout = torch.zeros(0, 3, opts.resolution, opts.resolution, dtype=torch.uint8)
-    if min(len(run.heldout), len(imgs)) >= C2ST_MIN_PER_CLASS:
-        res = c2st(imgs, run.heldout[: len(imgs)], seed=opts.seed)
-        rec["c2st"] = {k: res[k] for k in ("accuracy", "stderr", "n_per_class", "p_value")}
-    else:
-        rec["c2st_skipped"] = f"needs {C2ST_MIN_PER_CLASS} samples and held-out faces, has {len(imgs)} and {len(run.heldout)}"
-    rec.update(snapshot_coverage(run, imgs))
-    rec["eval_cpu_seconds"] = round(time.process_time() - cpu0, 3)
-    rec["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    return rec
+    return run.heldout
+
+
+def snapshot_c2st(run: Run, imgs: torch.Tensor) -> dict[str, Any]:
+    """{"c2st": accuracy, stderr, n_per_class, p_value} of the samples against as many of the run's held-out real
+    faces (loaded once), as `evaluate` tests them, or {"c2st_skipped": why} when either set is too small."""
+    heldout = heldout_faces(run)
+    if min(len(heldout), len(imgs)) < C2ST_MIN_PER_CLASS:
+        return {"c2st_skipped": f"needs {C2ST_MIN_PER_CLASS} samples and held-out faces, "
+                                f"has {len(imgs)} and {len(heldout)}"}
+    res = c2st(imgs, heldout[: len(imgs)], seed=run.opts.seed)
+    return {"c2st": {k: res[k] for k in ("accuracy", "stderr", "n_per_class", "p_value")}}
 
 
 def snapshot_coverage(run: Run, imgs: torch.Tensor) -> dict[str, Any]:
