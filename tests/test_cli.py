@@ -110,3 +110,49 @@ def test_bench_quick_generate(weights, tmp_path):
     assert main(["bench", "--model", "tiny", "--only", "generate", "--quick", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["generate"]["one_image_ms"] > 0 and res["machine"]["cores"] >= 1
+
+
+def _subcommands():
+    import argparse
+
+    from dgf_core.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices
+
+
+def test_shared_flags_mean_the_same_in_every_command():
+    """--device, --threads, --dry-run and --seed come from cli.common: same type, default and wording everywhere."""
+    from dgf_core.cli.common import DEVICE_HELP
+
+    seen = set()
+    for name, p in _subcommands().items():
+        flags = {o: a for a in p._actions for o in a.option_strings}
+        if "--device" in flags:
+            seen.add("device")
+            assert flags["--device"].default in ("auto", "cpu") and flags["--device"].help.startswith(DEVICE_HELP), name
+        if "--threads" in flags:
+            seen.add("threads")
+            assert flags["--threads"].type is int and flags["--threads"].default is None, name
+        if "--dry-run" in flags:
+            seen.add("dry-run")
+            assert flags["--dry-run"].nargs == 0 and flags["--dry-run"].default is False and flags["--dry-run"].help, name
+        if "--seed" in flags:
+            seen.add("seed")
+            assert flags["--seed"].type is int and flags["--seed"].default == 0 and flags["--seed"].help, name
+    assert seen == {"device", "threads", "dry-run", "seed"}
+
+
+def test_threads_flag_sets_torch_threads():
+    import torch
+
+    from dgf_core.cli.common import set_threads
+
+    old = torch.get_num_threads()
+    try:
+        set_threads(1)
+        assert torch.get_num_threads() == 1
+        set_threads(None)  # leaves it alone
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(old)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..data import DataError
+from .common import add_device, add_dry_run
 
 
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -16,14 +17,14 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--real", action="append", required=True, help="real image folder(s) the model was trained on")
     p.add_argument("--n", type=int, default=1000, help="number of samples (seeds 0..n-1)")
     p.add_argument("--truncation", type=float, default=1.0)
-    p.add_argument("--device", default="auto")
+    add_device(p)
     p.add_argument("--inception-weights", default=None, help="FID Inception weights file (pt_inception-2015-12-05 .pth or .safetensors)")
     p.add_argument("--no-c2st", action="store_true",
                    help="skip the classifier two-sample tests (two 5-fold CNN fits, ~15 s each on one CPU thread at 64x64)")
     p.add_argument("--no-coverage", action="store_true", help="skip coverage by the attribute classifier (weights/attributes-utkface)")
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--write-card", action="store_true", help="store the results in the model card (config.json)")
-    p.add_argument("--dry-run", action="store_true")
+    add_dry_run(p)
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
@@ -75,7 +76,7 @@ def add_evaluate_upscaler(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--walk-model", default=None, help="also measure flicker on a latent walk of this generator")
     p.add_argument("--clip-frames", type=int, default=96, help="frames of each stability clip")
     p.add_argument("--json", default=None, help="write the results here")
-    p.add_argument("--dry-run", action="store_true")
+    add_dry_run(p)
 
 
 def cmd_evaluate_upscaler(a: argparse.Namespace) -> int:
@@ -110,12 +111,12 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="dcgan-celeba64", help="generator for the inference benchmarks")
     p.add_argument("--only", action="append", choices=sorted(BENCHMARKS), help="run only these (repeatable)")
     p.add_argument("--data", action="append", default=[], help="image folder(s) for training throughput (default: synthetic)")
-    p.add_argument("--device", default="auto")
+    add_device(p)
     p.add_argument("--repeats", type=int, default=50)
     p.add_argument("--train-steps", type=int, default=10)
     p.add_argument("--quick", action="store_true", help="few repeats, tiny batches (smoke test)")
     p.add_argument("--json", default=None)
-    p.add_argument("--dry-run", action="store_true")
+    add_dry_run(p)
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
@@ -143,7 +144,7 @@ def add_curves(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--real-rate", type=float, default=None,
                    help="real faces' face rate at p>=0.999 (from `evaluate`): a dashed reference line")
     p.add_argument("--size", default=None, help="WIDTHxHEIGHT in pixels (default 450 per panel x 400)")
-    p.add_argument("--dry-run", action="store_true")
+    add_dry_run(p)
 
 
 def cmd_curves(a: argparse.Namespace) -> int:

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from .common import add_device, add_dry_run, add_seed, add_threads, set_threads
+
 
 def add_project(sub: argparse._SubParsersAction) -> None:
     from ..faces.projection import DEFAULT_STEPS, MAX_STEPS, SPACES
@@ -18,7 +20,7 @@ def add_project(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="latent .npz: the latent, its space, model name and weights hash (never the photo)")
     p.add_argument("--space", default="auto", choices=("auto",) + SPACES, help="auto: w+ for StyleGAN2, z otherwise")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"optimiser steps, 1..{MAX_STEPS}")
-    p.add_argument("--seed", type=int, default=0, help="names the projection: same photo, model and seed, same latent")
+    add_seed(p, help="names the projection: same photo, model and seed, same latent")
     p.add_argument("--no-align", action="store_true", help="the photo is already a training-style crop: no face detection")
     p.add_argument("--save-reconstruction", default=None,
                    help="also write the reconstruction (PNG; not the photo): the tuned generator's when tuning")
@@ -34,9 +36,9 @@ def add_project(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=48, help="with --save-memory: frames of the loop")
     p.add_argument("--fps", type=int, default=24, help="with --save-memory: frames per second")
     p.add_argument("--no-mark", action="store_true", help="with --save-memory: no visible SYNTHETIC mark")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--dry-run", action="store_true")
+    add_device(p, default="cpu")
+    add_threads(p)
+    add_dry_run(p)
 
 
 def cmd_project(a: argparse.Namespace) -> int:
@@ -72,10 +74,7 @@ def cmd_project(a: argparse.Namespace) -> int:
     skip_tuning = tuning.steps != 0 and not (a.save_memory or a.save_reconstruction)
     if skip_tuning:
         tuning = TuningOptions(steps=0)
-    if a.threads:
-        import torch
-
-        torch.set_num_threads(a.threads)
+    set_threads(a.threads)
     image = open_upload(a.photo)
     model = load_projection_model(a.model, a.device)
     from ..faces.projection import space_name

@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .common import add_device, add_dry_run
+
 
 def add_generate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="write one PNG per seed (and optionally a grid)")
@@ -17,9 +19,9 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
                    help="style mixing (StyleGAN2): fine styles from this seed, coarse styles from each --seeds seed")
     p.add_argument("--mix-crossover", type=int, default=4,
                    help="with --mix-seed: styles [0, K) come from the seed, the rest from --mix-seed (4 = 4x4-8x8 coarse)")
-    p.add_argument("--device", default="auto")
+    add_device(p)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--dry-run", action="store_true")
+    add_dry_run(p)
 
 
 def cmd_generate(a: argparse.Namespace) -> int:
@@ -87,8 +89,8 @@ def add_video(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-mark", action="store_true", help="with --latent: no visible SYNTHETIC mark")
     p.add_argument("--out", action="append", required=True, help="clip.mp4 or clip.gif (repeatable: one render, several files)")
     p.add_argument("--save-recipe", default=None, help="also write the recipe as JSON here")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dry-run", action="store_true")
+    add_device(p)
+    add_dry_run(p)
 
 
 def cmd_video(a: argparse.Namespace) -> int:
@@ -209,8 +211,8 @@ def add_upscale(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output PNG")
     p.add_argument("--model", default="upscaler-x4", help="upscaler in weights/, a model folder, or 'bicubic'")
     p.add_argument("--factor", default="4", help="2 or 4")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dry-run", action="store_true")
+    add_device(p, default="cpu")
+    add_dry_run(p)
 
 
 def cmd_upscale(a: argparse.Namespace) -> int:

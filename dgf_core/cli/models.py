@@ -6,6 +6,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from .common import add_device, add_dry_run
+
 
 def add_import_rosinality(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import-rosinality", help="convert a rosinality/stylegan2-pytorch generator into a model folder")
@@ -14,7 +16,7 @@ def add_import_rosinality(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resolution", type=int, default=None, help="refuse the file unless it is this resolution")
     p.add_argument("--mapping-lr-mul", type=float, default=0.01, help="rosinality's lr_mlp (0.01 in the public ports)")
     p.add_argument("--fp32", action="store_true", help="store float32 (default float16, half the size)")
-    p.add_argument("--dry-run", action="store_true", help="read and check the file, print the config, write nothing")
+    add_dry_run(p, help="read and check the file, print the config, write nothing")
 
 
 def cmd_import_rosinality(a: argparse.Namespace) -> int:
@@ -46,8 +48,8 @@ def add_ship(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights-dir", default="weights", help="folder of the shipped models (default weights/)")
     p.add_argument("--note", default=None, help="notes for the model card (how it was trained, what it is for)")
     p.add_argument("--force", action="store_true", help="ship even if it is not better (the comparison is still printed)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dry-run", action="store_true", help="compare and print the verdict; change nothing")
+    add_device(p)
+    add_dry_run(p, help="compare and print the verdict; change nothing")
 
 
 def cmd_ship(a: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..data import DataError
-from .common import key_value
+from .common import add_device, add_dry_run, add_model_overrides, add_seed, add_threads
 
 
 def add_pack(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def add_pack(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--quality", type=int, default=92)
-    p.add_argument("--dry-run", action="store_true")
+    add_dry_run(p)
 
 
 def cmd_pack(a: argparse.Namespace) -> int:
@@ -48,19 +48,18 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--beta2", type=float, default=None, help="Adam beta2 (default: family's; dcgan 0.999, stylegan2 0.99)")
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--r1-gamma", type=float, default=None, help="lazy R1 weight (default: family's)")
-    p.add_argument("--seed", type=int, default=0)
+    add_seed(p)
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--sample-every", type=int, default=500)
     p.add_argument("--checkpoint-every", type=int, default=1000)
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
+    add_device(p)
     p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast (used on CUDA and on CPUs with native bf16)")
     p.add_argument("--compile", action="store_true", help="torch.compile G and D")
     p.add_argument("--no-channels-last", action="store_true", help="keep NCHW tensors (default: NHWC, faster with oneDNN)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--cache-dir", default=None, help="cache decoded images here (safetensors)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--model", type=key_value, action="append", default=[], metavar="KEY=VALUE",
-                   help="architecture override, e.g. g_channels=32")
+    add_threads(p)
+    add_model_overrides(p, "g_channels=32")
     p.add_argument("--note", default="", help="free text stored on the model card")
     p.add_argument("--augment", default="", metavar="POLICY",
                    help="DiffAugment for D's inputs: comma-separated color,translation,cutout (default: none)")
@@ -77,7 +76,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                    help="start from a shipped generator (name in weights/ or a model folder) instead of from scratch")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
+    add_dry_run(p)
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -141,12 +140,11 @@ def add_train_upscaler(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--eval-every", type=int, default=O.eval_every)
     p.add_argument("--checkpoint-every", type=int, default=O.checkpoint_every)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--model", type=key_value, action="append", default=[], metavar="KEY=VALUE",
-                   help="architecture override, e.g. channels=48")
+    add_seed(p)
+    add_threads(p)
+    add_model_overrides(p, "channels=48")
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--dry-run", action="store_true")
+    add_dry_run(p)
 
 
 def cmd_train_upscaler(a: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""The training loop, as one function with explicit arguments.
+"""The training loop: `train(opts)` in named pieces (`setup`, `announce`, `train_step`, `step_record`,
+`evaluate_snapshot`, `write_state`, `finish`), each a function of the run's state (`Run`).
 
 `train(TrainOptions(...))` trains a registered GAN family on folders of face images:
 - data decoded once into a uint8 tensor on the training device, random horizontal flips per batch;
@@ -6,7 +7,8 @@
   optional differentiable augmentation (`dgf_core.training.augment`, for D on small data sets);
 - a progress bar with images/s, a JSONL log and sample grids at intervals;
 - every `eval_every` images, the face rate of fixed seeds, their C2ST against held-out faces and their coverage
-  (share of women, mean age; with images seen and CPU seconds) in the log and a snapshot of the EMA generator under `snapshots/`: the run's learning curve (`python -m dgf_core curves`);
+  (share of women, mean age; with images seen and CPU seconds) in the log and a snapshot of the EMA generator under
+  `snapshots/`: the run's learning curve (`python -m dgf_core curves`);
 - training state written atomically every `checkpoint_every` steps, every `checkpoint_minutes` and on
   Ctrl-C/SIGTERM; `resume=True` continues exactly: the batch order is a function of (seed, epoch), and all
   per-step randomness (noise, flips, augmentation) comes from a generator seeded with (seed, rank, step),
@@ -27,11 +29,11 @@ import signal
 import sys
 import threading
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -605,93 +607,93 @@ def write_samples(run: Run, step: int, sample_z: torch.Tensor) -> None:
     save_png(make_grid(imgs), run.out / "samples" / f"step{step:07d}.png")
 
 
-def _log_line(log, rec: dict[str, Any]) -> None:
-    log.write(json.dumps(rec) + "\n")
-    log.flush()
+class Reporter:
+    """Where a run reports (main rank only): the JSONL log (`OUT/log.jsonl`), the progress bar and `on_step`."""
+
+    def __init__(self, run: Run, on_step: Callable[[dict], None] | None = None):
+        self.on_step = on_step
+        self.log = (run.out / LOG_FILE).open("a") if run.env.main else None
+        self.progress = None
+        if run.env.main and run.opts.progress:
+            from tqdm import tqdm
+
+            self.progress = tqdm(total=run.opts.steps, initial=run.start_step, unit="step", dynamic_ncols=True,
+                                 file=sys.stderr)
+
+    def line(self, rec: dict[str, Any]) -> None:
+        if self.log is not None:
+            self.log.write(json.dumps(rec) + "\n")
+            self.log.flush()
+
+    def step(self, rec: dict[str, Any]) -> None:
+        self.line(rec)
+        if self.progress is not None:
+            self.progress.set_postfix(img_s=f"{rec['images_per_s']:.0f}", d=f"{rec['d_loss']:.3f}", g=f"{rec['g_loss']:.3f}")
+        if self.on_step:
+            self.on_step(rec)
+
+    def evaluation(self, rec: dict[str, Any]) -> None:
+        self.line(rec)
+        if self.progress is not None:
+            self.progress.write(f"step {rec['step']}: face rate {rec.get('face_rate', rec.get('face_rate_error'))}")
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
+        if self.log is not None:
+            self.log.close()
 
 
-def train(opts: TrainOptions, on_step: Callable[[dict], None] | None = None) -> Path:
-    """Train; return the exported model folder (`OUT/model`). Raises ValueError/DataError on bad input."""
-    run = setup(opts)
-    env, out, device = run.env, run.out, run.device
-    start_step = run.start_step
-    sample_z = seeds_to_z(range(opts.sample_seeds), run.z_dim).to(device)
+def announce(run: Run, reporter: Reporter) -> None:
+    """Print what trains where, and log the run's start record (options, config, machine) for its curves."""
+    opts = run.opts
+    if not run.env.main:
+        return
+    print(f"training {opts.family} on {len(run.data)} images ({run.steps_per_epoch} steps/epoch), device {run.device}, "
+          f"world {run.env.world}, bf16 {not isinstance(autocast_for(run.device, opts.amp), nullcontext)}")
+    print(json.dumps({"options": dataclasses.asdict(opts), "config": dataclasses.asdict(run.config)}, default=str))
+    reporter.line({"kind": "start", "family": opts.family, "step": run.start_step,
+                   "images_seen": run.start_step * opts.batch_size, "cpu_seconds": round(run.cpu_before, 1),
+                   "options": json.loads(json.dumps(dataclasses.asdict(opts), default=list)),
+                   "config": dataclasses.asdict(run.config), **_environment(),
+                   "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
 
-    if env.main:
-        print(f"training {opts.family} on {len(run.data)} images ({run.steps_per_epoch} steps/epoch), "
-              f"device {device}, world {env.world}, bf16 {not isinstance(autocast_for(device, opts.amp), nullcontext)}")
-        print(json.dumps({"options": dataclasses.asdict(opts), "config": dataclasses.asdict(run.config)}, default=str))
 
-    progress = None
-    if env.main and opts.progress:
-        from tqdm import tqdm
-
-        progress = tqdm(total=opts.steps, initial=start_step, unit="step", dynamic_ncols=True, file=sys.stderr)
-    log = (out / LOG_FILE).open("a") if env.main else None
-    if log is not None:
-        _log_line(log, {"kind": "start", "family": opts.family, "step": start_step,
-                        "images_seen": start_step * opts.batch_size, "cpu_seconds": round(run.cpu_before, 1),
-                        "options": json.loads(json.dumps(dataclasses.asdict(opts), default=list)),
-                        "config": dataclasses.asdict(run.config), **_environment(),
-                        "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-    t_last, step_last = time.perf_counter(), start_step
-    last_save = time.monotonic()
-    # Ctrl-C / SIGTERM finish the current step, save the state and stop (a half-done step would not resume exactly)
-    stop_requested = threading.Event()
+@contextmanager
+def stop_signals() -> Iterator[threading.Event]:
+    """Ctrl-C and SIGTERM set the event instead of interrupting: the loop finishes its step, saves the state and
+    stops (a half-done step would not resume exactly). Handlers are restored on exit; off the main thread, a no-op."""
+    stop = threading.Event()
     handlers = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
-            handlers[sig] = signal.signal(sig, lambda *_: stop_requested.set())
+            handlers[sig] = signal.signal(sig, lambda *_: stop.set())
     try:
-        for step in range(start_step, opts.steps):
-            losses = train_step(run, step)
-            done = step + 1
-            if progress is not None:
-                progress.update(1)
-            if env.main and (done % opts.log_every == 0 or done == opts.steps):
-                now = time.perf_counter()
-                rec = step_record(run, done, losses, (done - step_last) * opts.batch_size / max(now - t_last, 1e-9))
-                t_last, step_last = now, done
-                _log_line(log, rec)
-                if progress is not None:
-                    progress.set_postfix(img_s=f"{rec['images_per_s']:.0f}", d=f"{rec['d_loss']:.3f}", g=f"{rec['g_loss']:.3f}")
-                if on_step:
-                    on_step(rec)
-            if env.main and done % opts.sample_every == 0:
-                write_samples(run, done, sample_z)
-            if env.main and opts.eval_every and done * opts.batch_size // opts.eval_every > step * opts.batch_size // opts.eval_every:
-                rec = evaluate_snapshot(run, done)
-                _log_line(log, rec)
-                if progress is not None:
-                    progress.write(f"step {done}: face rate {rec.get('face_rate', rec.get('face_rate_error'))}")
-                t_last = time.perf_counter()  # images/s counts training only
-            due = done % opts.checkpoint_every == 0 or time.monotonic() - last_save >= opts.checkpoint_minutes * 60
-            stop_now = stop_requested.is_set()
-            if env.world > 1:  # one collective: the time rule and a stop must agree across ranks, or some would wait forever
-                flags = torch.tensor([float(due), float(stop_now)], device=device)
-                dist.all_reduce(flags)
-                due, stop_now = bool(flags[0].item()), bool(flags[1].item())
-            if stop_now and done != opts.steps:
-                write_state(run, done)
-                if env.main:
-                    print(f"\nstopped after step {done}: state saved to {out / STATE_FILE}; continue with --resume", file=sys.stderr)
-                raise KeyboardInterrupt
-            if due and done != opts.steps:
-                write_state(run, done)
-                last_save = time.monotonic()
+        yield stop
     finally:
         for sig, h in handlers.items():
             signal.signal(sig, h)
-        if progress is not None:
-            progress.close()
-        if log is not None:
-            log.close()
 
+
+def agree(run: Run, *flags: bool) -> tuple[bool, ...]:
+    """Each flag true on any rank, as one collective (a checkpoint or a stop decided by one rank alone would leave
+    the others waiting forever); the flags themselves on a single process."""
+    if run.env.world == 1:
+        return flags
+    t = torch.tensor([float(f) for f in flags], device=run.device)
+    dist.all_reduce(t)
+    return tuple(bool(v) for v in t.tolist())
+
+
+def finish(run: Run, sample_z: torch.Tensor) -> Path:
+    """The last state, the exported model folder (main rank), and the process group closed; return OUT/model."""
+    opts = run.opts
     write_state(run, opts.steps)
-    model_dir = out / MODEL_DIR
-    if env.main and opts.export:
+    model_dir = run.out / MODEL_DIR
+    if run.env.main and opts.export:
         export_model(run, opts.steps)
         write_samples(run, opts.steps, sample_z)
+    env = run.env
     env.barrier()
     # DDP's reducers hold the process group: free them before it is destroyed, or their destructors may run
     # against a dead group at exit (gloo aborts the process: "terminate called without an active exception")
@@ -700,3 +702,49 @@ def train(opts: TrainOptions, on_step: Callable[[dict], None] | None = None) -> 
     gc.collect()
     env.close()
     return model_dir
+
+
+def train(opts: TrainOptions, on_step: Callable[[dict], None] | None = None) -> Path:
+    """Train; return the exported model folder (`OUT/model`). Raises ValueError/DataError on bad input.
+
+    setup -> announce -> per step: train_step, log (step_record), samples, evaluate_snapshot, write_state when due
+    or stopped -> finish (export). A stopped run raises KeyboardInterrupt after saving; `--resume` continues it
+    exactly."""
+    run = setup(opts)
+    main, per_eval = run.env.main, opts.eval_every
+    sample_z = seeds_to_z(range(opts.sample_seeds), run.z_dim).to(run.device)
+    reporter = Reporter(run, on_step)
+    announce(run, reporter)
+    t_last, step_last, last_save = time.perf_counter(), run.start_step, time.monotonic()
+    try:
+        with stop_signals() as stop:
+            for step in range(run.start_step, opts.steps):
+                losses = train_step(run, step)
+                done = step + 1
+                if reporter.progress is not None:
+                    reporter.progress.update(1)
+                if main and (done % opts.log_every == 0 or done == opts.steps):
+                    now = time.perf_counter()
+                    reporter.step(step_record(run, done, losses, (done - step_last) * opts.batch_size / max(now - t_last, 1e-9)))
+                    t_last, step_last = now, done
+                if main and done % opts.sample_every == 0:
+                    write_samples(run, done, sample_z)
+                if main and per_eval and done * opts.batch_size // per_eval > step * opts.batch_size // per_eval:
+                    reporter.evaluation(evaluate_snapshot(run, done))
+                    t_last = time.perf_counter()  # images/s counts training only
+                due, stop_now = agree(run, done % opts.checkpoint_every == 0
+                                      or time.monotonic() - last_save >= opts.checkpoint_minutes * 60, stop.is_set())
+                if done == opts.steps:
+                    break
+                if stop_now:
+                    write_state(run, done)
+                    if main:
+                        print(f"\nstopped after step {done}: state saved to {run.out / STATE_FILE}; "
+                              "continue with --resume", file=sys.stderr)
+                    raise KeyboardInterrupt
+                if due:
+                    write_state(run, done)
+                    last_save = time.monotonic()
+    finally:
+        reporter.close()
+    return finish(run, sample_z)
