@@ -147,12 +147,12 @@ def keyframe_path(
 
 def synthesize(generator: torch.nn.Module, latent: torch.Tensor, space: str) -> torch.Tensor:
     """latent(s) in `space` -> images (N, 3, R, R) in about [-1, 1]; for z, w: (N, D); for w+: (N, n_ws, w_dim).
-    Deterministic ('const' noise for StyleGAN2). z works for any generator with forward(z) (the DCGAN renders
+    Deterministic (a StyleGAN2's `inference_noise`). z works for any generator with forward(z) (the DCGAN renders
     through its folded inference network); w / w+ need a StyleGAN2 (`broadcast`, `synthesis`)."""
     if space == "z":
         g = generator.inference_module() if hasattr(generator, "inference_module") else generator
         return g(latent)
     if space in ("w", "w+"):
         ws = latent if space == "w+" else generator.broadcast(latent)
-        return generator.synthesis(ws, "const")
+        return generator.synthesis(ws)
     raise ValueError(f"space must be one of {SPACES}, got {space!r}")

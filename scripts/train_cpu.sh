@@ -12,7 +12,8 @@
 # Environment: DATA (CelebA root, default ../shared/data/celeba), THREADS (default 1), EVAL_EVERY (images between
 # face-rate evaluations + snapshots, default 32000), AUGMENT (DiffAugment policy, e.g. color,translation,cutout;
 # default none: measured against it on 2026-12-03, it raised the face rate but not realism, and narrowed coverage),
-# AMP=0 (fp32 instead of bf16 autocast, e.g. to check that bf16 trains as well).
+# AMP=0 (fp32 instead of bf16 autocast, e.g. to check that bf16 trains as well), LR (learning rate; default the
+# trainer's, 2e-3; a resumed run must keep its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FAMILY=${1:?usage: train_cpu.sh stylegan2|dcgan [RUN]}
@@ -23,6 +24,7 @@ COMMON=(--data "$DATA/img_align_celeba" --data "$DATA/img_align_celeba_89x109" -
         --checkpoint-every 100000 --checkpoint-minutes "${CHECKPOINT_MINUTES:-8}" --sample-every 1000 --log-every 50
         --cache-dir "$HOME/dgf-runs/cache" --threads "${THREADS:-1}" --no-progress --eval-every "${EVAL_EVERY:-32000}")
 if [ "${AMP:-1}" = 0 ]; then COMMON+=(--no-amp); fi
+if [ -n "${LR:-}" ]; then COMMON+=(--lr "$LR"); fi
 if [ -f "$RUN/state.safetensors" ] && [ -z "${AUGMENT+set}" ]; then  # a resumed run keeps its own augmentation
   AUGMENT=$("$PY" -c 'import json, sys
 starts = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{\"kind\": \"start\"")]
@@ -30,7 +32,8 @@ print(starts[-1]["options"].get("augment", "") if starts else "")' "$RUN/log.jso
 fi
 case "$FAMILY" in
   stylegan2) ARGS=(--batch-size 32 --augment "${AUGMENT-}")
-             MODEL=(--model channel_base=2048 --model channel_max=128 --model d_channel_base=2048 --model d_channel_max=128)
+             MODEL=(--model channel_base=2048 --model channel_max=128 --model d_channel_base=2048 --model d_channel_max=128
+                    --model inference_noise=none)
              SHIPPED=weights/stylegan2-celeba64 ;;
   dcgan) ARGS=(--batch-size 128) ; MODEL=() ; SHIPPED=weights/dcgan-celeba64 ;;
   *) echo "unknown family $FAMILY (stylegan2 or dcgan)"; exit 2 ;;

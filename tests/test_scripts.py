@@ -34,3 +34,29 @@ def test_measure_memory_reads_tuning_mixes():
     assert name == "fast" and kw == {"lr": 0.01, "locality_every": 2, "locality_weight": 0.1, "steps": 250}
     assert isinstance(kw["steps"], int) and isinstance(kw["lr"], float)
     assert module.parse_mix("default=") == ("default", {})
+
+
+def test_probe_c2st_low_pass_and_noise_modes(tmp_path):
+    """The probe's low-pass keeps size and flat images, removes a one-pixel checkerboard; a tiny StyleGAN2's
+    samples differ by noise mode only where the mode says (const vs none), and repeat for 'random'."""
+    import torch
+    from conftest import make_tiny_stylegan2
+
+    from dgf_core.checkpoint import load_model
+
+    spec = importlib.util.spec_from_file_location("script_probe_c2st", SCRIPTS[0].parent / "probe_c2st.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    flat = torch.full((2, 3, 16, 16), 77, dtype=torch.uint8)
+    assert torch.equal(module.low_pass(flat, 2), flat)
+    checker = ((torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2 * 255).to(torch.uint8).expand(1, 3, 16, 16)
+    assert module.low_pass(checker, 2).float().std() < 0.2 * checker.float().std()
+    m = load_model(make_tiny_stylegan2(tmp_path / "sg", resolution=16))
+    g = m.generator.float().eval()
+    with torch.no_grad():
+        for layer in g.layers:
+            layer.noise_strength.fill_(2.0)
+    const, none = module.samples(g, 16, 4, "const"), module.samples(g, 16, 4, "none")
+    assert torch.equal(module.samples(g, 16, 4), const)  # the model's inference noise: const by default
+    assert not torch.equal(const, none)
+    assert torch.equal(module.samples(g, 16, 4, "random"), module.samples(g, 16, 4, "random"))

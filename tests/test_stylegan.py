@@ -149,6 +149,26 @@ def test_training_noise_comes_from_the_given_generator():
     assert not torch.allclose(a, ev)  # eval uses the fixed noise buffers
 
 
+def test_inference_noise_none_drops_the_fixed_pattern_everywhere_a_seed_is_rendered():
+    """inference_noise="none": eval forward, truncated, mix and latent.synthesize all render without noise,
+    deterministically; "const" (the default, older folders) keeps the buffers; anything else is refused."""
+    from dgf_core.latent import synthesize
+
+    const, none = tiny_g(seed=0), tiny_g(seed=0, inference_noise="none")
+    none.load_state_dict(const.state_dict())
+    z = z_of([4, 9])
+    with torch.no_grad():
+        ws = const.broadcast(const.mapped(z))
+        assert torch.equal(const(z), const.synthesis(ws, "const"))
+        expect = const.synthesis(ws, "none")
+        assert not torch.allclose(expect, const(z))  # the tiny model's noise strengths are non-zero
+        for out in (none(z), none.truncated(z, 1.0), none.mix(z, z, 2), synthesize(none, ws, "w+"), none(z)):
+            torch.testing.assert_close(out, expect, atol=1e-6, rtol=1e-6)
+    assert StyleGAN2Config().inference_noise == "const"
+    with pytest.raises(ValueError, match="inference_noise"):
+        tiny_cfg(inference_noise="random")
+
+
 def test_truncation_in_w():
     g = tiny_g()
     z = z_of([1, 2, 3])

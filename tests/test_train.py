@@ -271,6 +271,26 @@ def test_init_from_a_shipped_generator(image_folder, tmp_path):
         train(opts(image_folder, out, steps=2, resume=True, model={}, init_from=str(src)))
 
 
+def test_init_from_a_stylegan2_folder_older_than_a_config_field_and_keeping_its_inference_noise(image_folder, tmp_path):
+    """A folder written before StyleGAN2Config.inference_noise existed continues as "const"; one that ships
+    "none" passes it on to the run and its exported model."""
+    from conftest import make_tiny_stylegan2
+
+    from dgf_core.checkpoint import write_json_atomic
+
+    src = make_tiny_stylegan2(tmp_path / "sg", resolution=16)
+    meta = read_config(src)
+    del meta["config"]["inference_noise"]  # as written before the field existed
+    write_json_atomic(meta, src / "config.json")
+    sg_opts = dict(family="stylegan2", model={}, steps=1, batch_size=4, lr=0.0, eval_every=0)
+    train(opts(image_folder, tmp_path / "old", init_from=str(src), **sg_opts))
+    assert read_config(tmp_path / "old" / "model")["config"]["inference_noise"] == "const"
+    meta["config"]["inference_noise"] = "none"
+    write_json_atomic(meta, src / "config.json")
+    train(opts(image_folder, tmp_path / "new", init_from=str(src), **sg_opts))
+    assert read_config(tmp_path / "new" / "model")["config"]["inference_noise"] == "none"
+
+
 def test_a_continued_model_card_counts_the_training_before_it(image_folder, tmp_path):
     from conftest import make_tiny_dcgan
 

@@ -5,9 +5,9 @@ One optimiser, several latent spaces, each behind a small adapter (`LatentSpace`
   random z, a norm prior keeps ||z|| near sqrt(z_dim), where a Gaussian z lives;
 - "w" / "w+" (StyleGAN2: `mapping`, `synthesis`, `broadcast`, `mean_w`): start from the mean w; one w for
   all layers, or one per layer (W+, better reconstructions, a regulariser keeps the layers close to their
-  mean); a decaying Gaussian latent noise explores early (as in StyleGAN2's projector). The model's fixed
-  noise buffers ('const' noise) are kept, not optimised, so the latent alone reproduces the image and the
-  saved .npz (the recipe) needs nothing else.
+  mean); a decaying Gaussian latent noise explores early (as in StyleGAN2's projector). The model's inference
+  noise (its fixed buffers, or none: `inference_noise`) is kept, not optimised, so the latent alone reproduces
+  the image and the saved .npz (the recipe) needs nothing else.
 Loss (`projection_loss`): multi-scale pixel loss (L2 + L1 at 1, 1/2, 1/4 resolution) plus discriminator
 feature matching when the model ships its discriminator (intermediate activations, each layer normalised
 by the target's magnitude), plus the latent prior. Adam with a fixed step budget, learning-rate warm-up and
@@ -116,7 +116,7 @@ class WSpace:
         return latent if self.plus else self.g.broadcast(latent)
 
     def synthesize(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.g.synthesis(self.ws(latent), "const")
+        return self.g.synthesis(self.ws(latent))
 
     def prior(self, latent: torch.Tensor) -> torch.Tensor:
         """W+: the spread of the per-layer ws around their mean, relative to the spread of W itself."""

@@ -120,7 +120,7 @@ class TuningResult:
 
 def trainable_copy(generator: nn.Module, space: str) -> nn.Module:
     """A private copy of what renders `space` latents (the DCGAN's folded inference network for z), weights
-    trainable, in eval mode (batch norm is folded; StyleGAN2 noise is 'const')."""
+    trainable, in eval mode (batch norm is folded; StyleGAN2 noise is its deterministic `inference_noise`)."""
     src = generator.inference_module() if space == "z" and hasattr(generator, "inference_module") else generator
     return copy.deepcopy(src).eval().requires_grad_(True)
 

@@ -312,8 +312,10 @@ def init_from_overrides(opts: TrainOptions) -> dict[str, Any]:
         raise ValueError(f"--init-from {src} is a {meta.get('family')!r} model, not {opts.family!r}")
     folder_config = meta.get("config", {})
     overrides = dict(opts.model) or {k: v for k, v in folder_config.items() if k != "resolution"}
-    config = get_family(opts.family).make_config({"resolution": opts.resolution, **overrides})
-    if folder_config != json.loads(json.dumps(dataclasses.asdict(config))):
+    family = get_family(opts.family)
+    config = family.make_config({"resolution": opts.resolution, **overrides})
+    # compared as built configs, so a folder written before a field existed matches that field's default
+    if dataclasses.asdict(family.make_config(folder_config)) != dataclasses.asdict(config):
         raise ValueError(f"--init-from {src}: its config {folder_config} differs from this run's "
                          f"{dataclasses.asdict(config)}; drop the --model overrides to take the folder's")
     return overrides
