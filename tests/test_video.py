@@ -225,6 +225,15 @@ def test_picture_actions_are_the_uis_one_core_call(pipe, small_pipe, upscaler, t
     with pytest.raises(ValueError, match="x2 or x4"):
         compare.upscaled_picture(upscaler, small, 1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.png", face.name]  # no temporary file left
+    # the CLI's `generate` writes, per seed, the same picture and recipe (in batches, under its own file names)
+    from dgf_core.cli import main
+
+    assert main(["generate", "--model", str(pipe.model.path), "--seeds", "42", "--truncation", "0.7",
+                 "--out", str(tmp_path / "cli"), "--device", "cpu"]) == 0
+    one = compare.face_picture(pipe, 42, 0.7)
+    with Image.open(tmp_path / "cli" / "seed000042.png") as im:
+        assert json.loads(im.text["dgf_recipe"]) == one.recipe
+        assert torch.equal(torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1), one.image)
 
 
 # ---- encoding ---------------------------------------------------------------------------------------------
