@@ -14,6 +14,7 @@ from dgf_core.faces.edits import (
     apply_edits,
     compute_directions,
     learn_direction,
+    pattern_direction,
     load_classifier,
     load_directions,
     measure_edit,
@@ -38,6 +39,28 @@ def test_learn_direction_recovers_a_known_boundary():
     assert float(d @ true) > 0.97 and abs(float(d.norm()) - 1) < 1e-5
     with pytest.raises(EditError, match="both classes"):
         learn_direction(x, torch.ones(2000, dtype=torch.long))
+
+
+def test_pattern_direction_points_where_the_classes_differ_not_where_they_separate_best():
+    """A precise low-variance copy of the attribute (like W's inert coordinates) draws the logistic normal; the
+    pattern follows the high-variance coordinate that carries it (the class-mean difference). Isotropic latents
+    (z): pattern and normal agree."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(4000, generator=g)
+    x = torch.stack([3 * a + torch.randn(4000, generator=g), 0.1 * a + 0.01 * torch.randn(4000, generator=g),
+                     torch.randn(4000, generator=g)], 1)
+    y = (a > 0).long()
+    normal = learn_direction(x, y, l2=1e-6)
+    pattern = pattern_direction(x, normal)
+    diff = x[y == 1].mean(0) - x[y == 0].mean(0)
+    diff /= diff.norm()
+    assert float(pattern @ diff) > 0.99 and float(normal @ diff) < 0.5 and abs(float(pattern.norm()) - 1) < 1e-5
+    z = torch.randn(4000, 8, generator=g)
+    true = torch.randn(8, generator=g)
+    n = learn_direction(z, (z @ true > 0).long())
+    assert float(pattern_direction(z, n) @ n) > 0.98
+    with pytest.raises(EditError, match="do not vary"):
+        pattern_direction(torch.ones(10, 3), torch.tensor([1.0, 0.0, 0.0]))
 
 
 def test_orthogonalize():

@@ -5,8 +5,13 @@
 2. It labels generated samples: each sample is warped from the model's crop geometry into the chip
    geometry with the similarity between the two recipes' measured canonical landmarks (`recipe_warp`).
 3. A linear classifier in latent space separates the samples (gender: confident male vs female; age: the
-   oldest vs the youngest third); its unit normal is the edit direction (`learn_direction`). Age is made
-   orthogonal to gender (conditional manipulation), so "older" does not also mean "more male".
+   oldest vs the youngest third) (`learn_direction`). The edit direction is the latent *pattern* of that
+   boundary, the latents' covariance times its normal (`pattern_direction`; Haufe et al. 2014, "On the
+   interpretation of weight vectors of linear models"): the way the latents of older faces differ from younger
+   ones. In z (isotropic) the two coincide; in StyleGAN2's W (anisotropic) the normal leans on low-variance
+   coordinates that separate the classes but change little: one unit along it aged the shipped StyleGAN2 by
+   0.5 years, along the pattern by 6.5 (`docs/results/edit-directions-probe.json`). Age is made orthogonal to
+   gender (conditional manipulation), so "older" does not also mean "more male".
 4. One unit of edit is one standard deviation of the sampled latents along the direction, so amounts mean
    the same in z and in W; `MAX_EDIT` bounds them (gentle edits stay near the data).
 `attribute_profile` says what the classifier sees in a set of faces (share of women, ages): the coverage figures
@@ -221,6 +226,18 @@ def learn_direction(latents: torch.Tensor, labels: torch.Tensor, l2: float = 1e-
     return (n / n.norm()).float()
 
 
+def pattern_direction(latents: torch.Tensor, normal: torch.Tensor) -> torch.Tensor:
+    """Unit latent pattern of a linear boundary: cov(latents) @ normal, normalised, (D,). It points where the
+    latents of the two classes differ (for a logistic boundary, close to the difference of the class means),
+    which, unlike the normal itself, moves the image in anisotropic spaces such as StyleGAN2's W."""
+    x = latents.double()
+    cov = torch.cov((x - x.mean(0)).T)
+    p = cov @ normal.double()
+    if not float(p.norm()) > 0:
+        raise EditError("pattern_direction: the latents do not vary along the boundary's normal")
+    return (p / p.norm()).float()
+
+
 def orthogonalize(d: torch.Tensor, against: torch.Tensor) -> torch.Tensor:
     """d minus its component along `against`, renormalised (both (D,))."""
     u = against / against.norm()
@@ -266,12 +283,13 @@ def compute_directions(model, classifier: AttributeClassifier, *, n: int = 4000,
     if min(int((fem[conf] > 0.5).sum()), int((fem[conf] < 0.5).sum())) < max(10, n // 20):
         conf, gender_split = torch.ones_like(conf), "below vs above the median p(female)"
         fem = (fem > fem.median()).float()
-    d_gender = learn_direction(lat[conf], (fem[conf] > 0.5).long())
+    d_gender = pattern_direction(lat[conf], learn_direction(lat[conf], (fem[conf] > 0.5).long()))
     lo, hi = pred["age"].quantile(1 / 3), pred["age"].quantile(2 / 3)
     sel = (pred["age"] <= lo) | (pred["age"] >= hi)
-    d_age = orthogonalize(learn_direction(lat[sel], (pred["age"][sel] >= hi).long()), d_gender)
+    d_age = orthogonalize(pattern_direction(lat[sel], learn_direction(lat[sel], (pred["age"][sel] >= hi).long())), d_gender)
     table: dict[str, Any] = {"format": DIRECTIONS_FORMAT, "model": model.name, "weights_sha256": model.weights_sha256,
                              "space": space, "n_samples": n, "seed": seed, "recipe": recipe,
+                             "method": "pattern: cov(latents) @ logistic normal (age orthogonal to gender)",
                              "classifier_sha256": classifier.sha256, "directions": {}}
     for name, d in (("age", d_age), ("gender", d_gender)):
         std = float(((lat - lat.mean(0)) @ d).std())
