@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dgf_core.checkpoint import load_model  # noqa: E402
-from dgf_core.data import load_image_set, to_uint8  # noqa: E402
-from dgf_core.latent import seeds_to_z  # noqa: E402
+from dgf_core.data import load_image_set  # noqa: E402
+from dgf_core.training.loop import sample_seeds  # noqa: E402
 from dgf_core.training.two_sample import c2st  # noqa: E402
 
 
@@ -35,19 +35,12 @@ def low_pass(u8: torch.Tensor, factor: int) -> torch.Tensor:
 
 
 def samples(generator: torch.nn.Module, z_dim: int, n: int, noise: str | None = None) -> torch.Tensor:
-    """uint8 samples of seeds 0..n-1; `noise` (StyleGAN2 only) overrides the model's inference noise, 'random'
-    drawn from a fixed torch.Generator so the probe itself repeats."""
-    z = seeds_to_z(range(n), z_dim)
+    """uint8 samples of seeds 0..n-1 (`training.loop.sample_seeds`); `noise` (StyleGAN2 only) overrides the model's
+    inference noise, 'random' drawn from a fixed torch.Generator so the probe itself repeats."""
+    if noise is None:
+        return sample_seeds(generator, z_dim, n)
     g = torch.Generator().manual_seed(0)
-    out = []
-    with torch.no_grad():
-        for i in range(0, n, 64):
-            zi = z[i : i + 64]
-            if noise is None:
-                out.append(to_uint8(generator(zi)))
-            else:
-                out.append(to_uint8(generator.synthesis(generator.broadcast(generator.mapped(zi)), noise, g)))
-    return torch.cat(out)
+    return sample_seeds(lambda z: generator.synthesis(generator.broadcast(generator.mapped(z)), noise, g), z_dim, n)
 
 
 def main() -> int:

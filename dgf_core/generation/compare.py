@@ -30,7 +30,7 @@ from PIL import Image
 
 from ..images import make_grid, png_bytes, save_png
 from ..latent import check_seed, check_truncation
-from .pipeline import MAX_SEEDS_PER_CALL, SYNTHETIC_NOTICE, FacePipeline
+from .pipeline import MAX_SEEDS_PER_CALL, FacePipeline, png_text
 from .video import check_upscale, side_by_side, upscale_recipe
 
 if TYPE_CHECKING:
@@ -51,11 +51,6 @@ def faces(pipe: FacePipeline, seeds: Sequence[int], truncation: float = 1.0, ups
 def image_recipe(pipe: FacePipeline, upscaler: Upscaler | None = None, factor: int | str = 1, **params: Any) -> dict[str, Any]:
     """The recipe of one face: the pipeline's (model, weights hash, parameters) plus the upscaler when upscaled."""
     return pipe.recipe(**params, **upscale_recipe(upscaler, factor))
-
-
-def png_text(recipe: dict[str, Any]) -> dict[str, str]:
-    """PNG tEXt chunks: the synthetic-image notice and the JSON recipe."""
-    return {"Description": SYNTHETIC_NOTICE, "Software": "Deeply Good Fakes", "dgf_recipe": json.dumps(recipe)}
 
 
 def _check(pipes: Sequence[FacePipeline], seeds: Sequence[int]) -> list[int]:

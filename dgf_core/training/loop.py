@@ -546,7 +546,8 @@ def evaluate_snapshot(run: Run, step: int) -> dict[str, Any]:
     return rec
 
 
-def sample_seeds(generator: nn.Module, z_dim: int, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+def sample_seeds(generator: Callable[[torch.Tensor], torch.Tensor], z_dim: int, n: int,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
     """(n, 3, R, R) uint8 samples of seeds 0..n-1 (on the CPU), in batches of 64."""
     with torch.no_grad():
         z = seeds_to_z(range(n), z_dim).to(device)
