@@ -372,3 +372,40 @@ def test_a_run_started_from_a_shipped_model_resumes_without_repeating_its_archit
     train(opts(image_folder, out, steps=1, export=False, model={}, init_from=str(src)))
     train(opts(image_folder, out, steps=2, export=False, model={}, resume=True))  # no --model, no --init-from
     assert json.loads((out / "log.jsonl").read_text().splitlines()[-1])["step"] == 2
+
+
+class _OnceDifferentiable(torch.autograd.Function):
+    """Identity whose backward cannot itself be differentiated: torch.compile's limit (no double backward)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        return grad
+
+
+def test_compiled_stylegan2_runs_its_r1_penalty_on_the_eager_discriminator(image_folder, tmp_path, monkeypatch):
+    """torch.compile has no double backward, which R1 needs: with --compile, the R1 step must bypass the compiled D.
+    A stand-in for torch.compile with the same limit keeps the test fast."""
+    class StandIn(torch.nn.Module):
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+        def forward(self, x, *args, **kwargs):
+            return self.module(_OnceDifferentiable.apply(x), *args, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", StandIn)
+    sg = dict(family="stylegan2", model={"channel_base": 64, "channel_max": 8, "d_channel_base": 64, "d_channel_max": 8,
+                                         "z_dim": 8, "w_dim": 8, "mapping_layers": 2},
+              steps=2, batch_size=4, r1_gamma=0.1, r1_every=1, eval_every=0, export=False, sample_every=10)
+    records = []
+    train(opts(image_folder, tmp_path / "run", compile=True, **sg), on_step=records.append)
+    assert [r["step"] for r in records] == [1, 2]
+    with pytest.raises(RuntimeError, match="once_differentiable"):  # the stand-in does refuse double backward
+        x = torch.ones(2, requires_grad=True)
+        (g,) = torch.autograd.grad(_OnceDifferentiable.apply(x).square().sum(), x, create_graph=True)
+        g.sum().backward()

@@ -90,7 +90,8 @@ class TrainOptions:
     sample_seeds: int = 64
     device: str = "auto"
     amp: bool = True  # bf16 autocast on CUDA, and on CPUs with native bf16 (AVX512-BF16/AMX); losses, R1, EMA stay fp32
-    compile: bool = False  # torch.compile G and D (CUDA)
+    compile: bool = False  # torch.compile G and D, for CUDA (on a 2-core CPU it made the small StyleGAN2 slower:
+    #                        25 vs 37 images/s, 2026-12-06); R1 always runs on the eager D (no double backward)
     channels_last: bool = True  # NHWC layout for G, D and the batches: oneDNN's fast path (measured on this 2-core CPU
     #                             with bf16: DCGAN 95 -> 127 images/s, small StyleGAN2 29 -> 33)
     limit: int | None = None  # use only the first N training images
@@ -245,6 +246,7 @@ class Run:
     G_train: nn.Module | None = None  # G/D wrapped for DDP and/or torch.compile
     D_train: nn.Module | None = None
     D_for_g: nn.Module | None = None  # D as the G step calls it (frozen weights; not DDP-wrapped)
+    D_r1: nn.Module | None = None  # D for the R1 penalty: never compiled (no double backward), DDP-wrapped when world > 1
     detector: Any = None  # MTCNN, loaded at the first evaluation
     heldout: torch.Tensor | None = None  # held-out real faces (uint8), loaded at the first evaluation (C2ST)
     attributes: Any = None  # the attribute classifier (coverage), loaded at the first evaluation
@@ -406,12 +408,14 @@ def setup(opts: TrainOptions) -> Run:
         ids = [device.index] if device.type == "cuda" else None
         G_train = nn.parallel.DistributedDataParallel(G, device_ids=ids)
         D_train = nn.parallel.DistributedDataParallel(D, device_ids=ids)
+    D_ddp = D_train
     if opts.compile:
         G_train, D_train = torch.compile(G_train), torch.compile(D_train)
     run.G_train, run.D_train = G_train, D_train
     # the G step needs D's input gradients only: under DDP it calls D itself, whose frozen weights give DDP
     # nothing to synchronize
     run.D_for_g = D_train if env.world == 1 else (torch.compile(D) if opts.compile else D)
+    run.D_r1 = D_ddp
     return run
 
 
@@ -442,7 +446,9 @@ def train_step(run: Run, step: int) -> dict[str, torch.Tensor]:
     d_loss.backward()
     if opts.r1_gamma > 0 and step % opts.r1_every == 0:
         real_r = real_in.detach().float().requires_grad_(True)  # R1 at what D sees (augmented reals, as DiffAugment)
-        r_logits = run.D_train(real_r)  # fp32: the penalty's double backward is sensitive to bf16 rounding
+        # fp32: the penalty's double backward is sensitive to bf16 rounding. torch.compile has no double backward,
+        # so a compiled D is bypassed here (one step in r1_every; under DDP, D_r1 is the DDP-wrapped eager D)
+        r_logits = run.D_r1(real_r)
         r1 = d_r1_penalty(r_logits.float(), real_r)
         (opts.r1_gamma / 2 * r1 * opts.r1_every).backward()
     run.opt_d.step()
