@@ -210,3 +210,26 @@ def test_cli_project_tunes_for_the_memory_and_the_reconstruction(dcgan, tmp_path
     assert "--save-memory" in capsys.readouterr().err
     assert main(base + ["--tune-steps", "-3"]) == 2
     assert "tuning steps" in capsys.readouterr().err
+
+
+def test_stylegan_tuning_maps_the_latent_statistics_once_and_tunes_as_before(stylegan, monkeypatch):
+    """The typical w distance comes from 4,096 mapped latents: once per tuning, not at every locality step (it was a
+    third of a tuning step), with the locality latents exactly those computed from scratch each time."""
+    import dgf_core.faces.tuning as tuning
+
+    target = photo_like(seed=3)
+    proj = project_model(stylegan, target, ProjectionOptions(steps=5))
+    opts = TuningOptions(steps=6, lr=1e-2, locality_weight=0.1, locality_every=1)
+    big_batches = []
+    hook = stylegan.generator.mapping.register_forward_pre_hook(
+        lambda module, args: big_batches.append(len(args[0])) if len(args[0]) > 64 else None)
+    try:
+        fast = tune(stylegan.generator, proj.latent, proj.space, target, opts)
+        assert big_batches == [4096]
+        locality = tuning.locality_latents
+        monkeypatch.setattr(tuning, "locality_latents", lambda *a: locality(*a[:6]))  # the distance each step
+        slow = tune(stylegan.generator, proj.latent, proj.space, target, opts)
+    finally:
+        hook.remove()
+    assert len(big_batches) == 1 + 1 + opts.steps
+    assert torch.equal(fast.image, slow.image)

@@ -125,24 +125,33 @@ def trainable_copy(generator: nn.Module, space: str) -> nn.Module:
     return copy.deepcopy(src).eval().requires_grad_(True)
 
 
+def latent_distance(generator: nn.Module, space: str, pivot: torch.Tensor) -> float:
+    """The typical distance between two random latents of `space`: sqrt(2 D) for z; for w / w+, sqrt(2) x the
+    spread of w around its mean, from 4,096 mapped latents of a fixed seed (so compute it once per tuning, not
+    per step: the mapping is a third of a StyleGAN2 tuning step's time)."""
+    if space == "z":
+        return math.sqrt(2 * pivot.shape[1])
+    return math.sqrt(2.0) * latent_space(generator, "w").explore_scale()  # explore_scale is w's spread around its mean
+
+
 def locality_latents(pivot: torch.Tensor, space: str, generator: nn.Module, n: int, radius: float,
-                     g: torch.Generator) -> torch.Tensor:
-    """n latents at distance `radius` x (typical distance between two random latents) from the pivot, each in the
-    direction of a random latent (PTI's locality regularization). pivot: (1, D) for z/w, (1, n_ws, D) for w+."""
+                     g: torch.Generator, distance: float | None = None) -> torch.Tensor:
+    """n latents at distance `radius` x `distance` (the typical distance between two random latents,
+    `latent_distance`; computed here when None) from the pivot, each in the direction of a random latent (PTI's
+    locality regularization). pivot: (1, D) for z/w, (1, n_ws, D) for w+."""
     dev = pivot.device
+    if distance is None:
+        distance = latent_distance(generator, space, pivot)
     if space == "z":
         rnd = torch.randn(n, pivot.shape[1], generator=g).to(dev)
-        scale = math.sqrt(2 * pivot.shape[1])
     else:
-        ls = latent_space(generator, "w")
         with torch.no_grad():
             rnd = generator.mapping(torch.randn(n, generator.z_dim, generator=g).to(dev))  # (n, w_dim)
-        scale = math.sqrt(2.0) * ls.explore_scale()  # explore_scale is w's spread around its mean
         if space == "w+":
             rnd = rnd[:, None, :].expand(n, pivot.shape[1], -1)
     d = rnd - pivot
     d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-    return (pivot + radius * scale * d).detach()
+    return (pivot + radius * distance * d).detach()
 
 
 def _identity_loss(likeness, recipe: str, image: torch.Tensor, target_emb: torch.Tensor) -> torch.Tensor:
@@ -186,6 +195,7 @@ def tune(generator: nn.Module, pivot: torch.Tensor, space: str, target: torch.Te
         target_emb = likeness.embed(target, recipe) if use_id else None
         target_feats = discriminator_features(discriminator, target) if use_fm else []
     losses: list[float] = []
+    distance = latent_distance(generator, space, pivot) if opts.locality_weight > 0 else 0.0
     for step in range(opts.steps):
         img = synthesize(tuned, pivot, space)
         loss = multiscale_pixel_loss(img, target)
@@ -194,7 +204,7 @@ def tune(generator: nn.Module, pivot: torch.Tensor, space: str, target: torch.Te
         if use_fm:
             loss = loss + opts.fm_weight * feature_matching_loss(discriminator_features(discriminator, img), target_feats)
         if opts.locality_weight > 0 and (step + 1) % opts.locality_every == 0:  # not step 0, where it is 0
-            near = locality_latents(pivot, space, generator, opts.locality_batch, opts.locality_radius, g)
+            near = locality_latents(pivot, space, generator, opts.locality_batch, opts.locality_radius, g, distance)
             with torch.no_grad():
                 ref = synthesize(original, near, space)
             weight = opts.locality_weight * opts.locality_every
