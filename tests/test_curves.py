@@ -13,6 +13,7 @@ from dgf_core.evaluation.curves import (
     parse_size,
     plot_curves,
     read_run,
+    runs_from_json,
 )
 
 
@@ -228,3 +229,31 @@ def test_cli_errors_are_one_clear_line(plain_run, tmp_path, capsys, args, messag
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message.format(**fill) in err and "Traceback" not in err
     assert not (tmp_path / "c.png").exists()
+
+
+def test_runs_of_an_earlier_json_are_drawn_again_beside_new_runs(resumed_run, plain_run, tmp_path, capsys):
+    """Run folders go with the machine; the committed --json brings their curves back, values unchanged."""
+    cov = {"female_share": 0.6, "n": 256, "training_female_share": 0.63}
+    cont = write_log(tmp_path / "cont", [ev(1000, 0.6, 1800.0, images_seen_total=1_032_000, cpu_seconds_total=9000.0,
+                                            c2st={"accuracy": 0.8, "stderr": 0.01, "n_per_class": 765},
+                                            coverage=cov)])
+    old = tmp_path / "old.json"
+    assert main(["curves", str(resumed_run), str(cont), "--out", str(tmp_path / "a.png"), "--json", str(old)]) == 0
+    for r_json, r in zip(runs_from_json(old), (read_run(resumed_run), read_run(cont))):
+        assert r_json.name == r.name and r_json.family == r.family
+        a, b = eval_series(r_json), eval_series(r)  # lineage offsets and coverage n survive
+        assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k]) for k in a), (a, b)
+    png, new = tmp_path / "b.png", tmp_path / "new.json"
+    assert main(["curves", str(plain_run), "--from-json", str(old), "--out", str(png), "--json", str(new)]) == 0
+    runs = json.loads(new.read_text())["runs"]
+    assert [r["name"] for r in runs] == ["sg2-a", "cont", "dcgan-b"]
+    assert runs[1]["eval"]["images_seen"] == [1_032_000] and runs[1]["eval"]["c2st_n"] == [765]
+    assert Image.open(png).size == (1800, 400)  # four panels: C2ST and coverage came back from the JSON
+    capsys.readouterr()
+    assert main(["curves", str(resumed_run), "--from-json", str(old), "--out", str(png)]) == 2
+    assert "a run is given twice: ['sg2-a']" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text('{"runs": 3}')
+    assert main(["curves", "--from-json", str(tmp_path / "bad.json"), "--out", str(png)]) == 2
+    assert "bad.json is not a curves --json file" in capsys.readouterr().err
+    assert main(["curves", "--out", str(png)]) == 2
+    assert "give at least one RUN folder or --from-json FILE" in capsys.readouterr().err

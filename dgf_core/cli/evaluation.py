@@ -138,7 +138,9 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
 def add_curves(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("curves", help="draw learning curves (face rate, C2ST) of training runs from their log.jsonl")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="training run folder (holds log.jsonl)")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="training run folder (holds log.jsonl)")
+    p.add_argument("--from-json", action="append", default=[], metavar="FILE",
+                   help="also draw the runs of an earlier --json file (run folders that are gone); repeatable")
     p.add_argument("--out", required=True, help="PNG to write, e.g. docs/learning-curves.png")
     p.add_argument("--json", default=None, help="also write the extracted series here")
     p.add_argument("--real-rate", type=float, default=None,
@@ -156,18 +158,24 @@ def cmd_curves(a: argparse.Namespace) -> int:
         parse_size,
         plot_curves,
         read_run,
+        runs_from_json,
     )
 
     if Path(a.out).suffix.lower() != ".png":
         raise ValueError(f"--out must be a .png file, got {a.out}")
     if a.real_rate is not None and not 0.0 <= a.real_rate <= 1.0:
         raise ValueError(f"--real-rate must be in [0, 1], got {a.real_rate}")
-    runs = [read_run(r) for r in a.runs]
+    if not a.runs and not a.from_json:
+        raise ValueError("give at least one RUN folder or --from-json FILE")
+    runs = [run for f in a.from_json for run in runs_from_json(f)] + [read_run(r) for r in a.runs]
+    names = [r.name for r in runs]
+    if len(set(names)) < len(names):
+        raise ValueError(f"a run is given twice: {sorted({n for n in names if names.count(n) > 1})}")
     warnings = check_runs(runs)
     kinds = panels(runs)
     size = parse_size(a.size) if a.size else default_size(len(kinds))
     print(json.dumps({"curves": {"runs": [{"run": str(r.path), "family": r.family, "step_records": len(r.steps),
-                                           "eval_records": len(r.evals)} for r in runs],
+                                           "eval_records": len(r.evals)} for r in runs], "from_json": a.from_json,
                                  "panels": kinds, "real_rate": a.real_rate, "size": list(size), "out": a.out,
                                  "json": a.json}}, indent=2))
     for w in warnings:

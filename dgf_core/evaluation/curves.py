@@ -9,7 +9,7 @@ A run folder's `log.jsonl` holds one JSON object per line:
 A resumed run repeats the steps after its last checkpoint: the last record per step is kept (for eval records, later
 lines' fields override earlier ones, so a separate C2ST line for a step joins the trainer's face rate for it).
 
-`read_run(folder)` -> RunLog; `eval_series(run)` -> columns; `plot_curves(runs, "curves.png")` draws
+`read_run(folder)` -> RunLog; `runs_from_json(file)` -> the RunLogs of an earlier `curves --json`; `eval_series(run)` -> columns; `plot_curves(runs, "curves.png")` draws
 (a) face rate vs images seen, (b) face rate vs CPU hours, (c) C2ST accuracy vs images seen and (d) the share of
 women among the samples vs images seen, beside the training faces' share (each when any run has it).
 """
@@ -89,6 +89,45 @@ def read_run(folder: str | os.PathLike) -> RunLog:
     family = next((s["family"] for s in reversed(starts) if s.get("family")), None) or _model_family(folder)
     return RunLog(path=folder, family=family, steps=[steps[k] for k in sorted(steps)],
                   evals=[evals[k] for k in sorted(evals)], starts=starts, skipped_lines=skipped)
+
+
+def runs_from_json(path: str | os.PathLike) -> list[RunLog]:
+    """The runs of an earlier `curves --json` file, rebuilt as RunLogs whose eval records give back the same
+    columns (`eval_series`): run folders live outside the checkout and go with the machine, the committed JSON
+    stays, so lost runs can still be drawn beside new ones. Raises ValueError naming the file if it is not one."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        runs = data["runs"]
+        if not isinstance(runs, list):
+            raise TypeError("'runs' is not a list")
+        out = [RunLog(path=Path(r["path"]), family=r.get("family"), steps=[], evals=_records(r["eval"]))
+               for r in runs]
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a curves --json file ({type(e).__name__}: {e})") from None
+    return out
+
+
+def _records(cols: dict[str, list]) -> list[dict[str, Any]]:
+    """Eval records from `eval_series` columns (lineage already added: the totals are the records' own values)."""
+    records = []
+    for i, step in enumerate(cols["step"]):
+        get = lambda key: cols.get(key, [None] * len(cols["step"]))[i]  # noqa: E731 (columns may be missing)
+        rec: dict[str, Any] = {"kind": "eval", "step": step, "images_seen": get("images_seen")}
+        if get("cpu_hours") is not None:
+            rec["cpu_seconds"] = get("cpu_hours") * 3600
+        if get("face_rate") is not None:
+            rec["face_rate"] = {FACE_KEY: get("face_rate")}
+        if get("c2st") is not None:
+            rec["c2st"] = {"accuracy": get("c2st"), "stderr": get("c2st_stderr"), "n_per_class": get("c2st_n")}
+        share, se = get("female_share"), get("female_share_stderr")
+        if share is not None:
+            n = round(share * (1 - share) / se**2) if se else None  # stderr = sqrt(p (1 - p) / n)
+            rec["coverage"] = {"female_share": share, "n": n, "training_female_share": get("training_female_share")}
+        records.append(rec)
+    return records
 
 
 def _model_family(folder: Path) -> str | None:
