@@ -310,7 +310,7 @@ def plot_curves(runs: Sequence[RunLog], out: str | os.PathLike, *, face_key: str
         ax.set_xlabel("CPU hours" if x == "cpu_hours" else "images seen (kimg)")
         ax.set_title(titles[kind], fontsize="medium")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)  # below: never on a curve
     path, tmp = atomic_path(out)
     try:
         fig.savefig(tmp, format="png", dpi=dpi)
