@@ -113,19 +113,18 @@ def runs_from_json(path: str | os.PathLike) -> list[RunLog]:
 def _records(cols: dict[str, list]) -> list[dict[str, Any]]:
     """Eval records from `eval_series` columns (lineage already added: the totals are the records' own values)."""
     records = []
-    for i, step in enumerate(cols["step"]):
-        get = lambda key: cols.get(key, [None] * len(cols["step"]))[i]  # noqa: E731 (columns may be missing)
-        rec: dict[str, Any] = {"kind": "eval", "step": step, "images_seen": get("images_seen")}
-        if get("cpu_hours") is not None:
-            rec["cpu_seconds"] = get("cpu_hours") * 3600
-        if get("face_rate") is not None:
-            rec["face_rate"] = {FACE_KEY: get("face_rate")}
-        if get("c2st") is not None:
-            rec["c2st"] = {"accuracy": get("c2st"), "stderr": get("c2st_stderr"), "n_per_class": get("c2st_n")}
-        share, se = get("female_share"), get("female_share_stderr")
+    for row in (dict(zip(cols, values)) for values in zip(*cols.values())):  # one row per step; absent keys: None
+        rec: dict[str, Any] = {"kind": "eval", "step": row["step"], "images_seen": row.get("images_seen")}
+        if row.get("cpu_hours") is not None:
+            rec["cpu_seconds"] = row["cpu_hours"] * 3600
+        if row.get("face_rate") is not None:
+            rec["face_rate"] = {FACE_KEY: row["face_rate"]}
+        if row.get("c2st") is not None:
+            rec["c2st"] = {"accuracy": row["c2st"], "stderr": row.get("c2st_stderr"), "n_per_class": row.get("c2st_n")}
+        share, se = row.get("female_share"), row.get("female_share_stderr")
         if share is not None:
             n = round(share * (1 - share) / se**2) if se else None  # stderr = sqrt(p (1 - p) / n)
-            rec["coverage"] = {"female_share": share, "n": n, "training_female_share": get("training_female_share")}
+            rec["coverage"] = {"female_share": share, "n": n, "training_female_share": row.get("training_female_share")}
         records.append(rec)
     return records
 

@@ -408,14 +408,13 @@ def setup(opts: TrainOptions) -> Run:
         ids = [device.index] if device.type == "cuda" else None
         G_train = nn.parallel.DistributedDataParallel(G, device_ids=ids)
         D_train = nn.parallel.DistributedDataParallel(D, device_ids=ids)
-    D_ddp = D_train
+    run.D_r1 = D_train  # never compiled: R1's double backward (DDP-wrapped when world > 1)
     if opts.compile:
         G_train, D_train = torch.compile(G_train), torch.compile(D_train)
     run.G_train, run.D_train = G_train, D_train
     # the G step needs D's input gradients only: under DDP it calls D itself, whose frozen weights give DDP
     # nothing to synchronize
     run.D_for_g = D_train if env.world == 1 else (torch.compile(D) if opts.compile else D)
-    run.D_r1 = D_ddp
     return run
 
 
