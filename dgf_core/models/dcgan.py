@@ -7,7 +7,8 @@ Paper guidelines followed here:
 - ReLU in G with tanh on the output; LeakyReLU(0.2) in D;
 - weights initialised from N(0, 0.02) (batch-norm scales from N(1, 0.02), biases 0).
 D returns logits; the loss applies the sigmoid (`BCEWithLogits`), which is the paper's sigmoid + BCE
-computed stably.
+computed stably. The stride-2 4x4 layers (ops.Conv4s2, ops.ConvTranspose4s2) are torch's Conv2d / ConvTranspose2d
+with a faster CPU path for bf16 training on small images: the same parameters and function.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from .ops import Conv4s2, ConvTranspose4s2
 
 
 @dataclass
@@ -62,8 +65,8 @@ class Generator(nn.Module):
             nn.ReLU(True),
         ]
         for c_in, c_out in zip(ch[:-1], ch[1:]):
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True)]
-        layers += [nn.ConvTranspose2d(ch[-1], cfg.img_channels, 4, 2, 1, bias=False), nn.Tanh()]
+            layers += [ConvTranspose4s2(c_in, c_out), nn.BatchNorm2d(c_out), nn.ReLU(True)]
+        layers += [ConvTranspose4s2(ch[-1], cfg.img_channels), nn.Tanh()]
         self.main = nn.Sequential(*layers)
         self.apply(init_weights)
 
@@ -87,11 +90,11 @@ class Discriminator(nn.Module):
         n = cfg.n_stages
         ch = [cfg.d_channels * 2**i for i in range(n)]  # 64x64: 64, 128, 256, 512
         layers: list[nn.Module] = [
-            nn.Conv2d(cfg.img_channels, ch[0], 4, 2, 1, bias=False),  # no batch norm on D's input layer
+            Conv4s2(cfg.img_channels, ch[0]),  # no batch norm on D's input layer
             nn.LeakyReLU(0.2, True),
         ]
         for c_in, c_out in zip(ch[:-1], ch[1:]):
-            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, True)]
+            layers += [Conv4s2(c_in, c_out), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, True)]
         self.features = nn.Sequential(*layers)  # (N, C, R, R) -> (N, ch[-1], 4, 4)
         self.head = nn.Conv2d(ch[-1], 1, 4, 1, 0, bias=False)  # -> (N, 1, 1, 1)
         self.apply(init_weights)
