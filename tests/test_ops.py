@@ -66,10 +66,14 @@ def test_matmul_output_is_dense_channels_last():
     assert y.dtype == torch.bfloat16 and y.is_contiguous(memory_format=torch.channels_last)
 
 
-@pytest.mark.parametrize("bad", [dict(impl="fast")])
-def test_bad_impl(bad):
+def test_bad_impl_and_odd_sides():
     with pytest.raises(ValueError, match="impl must be one of"):
-        ops.Conv4s2(3, 4, **bad)
+        ops.Conv4s2(3, 4, impl="fast")
+    odd = torch.randn(1, 3, 7, 7)
+    with torch.autocast(**BF16):  # auto: torch's path, whose output sides round down
+        assert ops.Conv4s2(3, 4)(odd).shape == (1, 4, 3, 3)
+    with pytest.raises(ValueError, match="even H and W"):
+        ops.Conv4s2(3, 4, impl="matmul")(odd)
 
 
 def _set_impl(model, impl):

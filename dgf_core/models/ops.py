@@ -98,9 +98,12 @@ class _ConvTranspose4s2(torch.autograd.Function):
 
 
 def _wants_matmul(impl: str, x: torch.Tensor) -> bool:
+    even = x.ndim == 4 and x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0  # im2col's windows tile even sides only
     if impl == "matmul":
+        if not even:
+            raise ValueError(f"the matrix-product path needs (N, C, H, W) with even H and W, got {tuple(x.shape)}")
         return True
-    return (impl == "auto" and x.device.type == "cpu" and max(x.shape[-2:]) <= MATMUL_MAX_SIDE
+    return (impl == "auto" and even and x.device.type == "cpu" and max(x.shape[-2:]) <= MATMUL_MAX_SIDE
             and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
 
 
