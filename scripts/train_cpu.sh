@@ -13,7 +13,9 @@
 # face-rate evaluations + snapshots, default 32000), AUGMENT (DiffAugment policy, e.g. color,translation,cutout;
 # default none: measured against it on 2026-12-03, it raised the face rate but not realism, and narrowed coverage),
 # AMP=0 (fp32 instead of bf16 autocast, e.g. to check that bf16 trains as well), LR (learning rate; default the
-# trainer's, 2e-3; a resumed run must keep its own).
+# trainer's, 2e-3), BATCH (batch size; default 32 for the StyleGAN2, 128 for the DCGAN), EMA_DECAY (the generator
+# average's decay per step; default the trainer's, 0.999). A resumed run keeps the LR, BATCH, EMA_DECAY and AUGMENT
+# it started with (read from its log) unless they are given.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FAMILY=${1:?usage: train_cpu.sh stylegan2|dcgan [RUN]}
@@ -24,18 +26,24 @@ COMMON=(--data "$DATA/img_align_celeba" --data "$DATA/img_align_celeba_89x109" -
         --checkpoint-every 100000 --checkpoint-minutes "${CHECKPOINT_MINUTES:-8}" --sample-every 1000 --log-every 50
         --cache-dir "$HOME/dgf-runs/cache" --threads "${THREADS:-1}" --no-progress --eval-every "${EVAL_EVERY:-32000}")
 if [ "${AMP:-1}" = 0 ]; then COMMON+=(--no-amp); fi
-if [ -n "${LR:-}" ]; then COMMON+=(--lr "$LR"); fi
-if [ -f "$RUN/state.safetensors" ] && [ -z "${AUGMENT+set}" ]; then  # a resumed run keeps its own augmentation
-  AUGMENT=$("$PY" -c 'import json, sys
+if [ -f "$RUN/state.safetensors" ]; then  # a resumed run keeps its own settings unless told otherwise
+  eval "$("$PY" -c 'import json, shlex, sys
 starts = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{\"kind\": \"start\"")]
-print(starts[-1]["options"].get("augment", "") if starts else "")' "$RUN/log.jsonl")
+o = starts[-1]["options"] if starts else {}
+for var, key in (("LR", "lr"), ("BATCH", "batch_size"), ("EMA_DECAY", "ema_decay"), ("AUGMENT", "augment")):
+    if key in o:
+        print(f"SAVED_{var}={shlex.quote(str(o[key]))}")' "$RUN/log.jsonl")"
+  LR=${LR:-${SAVED_LR:-}}; BATCH=${BATCH:-${SAVED_BATCH:-}}; EMA_DECAY=${EMA_DECAY:-${SAVED_EMA_DECAY:-}}
+  if [ -z "${AUGMENT+set}" ]; then AUGMENT=${SAVED_AUGMENT:-}; fi
 fi
+if [ -n "${LR:-}" ]; then COMMON+=(--lr "$LR"); fi
+if [ -n "${EMA_DECAY:-}" ]; then COMMON+=(--ema-decay "$EMA_DECAY"); fi
 case "$FAMILY" in
-  stylegan2) ARGS=(--batch-size 32 --augment "${AUGMENT-}")
+  stylegan2) ARGS=(--batch-size "${BATCH:-32}" --augment "${AUGMENT-}")
              MODEL=(--model channel_base=2048 --model channel_max=128 --model d_channel_base=2048 --model d_channel_max=128
                     --model inference_noise=none)
              SHIPPED=weights/stylegan2-celeba64 ;;
-  dcgan) ARGS=(--batch-size 128) ; MODEL=() ; SHIPPED=weights/dcgan-celeba64 ;;
+  dcgan) ARGS=(--batch-size "${BATCH:-128}") ; MODEL=() ; SHIPPED=weights/dcgan-celeba64 ;;
   *) echo "unknown family $FAMILY (stylegan2 or dcgan)"; exit 2 ;;
 esac
 if [ -f "$RUN/state.safetensors" ]; then

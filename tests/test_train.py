@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 from dgf_core.checkpoint import load_model, read_config
 from dgf_core.data import load_image_set
+from dgf_core.training.losses import ema_decay_at
 from dgf_core.training.loop import STATE_FILE, TrainOptions, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -269,6 +270,25 @@ def test_init_from_a_shipped_generator(image_folder, tmp_path):
         train(opts(image_folder, tmp_path / "r3", steps=1, model={}, init_from=str(sg)))
     with pytest.raises(ValueError, match="only one"):
         train(opts(image_folder, out, steps=2, resume=True, model={}, init_from=str(src)))
+
+
+def test_init_from_averages_with_the_full_ema_decay_from_the_first_step(image_folder, tmp_path):
+    """The EMA warm-up forgets a random init; a run begun from trained weights has none, so its G_ema moves from
+    them by (1 - decay) per step, in the first piece and after a resume, while a run from scratch warms up."""
+    from conftest import make_tiny_dcgan
+
+    src = make_tiny_dcgan(tmp_path / "shipped", resolution=16)
+    shipped = load_file(str(src / "model.safetensors"))["generator.main.0.weight"].float()
+    out = tmp_path / "run"
+    train(opts(image_folder, out, steps=1, export=False, lr=0.01, ema_decay=0.9, model={}, init_from=str(src)))
+    state = load_file(str(out / STATE_FILE))
+    g, g_ema = state["G.main.0.weight"], state["G_ema.main.0.weight"]
+    assert not torch.allclose(g, shipped)  # the step moved G
+    torch.testing.assert_close(g_ema, shipped.lerp(g, 0.1))  # full decay 0.9 at step 0 (warm-up would give 0.1)
+    train(opts(image_folder, out, steps=2, export=False, lr=0.01, ema_decay=0.9, resume=True, model={}))
+    state2 = load_file(str(out / STATE_FILE))
+    torch.testing.assert_close(state2["G_ema.main.0.weight"], g_ema.lerp(state2["G.main.0.weight"], 0.1))
+    assert ema_decay_at(0, 0.9) == 0.1 and ema_decay_at(0, 0.9, warmup=False) == 0.9  # from scratch: warm-up
 
 
 def test_init_from_a_stylegan2_folder_older_than_a_config_field_and_keeping_its_inference_noise(image_folder, tmp_path):

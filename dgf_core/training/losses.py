@@ -31,6 +31,7 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
         b_ema.copy_(b)
 
 
-def ema_decay_at(step: int, decay: float) -> float:
-    """Warm-up so that early EMA weights are not dominated by the random init."""
-    return min(decay, (1.0 + step) / (10.0 + step))
+def ema_decay_at(step: int, decay: float, warmup: bool = True) -> float:
+    """Warm-up so that early EMA weights are not dominated by the random init. A run that starts from trained
+    weights (--init-from) has no random init to forget: warmup=False gives the full decay from its first step."""
+    return min(decay, (1.0 + step) / (10.0 + step)) if warmup else decay
