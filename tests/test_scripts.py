@@ -60,3 +60,25 @@ def test_probe_c2st_low_pass_and_noise_modes(tmp_path):
     assert torch.equal(module.samples(g, 16, 4), const)  # the model's inference noise: const by default
     assert not torch.equal(const, none)
     assert torch.equal(module.samples(g, 16, 4, "random"), module.samples(g, 16, 4, "random"))
+
+
+def test_probe_ema_averages_snapshots_and_reads_a_state(tmp_path):
+    """The probe's checkpoint average is the mean of the folders' generator weights; from_state takes exactly the
+    state's `G.` or `G_ema.` weights into the run's architecture."""
+    import torch
+    from conftest import make_tiny_stylegan2
+
+    from dgf_core.checkpoint import load_model
+
+    spec = importlib.util.spec_from_file_location("script_probe_ema", SCRIPTS[0].parent / "probe_ema.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    a, b = make_tiny_stylegan2(tmp_path / "a", seed=1), make_tiny_stylegan2(tmp_path / "b", seed=2)
+    ga, gb = load_model(a).generator.float(), load_model(b).generator.float()
+    avg = module.averaged([a, b])
+    w = "mapping.layers.0.weight"
+    torch.testing.assert_close(avg.state_dict()[w], (ga.state_dict()[w] + gb.state_dict()[w]) / 2)
+    assert not torch.allclose(ga.state_dict()[w], gb.state_dict()[w])
+    state = {f"G.{k}": v for k, v in ga.state_dict().items()} | {f"G_ema.{k}": v for k, v in gb.state_dict().items()}
+    torch.testing.assert_close(module.from_state(ga, state, "G_ema").state_dict()[w], gb.state_dict()[w])
+    torch.testing.assert_close(module.from_state(gb, state, "G").state_dict()[w], ga.state_dict()[w])
