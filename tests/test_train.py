@@ -288,6 +288,10 @@ def test_init_from_averages_with_the_full_ema_decay_from_the_first_step(image_fo
     train(opts(image_folder, out, steps=2, export=False, lr=0.01, ema_decay=0.9, resume=True, model={}))
     state2 = load_file(str(out / STATE_FILE))
     torch.testing.assert_close(state2["G_ema.main.0.weight"], g_ema.lerp(state2["G.main.0.weight"], 0.1))
+    train(opts(image_folder, out, steps=3, export=False, lr=0.01, ema_decay=0.9, resume=True, model={}))  # a state
+    state3 = load_file(str(out / STATE_FILE))  # written by a resumed piece (its options have no init_from)
+    torch.testing.assert_close(state3["G_ema.main.0.weight"],
+                               state2["G_ema.main.0.weight"].lerp(state3["G.main.0.weight"], 0.1))
     assert ema_decay_at(0, 0.9) == 0.1 and ema_decay_at(0, 0.9, warmup=False) == 0.9  # from scratch: warm-up
 
 

@@ -395,8 +395,8 @@ def setup(opts: TrainOptions) -> Run:
         run.cpu_before = float(info.get("cpu_seconds", 0.0))
         run.wall_before = float(info.get("wall_seconds", 0.0))
         run.lineage = dict(info.get("lineage", {}))
-        began_from = info["options"].get("init_from")
-        run.ema_warmup = not began_from
+        began_from = info["options"].get("init_from")  # set in a state its first piece wrote; later pieces keep lineage
+        run.ema_warmup = not (began_from or run.lineage)
         if began_from and not run.lineage:  # a state written before lineage was kept: read the source's card now
             src = ckpt.resolve_model_path(began_from)
             run.lineage = _lineage(src, ckpt.read_config(src), ckpt.file_sha256(src / ckpt.WEIGHTS_FILE))
