@@ -254,9 +254,6 @@ class Run:
     # Training the weights had before this run (set by --init-from, kept in the run state): the model card's
     # totals count it, so a run that continues a shipped model reports everything its weights have seen.
     lineage: dict[str, Any] = field(default_factory=dict)
-    # The EMA warm-up (losses.ema_decay_at) is for a random init; a run begun with --init-from averages from the
-    # first step with the full decay (its G_ema starts as the folder's trained generator).
-    ema_warmup: bool = True
 
     @property
     def device(self) -> torch.device:
@@ -395,8 +392,7 @@ def setup(opts: TrainOptions) -> Run:
         run.cpu_before = float(info.get("cpu_seconds", 0.0))
         run.wall_before = float(info.get("wall_seconds", 0.0))
         run.lineage = dict(info.get("lineage", {}))
-        began_from = info["options"].get("init_from")  # set in a state its first piece wrote; later pieces keep lineage
-        run.ema_warmup = not (began_from or run.lineage)
+        began_from = info["options"].get("init_from")
         if began_from and not run.lineage:  # a state written before lineage was kept: read the source's card now
             src = ckpt.resolve_model_path(began_from)
             run.lineage = _lineage(src, ckpt.read_config(src), ckpt.file_sha256(src / ckpt.WEIGHTS_FILE))
@@ -406,7 +402,6 @@ def setup(opts: TrainOptions) -> Run:
                       file=sys.stderr)
     elif opts.init_from:
         _init_from(run)
-        run.ema_warmup = False
 
     G_train, D_train = G, D
     if env.world > 1:
@@ -468,7 +463,9 @@ def train_step(run: Run, step: int) -> dict[str, torch.Tensor]:
     finally:
         run.D.requires_grad_(True)
     run.opt_g.step()
-    ema_update(run.G_ema, run.G, ema_decay_at(step, opts.ema_decay, run.ema_warmup))
+    # the EMA warm-up forgets a random init; a run with a lineage (--init-from, in this piece or a state's first)
+    # began from trained weights and averages with the full decay from its first step
+    ema_update(run.G_ema, run.G, ema_decay_at(step, opts.ema_decay, warmup=not run.lineage))
     return {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake, "epoch": epoch}
 
 
