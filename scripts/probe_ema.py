@@ -21,28 +21,26 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from dgf_core.checkpoint import load_model, read_training_info  # noqa: E402
+from dgf_core.checkpoint import load_model, load_training_state  # noqa: E402
 from dgf_core.data import load_image_set  # noqa: E402
 from dgf_core.training.loop import STATE_FILE, export_generator, sample_seeds  # noqa: E402
 from dgf_core.training.two_sample import c2st  # noqa: E402
 
 
-def from_state(template: torch.nn.Module, state: dict[str, torch.Tensor], prefix: str) -> torch.nn.Module:
-    """`template` (a generator of the run's architecture) with the state's `prefix.*` weights, exported as a run
-    exports its snapshots (truncation centre re-estimated)."""
-    g = copy.deepcopy(template).float()
-    g.load_state_dict({k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")})
-    return export_generator(g, g.z_dim, torch.device("cpu"), 0)
+def from_state(template: torch.nn.Module, path: Path) -> tuple[dict[str, torch.nn.Module], dict]:
+    """The run state's G and G_ema in `template`'s architecture (a generator of the run's), each exported as a run
+    exports its snapshots (truncation centre re-estimated); and the state's info."""
+    nets = {name: copy.deepcopy(template).float() for name in ("G", "G_ema")}
+    info = load_training_state(path, nets, {})
+    return {name: export_generator(g, g.z_dim, torch.device("cpu"), 0) for name, g in nets.items()}, info
 
 
-def averaged(folders: list[Path]) -> torch.nn.Module:
-    """The uniform average of the folders' generator weights (buffers from the last), exported."""
-    gens = [load_model(f).generator.float() for f in folders]
+def averaged(gens: list[torch.nn.Module]) -> torch.nn.Module:
+    """The uniform average of the generators' weights (buffers from the last), exported; the inputs are unchanged."""
     sds = [g.state_dict() for g in gens]
-    g = gens[-1]
+    g = copy.deepcopy(gens[-1])
     g.load_state_dict({k: sum(sd[k] for sd in sds) / len(sds) if v.is_floating_point() else v
                        for k, v in sds[-1].items()})
     return export_generator(g, g.z_dim, torch.device("cpu"), 0)
@@ -63,16 +61,15 @@ def main() -> int:
     if not snaps:
         ap.error(f"{run}/snapshots is empty: the run has not evaluated yet")
     template = load_model(snaps[-1]).generator.float()  # the run's architecture
-    info = read_training_info(run / STATE_FILE)
-    state = load_file(str(run / STATE_FILE))
+    nets, info = from_state(template, run / STATE_FILE)
     real = load_image_set(args.real, template.cfg.resolution, "heldout", cache_dir=args.cache_dir).images[: args.n]
-    candidates = {f"G (raw, step {info['step']})": lambda: from_state(template, state, "G"),
-                  f"G_ema (step {info['step']})": lambda: from_state(template, state, "G_ema")}
-    names = [s for s in args.average.split(",") if s]
-    for name in names:
-        candidates[f"snapshot {name}"] = lambda name=name: load_model(run / "snapshots" / name).generator.float()
-    if names:
-        candidates["average of " + "+".join(names)] = lambda: averaged([run / "snapshots" / n for n in names])
+    candidates = {f"G (raw, step {info['step']})": lambda: nets["G"],
+                  f"G_ema (step {info['step']})": lambda: nets["G_ema"]}
+    snapshots = {n: load_model(run / "snapshots" / n).generator.float() for n in args.average.split(",") if n}
+    for name, g in snapshots.items():
+        candidates[f"snapshot {name}"] = lambda g=g: g
+    if snapshots:
+        candidates["average of " + "+".join(snapshots)] = lambda: averaged(list(snapshots.values()))
     results = {}
     for label, build in candidates.items():
         t0 = time.perf_counter()

@@ -68,17 +68,21 @@ def test_probe_ema_averages_snapshots_and_reads_a_state(tmp_path):
     import torch
     from conftest import make_tiny_stylegan2
 
-    from dgf_core.checkpoint import load_model
+    from dgf_core.checkpoint import load_model, save_training_state
 
     spec = importlib.util.spec_from_file_location("script_probe_ema", SCRIPTS[0].parent / "probe_ema.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     a, b = make_tiny_stylegan2(tmp_path / "a", seed=1), make_tiny_stylegan2(tmp_path / "b", seed=2)
     ga, gb = load_model(a).generator.float(), load_model(b).generator.float()
-    avg = module.averaged([a, b])
     w = "mapping.layers.0.weight"
-    torch.testing.assert_close(avg.state_dict()[w], (ga.state_dict()[w] + gb.state_dict()[w]) / 2)
-    assert not torch.allclose(ga.state_dict()[w], gb.state_dict()[w])
-    state = {f"G.{k}": v for k, v in ga.state_dict().items()} | {f"G_ema.{k}": v for k, v in gb.state_dict().items()}
-    torch.testing.assert_close(module.from_state(ga, state, "G_ema").state_dict()[w], gb.state_dict()[w])
-    torch.testing.assert_close(module.from_state(gb, state, "G").state_dict()[w], ga.state_dict()[w])
+    wa, wb = ga.state_dict()[w].clone(), gb.state_dict()[w].clone()
+    avg = module.averaged([ga, gb])
+    torch.testing.assert_close(avg.state_dict()[w], (wa + wb) / 2)
+    assert not torch.allclose(wa, wb)
+    assert torch.equal(gb.state_dict()[w], wb)  # the inputs are unchanged
+    save_training_state(tmp_path / "state.safetensors", {"G": ga, "G_ema": gb}, {}, {"step": 7})
+    nets, info = module.from_state(gb, tmp_path / "state.safetensors")
+    torch.testing.assert_close(nets["G_ema"].state_dict()[w], wb)
+    torch.testing.assert_close(nets["G"].state_dict()[w], wa)
+    assert info["step"] == 7
