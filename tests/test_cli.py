@@ -96,13 +96,15 @@ def test_evaluate_on_a_tiny_model(weights, tmp_path, capsys):
 def test_evaluate_dry_run_shows_what_runs(weights, capsys, image_folder):
     assert main(["evaluate", "--model", "tiny", "--real", str(image_folder), "--no-c2st", "--dry-run"]) == 0
     cfg = json.loads(capsys.readouterr().out)["evaluate"]
-    assert cfg["c2st"] is False and cfg["coverage"] is True and cfg["n"] == 1000
+    assert cfg["c2st"] is False and cfg["coverage"] is True and cfg["n"] == 1000 and cfg["c2st_repeats"] == 1
 
 
 def test_evaluate_errors(weights, tmp_path, capsys, image_folder):
     assert main(["evaluate", "--model", "tiny", "--real", str(tmp_path / "nope")]) == 2
     assert main(["evaluate", "--model", "tiny", "--real", str(image_folder), "--inception-weights", str(tmp_path / "x.pth")]) == 2
     assert "no such file" in capsys.readouterr().err
+    assert main(["evaluate", "--model", "tiny", "--real", str(image_folder), "--c2st-repeats", "0"]) == 2
+    assert "--c2st-repeats must be at least 1" in capsys.readouterr().err
 
 
 def test_bench_quick_generate(weights, tmp_path):

@@ -89,3 +89,21 @@ def test_evaluate_model_with_c2st_and_coverage(tmp_path):
         assert 0.0 <= cov[side]["female_share"] <= 1.0 and cov[side]["age_mean"] > 0
     assert cov["female_share_gap"] == pytest.approx(cov["samples"]["female_share"] - cov["training"]["female_share"], abs=1e-4)
     assert cov["classifier"] == "clf" and len(cov["classifier_sha256"]) == 64 and cov["classifier_heldout"] == {"n": 1}
+
+
+def test_c2st_repeats_use_fresh_samples_and_pool(tmp_path):
+    make_tiny_dcgan(tmp_path / "tiny")
+    make_image_folder(tmp_path / "real", 360)  # 13 held out
+    kw = dict(n=16, device="cpu", progress=False, coverage=False)
+    one = evaluate_model(tmp_path / "tiny", [tmp_path / "real"], **kw)
+    three = evaluate_model(tmp_path / "tiny", [tmp_path / "real"], c2st_repeats=3, **kw)
+    single, pooled = one["c2st"]["samples_vs_heldout"], three["c2st"]["samples_vs_heldout"]
+    assert pooled["repeats"][0]["accuracy"] == single["accuracy"]  # repeat 1 is the one-test evaluation, exactly
+    assert len(pooled["repeats"]) == 3 and len(pooled["fold_accuracies"]) == 15
+    assert pooled["accuracy"] == pytest.approx(sum(r["accuracy"] for r in pooled["repeats"]) / 3)
+    assert three["c2st"]["sample_seeds"] == "0-47" and one["c2st"]["sample_seeds"] == "0-15"
+    untimed = lambda r: {k: v for k, v in r.items() if k not in ("seconds", "cpu_seconds")}  # noqa: E731
+    assert untimed(three["c2st"]["real_vs_real"]) == untimed(one["c2st"]["real_vs_real"])  # the floor is not repeated
+    assert three["face_detection"] == one["face_detection"] and three["seeds"] == "0-15"  # other metrics: the first set
+    with pytest.raises(ValueError, match="c2st_repeats"):
+        evaluate_model(tmp_path / "tiny", [tmp_path / "real"], c2st_repeats=0, **kw)

@@ -127,9 +127,10 @@ def test_ship_evaluates_the_candidate_like_the_shipped_model(tmp_path, capsys):
     meta = read_config(dest)
     meta["card"]["evaluation"] = evaluation(n=8, real=[str(tmp_path / "real")], sha=meta["weights_sha256"])
     meta["card"]["evaluation"]["resolution"] = 16
+    meta["card"]["evaluation"]["c2st"]["samples_vs_heldout"]["repeats"] = [{"accuracy": 0.99}, {"accuracy": 0.99}]
     (dest / "config.json").write_text(json.dumps(meta))
     cand = make_tiny_dcgan(tmp_path / "cand", seed=1)
     code = ship(weights, cand, "--dry-run", "--device", "cpu")
     out = capsys.readouterr().out
-    assert "evaluating" in out and "n 8" in out and "face rate (p>=0.999)" in out and "verdict:" in out
+    assert "evaluating" in out and "n 8" in out and "C2ST repeats 2" in out and "face rate (p>=0.999)" in out and "verdict:" in out
     assert code in (0, 1) and read_config(dest)["weights_sha256"] == meta["weights_sha256"]  # dry run: unchanged

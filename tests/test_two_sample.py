@@ -4,7 +4,7 @@ import re
 import pytest
 import torch
 
-from dgf_core.training.two_sample import binomial_p_value, c2st
+from dgf_core.training.two_sample import binomial_p_value, c2st, pool_repeats
 
 
 def noise(n: int, seed: int, size: int = 16) -> torch.Tensor:
@@ -77,3 +77,17 @@ def test_binomial_p_value():
     assert binomial_p_value(50, 100) == pytest.approx(0.5398, abs=1e-3)
     assert binomial_p_value(100, 100) == pytest.approx(0.5**100)
     assert binomial_p_value(0, 100) == pytest.approx(1.0)
+
+
+def test_repeats_pool_into_one_result_with_a_smaller_standard_error():
+    b = striped(40, 9)
+    runs = [c2st(noise(40, 10 + r), b, folds=4, epochs=2, seed=r) for r in range(3)]
+    pooled = pool_repeats(runs)
+    folds = torch.tensor([a for r in runs for a in r["fold_accuracies"]], dtype=torch.float64)
+    assert pooled["accuracy"] == pytest.approx(float(folds.mean())) == pytest.approx(sum(r["accuracy"] for r in runs) / 3)
+    assert pooled["stderr"] == pytest.approx(float(folds.std()) / 12 ** 0.5) and len(pooled["fold_accuracies"]) == 12
+    assert pooled["p_value"] == max(r["p_value"] for r in runs)  # each repeat is a valid test: the largest is conservative
+    assert [r["accuracy"] for r in pooled["repeats"]] == [r["accuracy"] for r in runs] and pooled["seed"] == [0, 1, 2]
+    assert pool_repeats(runs[:1]) is runs[0]  # one test is its own result
+    with pytest.raises(ValueError, match="no results"):
+        pool_repeats([])

@@ -70,9 +70,11 @@ def cmd_ship(a: argparse.Namespace) -> int:
         from ..evaluation.bench import machine
         from ..evaluation.metrics import evaluate_model
 
-        print(f"evaluating {candidate} like {dest} (n {shipped['n_samples']}, psi {shipped['truncation']})", flush=True)
+        repeats = len(shipped.get("c2st", {}).get("samples_vs_heldout", {}).get("repeats", [])) or 1
+        print(f"evaluating {candidate} like {dest} (n {shipped['n_samples']}, psi {shipped['truncation']}, "
+              f"C2ST repeats {repeats})", flush=True)
         new = evaluate_model(candidate, shipped["real_data"], n=int(shipped["n_samples"]),
-                             truncation=float(shipped["truncation"]), device=a.device)
+                             truncation=float(shipped["truncation"]), c2st_repeats=repeats, device=a.device)
         new["machine"], new["command"] = machine(), "python -m dgf_core " + " ".join(a.argv)
     else:
         raise ValueError(f"{dest} has no evaluation in its card and none was given: pass --evaluation FILE")

@@ -132,22 +132,31 @@ def fid_from_features(f1: np.ndarray, f2: np.ndarray) -> float:
 
 # ---- the evaluation -----------------------------------------------------------------------------------------
 
-def two_sample_tests(samples: torch.Tensor, heldout: torch.Tensor, train: torch.Tensor, device: str | torch.device = "cpu",
-                     say: Callable[[str], None] = print) -> dict[str, Any]:
+def two_sample_tests(samples: torch.Tensor | Sequence[torch.Tensor], heldout: torch.Tensor, train: torch.Tensor,
+                     device: str | torch.device = "cpu", say: Callable[[str], None] = print) -> dict[str, Any]:
     """C2ST of samples against held-out real faces, and of held-out against training-split real faces as the floor
-    (all (N, 3, R, R) uint8). Skipped, with the reason, when a set has fewer than C2ST_MIN_PER_CLASS images."""
-    from ..training.two_sample import c2st
+    (all (N, 3, R, R) uint8). `samples` may be a list of sample sets: the test is then repeated on each (seeds 0, 1,
+    ...) and the repeats pooled (`pool_repeats`), for a smaller standard error than one test can give with the few
+    held-out faces there are. Skipped, with the reason, when a set has fewer than C2ST_MIN_PER_CLASS images."""
+    from ..training.two_sample import c2st, pool_repeats
 
-    k = min(len(samples), len(heldout), len(train))
+    sets = [samples] if isinstance(samples, torch.Tensor) else list(samples)
+    k = min(min(len(s) for s in sets), len(heldout), len(train))
     if k < C2ST_MIN_PER_CLASS:
-        return {"skipped": f"too few images ({len(samples)} samples, {len(heldout)} held-out, {len(train)} training); "
-                           f"needs {C2ST_MIN_PER_CLASS} per set"}
+        return {"skipped": f"too few images ({min(len(s) for s in sets)} samples, {len(heldout)} held-out, "
+                           f"{len(train)} training); needs {C2ST_MIN_PER_CLASS} per set"}
     out: dict[str, Any] = {"note": "held-out accuracy of a small CNN telling the two sets apart: 0.5 = indistinguishable"}
-    for key, a, b, what in (("samples_vs_heldout", samples, heldout, "samples vs held-out real"),
-                            ("real_vs_real", heldout, train, "held-out vs training real (the floor)")):
-        say(f"C2ST {what}: {min(len(a), len(b))} per class, 5 folds")
-        out[key] = c2st(a, b, seed=0, device=device)
-        say(f"  accuracy {out[key]['accuracy']:.3f} +/- {out[key]['stderr']:.3f} ({out[key]['seconds']:.0f} s)")
+    for key, a_sets, b, what in (("samples_vs_heldout", sets, heldout, "samples vs held-out real"),
+                                 ("real_vs_real", [heldout], train, "held-out vs training real (the floor)")):
+        results = []
+        for seed, a in enumerate(a_sets):
+            say(f"C2ST {what}: {min(len(a), len(b))} per class, 5 folds"
+                + (f", repeat {seed + 1} of {len(a_sets)}" if len(a_sets) > 1 else ""))
+            results.append(c2st(a, b, seed=seed, device=device))
+            say(f"  accuracy {results[-1]['accuracy']:.3f} +/- {results[-1]['stderr']:.3f} ({results[-1]['seconds']:.0f} s)")
+        out[key] = pool_repeats(results)
+        if len(results) > 1:
+            say(f"  pooled over {len(results)} repeats: {out[key]['accuracy']:.3f} +/- {out[key]['stderr']:.3f}")
     return out
 
 
@@ -186,11 +195,14 @@ def evaluate_model(
     first_seed: int = 0,
     progress: bool = True,
     c2st: bool = True,
+    c2st_repeats: int = 1,
     coverage: bool = True,
     attribute_classifier: str | os.PathLike = ATTRIBUTE_CLASSIFIER,
 ) -> dict[str, Any]:
     """Samples seeds first_seed..first_seed+n-1 and measures them against the real folders' split.
     `c2st` / `coverage`: run the two-sample tests / the attribute coverage (else reported as skipped).
+    `c2st_repeats`: repeat the samples-vs-held-out test on that many sample sets (seeds first_seed + r * n onwards for
+    repeat r; the other metrics use the first set) and pool them.
     `attribute_classifier`: a folder, or a name in the weights folder; coverage is skipped when it is missing."""
     from ..data import load_image_set
     from ..faces.alignment import model_recipe
@@ -200,8 +212,14 @@ def evaluate_model(
     res = pipe.resolution
     say = (lambda m: print(m, flush=True)) if progress else (lambda m: None)
     say(f"sampling {n} images from {pipe.model.name} (psi {truncation})")
-    samples = torch.cat([pipe.generate(list(range(s, min(s + 128, first_seed + n))), truncation)
-                         for s in range(first_seed, first_seed + n, 128)])
+    if isinstance(c2st_repeats, bool) or not isinstance(c2st_repeats, int) or c2st_repeats < 1:
+        raise ValueError(f"c2st_repeats must be a positive integer, got {c2st_repeats!r}")
+
+    def sample(first: int) -> torch.Tensor:
+        return torch.cat([pipe.generate(list(range(s, min(s + 128, first + n))), truncation)
+                          for s in range(first, first + n, 128)])
+
+    samples = sample(first_seed)
     say(f"decoding real images at {res}x{res}")
     train = load_image_set(real, res, "train").images
     heldout_all = load_image_set(real, res, "heldout").images
@@ -220,7 +238,15 @@ def evaluate_model(
         "memorization": memo,
         "real_data": [str(r) for r in real], "n_heldout_real": len(heldout),
     }
-    result["c2st"] = two_sample_tests(samples, heldout, train, pipe.device, say) if c2st else {"skipped": "not requested"}
+    if c2st:
+        if c2st_repeats > 1:
+            say(f"sampling {(c2st_repeats - 1) * n} more images for {c2st_repeats - 1} more two-sample tests")
+        sets = [samples] + [sample(first_seed + r * n) for r in range(1, c2st_repeats)]
+        result["c2st"] = two_sample_tests(sets, heldout, train, pipe.device, say)
+        if "skipped" not in result["c2st"]:
+            result["c2st"]["sample_seeds"] = f"{first_seed}-{first_seed + c2st_repeats * n - 1}"
+    else:
+        result["c2st"] = {"skipped": "not requested"}
     result["coverage"] = (sample_coverage(samples, train, attribute_classifier, model_recipe(pipe.model.card), pipe.device, say)
                           if coverage else {"skipped": "not requested"})
     if inception_weights:

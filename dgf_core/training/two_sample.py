@@ -159,6 +159,28 @@ def c2st(a_u8: torch.Tensor, b_u8: torch.Tensor, *, folds: int = 5, epochs: int 
             "cpu_seconds": round(time.process_time() - c0, 1)}
 
 
+def pool_repeats(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from repeats of `c2st` against the same set B, each with a fresh set A (new samples) and seed.
+
+    accuracy: the mean over every fold of every repeat; stderr: those folds' standard deviation over the square root
+    of their number (each fold tests disjoint images with a net of its own, so they are near-independent given set B,
+    which is what two models measured against the same held-out faces share); p_value: the largest of the repeats'
+    (each is a valid test, so the largest is a conservative one). `repeats` keeps each repeat's accuracy and stderr.
+    """
+    if not results:
+        raise ValueError("pool_repeats: no results")
+    if len(results) == 1:
+        return results[0]
+    folds = torch.tensor([a for r in results for a in r["fold_accuracies"]], dtype=torch.float64)
+    return {"accuracy": float(folds.mean()), "stderr": float(folds.std() / math.sqrt(len(folds))),
+            "fold_accuracies": [round(float(v), 4) for v in folds], "n_per_class": results[0]["n_per_class"],
+            "p_value": max(r["p_value"] for r in results), "folds": results[0]["folds"], "epochs": results[0]["epochs"],
+            "seed": [r["seed"] for r in results], "threads": results[0]["threads"],
+            "repeats": [{k: r[k] for k in ("accuracy", "stderr", "seed")} for r in results],
+            "seconds": round(sum(r["seconds"] for r in results), 1),
+            "cpu_seconds": round(sum(r["cpu_seconds"] for r in results), 1)}
+
+
 def binomial_p_value(correct: int, total: int) -> float:
     """P(X >= correct) for X ~ Binomial(total, 1/2): how likely a classifier at chance does this well."""
     from scipy.stats import binom
