@@ -14,8 +14,9 @@
 # default none: measured against it on 2026-12-03, it raised the face rate but not realism, and narrowed coverage),
 # AMP=0 (fp32 instead of bf16 autocast, e.g. to check that bf16 trains as well), LR (learning rate; default the
 # trainer's, 2e-3), BATCH (batch size; default 32 for the StyleGAN2, 128 for the DCGAN), EMA_DECAY (the generator
-# average's decay per step; default the trainer's, 0.999). A resumed run keeps the LR, BATCH, EMA_DECAY and AUGMENT
-# it started with (read from its log) unless they are given.
+# average's decay per step; default the trainer's, 0.999), R1_GAMMA (lazy R1 weight; default the family's, 0.1 for the
+# StyleGAN2). A resumed run keeps the LR, BATCH, EMA_DECAY, R1_GAMMA and AUGMENT it started with (read from its log)
+# unless they are given.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FAMILY=${1:?usage: train_cpu.sh stylegan2|dcgan [RUN]}
@@ -30,14 +31,17 @@ if [ -f "$RUN/state.safetensors" ]; then  # a resumed run keeps its own settings
   eval "$("$PY" -c 'import json, shlex, sys
 starts = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{\"kind\": \"start\"")]
 o = starts[-1]["options"] if starts else {}
-for var, key in (("LR", "lr"), ("BATCH", "batch_size"), ("EMA_DECAY", "ema_decay"), ("AUGMENT", "augment")):
+for var, key in (("LR", "lr"), ("BATCH", "batch_size"), ("EMA_DECAY", "ema_decay"), ("R1_GAMMA", "r1_gamma"),
+                 ("AUGMENT", "augment")):
     if key in o:
         print(f"SAVED_{var}={shlex.quote(str(o[key]))}")' "$RUN/log.jsonl")"
   LR=${LR:-${SAVED_LR:-}}; BATCH=${BATCH:-${SAVED_BATCH:-}}; EMA_DECAY=${EMA_DECAY:-${SAVED_EMA_DECAY:-}}
+  R1_GAMMA=${R1_GAMMA:-${SAVED_R1_GAMMA:-}}
   if [ -z "${AUGMENT+set}" ]; then AUGMENT=${SAVED_AUGMENT:-}; fi
 fi
 if [ -n "${LR:-}" ]; then COMMON+=(--lr "$LR"); fi
 if [ -n "${EMA_DECAY:-}" ]; then COMMON+=(--ema-decay "$EMA_DECAY"); fi
+if [ -n "${R1_GAMMA:-}" ]; then COMMON+=(--r1-gamma "$R1_GAMMA"); fi
 case "$FAMILY" in
   stylegan2) ARGS=(--batch-size "${BATCH:-32}" --augment "${AUGMENT-}")
              MODEL=(--model channel_base=2048 --model channel_max=128 --model d_channel_base=2048 --model d_channel_max=128

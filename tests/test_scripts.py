@@ -86,3 +86,49 @@ def test_probe_ema_averages_snapshots_and_reads_a_state(tmp_path):
     torch.testing.assert_close(nets["G_ema"].state_dict()[w], wb)
     torch.testing.assert_close(nets["G"].state_dict()[w], wa)
     assert info["step"] == 7
+
+
+def _train_cpu(tmp_path, run, env_extra):
+    """Runs scripts/train_cpu.sh with a stand-in python that records the trainer's arguments instead of training."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    fake = tmp_path / "fake-python"
+    record = tmp_path / "train-args.txt"
+    fake.write_text(f'#!/bin/sh\nif [ "$1" = -c ]; then exec {sys.executable} "$@"; fi\n'
+                    f'printf "%s\\n" "$@" > {record}.tmp && mv {record}.tmp {record}\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(fake), "HOME": str(tmp_path), "INIT_FROM": "none", **env_extra}
+    script = SCRIPTS[0].parent / "train_cpu.sh"
+    out = subprocess.run(["bash", str(script), "stylegan2", str(run)], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    deadline = time.monotonic() + 30
+    while not record.exists() and time.monotonic() < deadline:  # the trainer starts in the background
+        time.sleep(0.05)
+    return record.read_text().split("\n")
+
+
+def test_train_cpu_resume_keeps_the_runs_own_settings(tmp_path):
+    """A resumed run is started with the settings in its log's last start record unless the environment names
+    others; a new run gets only what the environment gives."""
+    import json
+
+    def value(args, flag):
+        return args[args.index(flag) + 1] if flag in args else None
+
+    run = tmp_path / "runs" / "fork"
+    args = _train_cpu(tmp_path, run, {"LR": "5e-4", "R1_GAMMA": "0.025"})
+    assert value(args, "--lr") == "5e-4" and value(args, "--r1-gamma") == "0.025" and "--resume" not in args
+    assert "--ema-decay" not in args and value(args, "--batch-size") == "32"
+
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "state.safetensors").write_bytes(b"")  # a saved state: the next call resumes
+    opts = {"lr": 0.0005, "batch_size": 64, "ema_decay": 0.9995, "r1_gamma": 0.025, "augment": "color"}
+    (run / "log.jsonl").write_text(json.dumps({"kind": "start", "options": opts}) + "\n")
+    (tmp_path / "train-args.txt").unlink()
+    args = _train_cpu(tmp_path, run, {"LR": "1e-3"})
+    assert "--resume" in args and value(args, "--r1-gamma") == "0.025" and value(args, "--batch-size") == "64"
+    assert value(args, "--ema-decay") == "0.9995" and value(args, "--augment") == "color"
+    assert value(args, "--lr") == "1e-3"  # given: it wins over the saved one
