@@ -208,17 +208,17 @@ def evaluate_model(
     from ..faces.alignment import model_recipe
     from ..generation.pipeline import FacePipeline
 
+    if isinstance(c2st_repeats, bool) or not isinstance(c2st_repeats, int) or c2st_repeats < 1:
+        raise ValueError(f"c2st_repeats must be a positive integer, got {c2st_repeats!r}")
     pipe = FacePipeline.from_pretrained(model, device=device)
     res = pipe.resolution
     say = (lambda m: print(m, flush=True)) if progress else (lambda m: None)
-    say(f"sampling {n} images from {pipe.model.name} (psi {truncation})")
-    if isinstance(c2st_repeats, bool) or not isinstance(c2st_repeats, int) or c2st_repeats < 1:
-        raise ValueError(f"c2st_repeats must be a positive integer, got {c2st_repeats!r}")
 
     def sample(first: int) -> torch.Tensor:
         return torch.cat([pipe.generate(list(range(s, min(s + 128, first + n))), truncation)
                           for s in range(first, first + n, 128)])
 
+    say(f"sampling {n} images from {pipe.model.name} (psi {truncation})")
     samples = sample(first_seed)
     say(f"decoding real images at {res}x{res}")
     train = load_image_set(real, res, "train").images
