@@ -36,6 +36,24 @@ def test_a_metric_counts_only_beyond_twice_its_standard_error():
     assert verdicts(old, evaluation(female=0.30))["female share gap"] == "worse"  # 0.27 -> 0.33
 
 
+def test_c2st_of_the_same_folds_is_judged_by_their_paired_differences():
+    """Two 25-fold evaluations on the same seeds: a shift of 0.02 that every fold shows is better, although each
+    test's own standard error (0.02) would call it noise; on other sample seeds the pairing does not apply."""
+    folds = [0.58 + 0.04 * ((7 * i) % 11) / 10 for i in range(25)]  # spread like real folds
+
+    def pooled(shift, sample_seeds="0-4999"):
+        ev = evaluation(c2st=sum(folds) / 25 + shift)
+        ev["c2st"]["sample_seeds"] = sample_seeds
+        ev["c2st"]["samples_vs_heldout"].update(stderr=0.02, fold_accuracies=[f + shift + 0.001 * (i % 3) for i, f in enumerate(folds)],
+                                                n_per_class=765, folds=5, epochs=6, seed=[0, 1, 2, 3, 4])
+        return ev
+
+    paired = {c.metric: c for c in compare(pooled(0.0), pooled(-0.02))}["C2ST accuracy"]
+    assert paired.verdict == "better" and paired.noise < 0.002 and "paired over 25 folds" in paired.line()
+    unpaired = {c.metric: c for c in compare(pooled(0.0), pooled(-0.02, sample_seeds="5000-9999"))}["C2ST accuracy"]
+    assert unpaired.verdict == "same" and unpaired.noise == pytest.approx(2 * 0.02 * 2 ** 0.5) and "paired" not in unpaired.line()
+
+
 def test_the_memorization_ratio_is_a_floor():
     assert verdicts(evaluation(memo=1.1), evaluation(memo=0.95))["memorization ratio"] == "same"
     assert verdicts(evaluation(memo=1.1), evaluation(memo=0.85))["memorization ratio"] == "worse"

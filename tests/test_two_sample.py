@@ -4,7 +4,7 @@ import re
 import pytest
 import torch
 
-from dgf_core.training.two_sample import binomial_p_value, c2st, pool_repeats
+from dgf_core.training.two_sample import PAIRED_MIN_FOLDS, binomial_p_value, c2st, paired_stderr, pool_repeats
 
 
 def noise(n: int, seed: int, size: int = 16) -> torch.Tensor:
@@ -91,3 +91,15 @@ def test_repeats_pool_into_one_result_with_a_smaller_standard_error():
     assert pool_repeats(runs[:1]) is runs[0]  # one test is its own result
     with pytest.raises(ValueError, match="no results"):
         pool_repeats([])
+
+
+def test_paired_stderr_needs_the_same_folds():
+    b = striped(40, 9)
+    old = pool_repeats([c2st(noise(40, 10 + r), b, folds=4, epochs=2, seed=r) for r in range(3)])
+    new = pool_repeats([c2st(striped(40, 20 + r), b, folds=4, epochs=2, seed=r) for r in range(3)])
+    d = torch.tensor(new["fold_accuracies"], dtype=torch.float64) - torch.tensor(old["fold_accuracies"], dtype=torch.float64)
+    assert 12 >= PAIRED_MIN_FOLDS and paired_stderr(old, new) == pytest.approx(float(d.std()) / 12 ** 0.5)
+    other_seeds = pool_repeats([c2st(striped(40, 20 + r), b, folds=4, epochs=2, seed=r + 1) for r in range(3)])
+    assert paired_stderr(old, other_seeds) is None  # other folds and nets: nothing to pair
+    one = c2st(noise(40, 10), b, folds=4, epochs=2, seed=0)
+    assert paired_stderr(one, c2st(striped(40, 20), b, folds=4, epochs=2, seed=0)) is None  # 4 folds: too few

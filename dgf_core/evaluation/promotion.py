@@ -3,8 +3,9 @@
 Both are judged by `evaluate` on the same real data and truncation: face rate at p >= 0.999 (higher is better),
 C2ST accuracy against held-out faces (lower is better, 0.5 = indistinguishable), the gap between the samples' and
 the training faces' female share (smaller is better), and the memorization ratio (must stay >= 0.9). A metric
-counts as better or worse only beyond twice its standard error; the candidate ships when at least one metric is
-better and none is worse. The install is atomic (the new folder is complete before it takes the shipped name), and
+counts as better or worse only beyond twice its standard error; for the C2ST, when both evaluations ran the same
+folds on the same sample seeds (`evaluate --c2st-repeats R`, R >= 2), that of the fold-by-fold differences, which
+cancels what the two tests share. The candidate ships when at least one metric is better and none is worse. The install is atomic (the new folder is complete before it takes the shipped name), and
 files computed from the old weights (edit directions) are removed, not carried over to weights they do not fit.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, file_sha256, read_config, write_json_atomic
+from ..training.two_sample import paired_stderr
 
 MEMORIZATION_FLOOR = 0.9  # ratio of median sample->train to held-out->train distances; below: copying training faces
 STALE_FILES = ("directions.json",)  # computed from a model's weights: wrong for any other weights
@@ -29,11 +31,13 @@ class Change:
     new: float | None
     noise: float  # two standard errors of the difference
     verdict: str  # "better" | "worse" | "same" | "missing"
+    how: str = ""  # how the noise was estimated, when that is worth saying
 
     def line(self) -> str:
         if self.old is None or self.new is None:
             return f"{self.metric:<22} {self._fmt(self.old):>8} -> {self._fmt(self.new):<8} missing"
-        return f"{self.metric:<22} {self.old:8.3f} -> {self.new:<8.3f} (+-{self.noise:.3f})  {self.verdict}"
+        how = f", {self.how}" if self.how else ""
+        return f"{self.metric:<22} {self.old:8.3f} -> {self.new:<8.3f} (+-{self.noise:.3f}{how})  {self.verdict}"
 
     @staticmethod
     def _fmt(v: float | None) -> str:
@@ -52,12 +56,27 @@ def _rate_se(p: float, n: int) -> float:
     return math.sqrt(max(p * (1 - p), 1e-12) / max(n, 1))
 
 
-def _judge(metric: str, old: float | None, new: float | None, noise: float, higher_is_better: bool) -> Change:
+def _judge(metric: str, old: float | None, new: float | None, noise: float, higher_is_better: bool,
+           how: str = "") -> Change:
     if old is None or new is None:
         return Change(metric, old, new, noise, "missing")
     gain = (new - old) if higher_is_better else (old - new)
     verdict = "better" if gain > noise else "worse" if gain < -noise else "same"
-    return Change(metric, old, new, noise, verdict)
+    return Change(metric, old, new, noise, verdict, how)
+
+
+def _c2st_noise(old: dict[str, Any], new: dict[str, Any]) -> tuple[float, str]:
+    """Twice the standard error of the difference in C2ST accuracy, and how it was had: from fold-by-fold
+    differences when both evaluations ran the same folds on the same sample seeds (`two_sample.paired_stderr`),
+    else from each test's own standard error."""
+    c_old, c_new = _get(old, "c2st", "samples_vs_heldout"), _get(new, "c2st", "samples_vs_heldout")
+    seeds_old = _get(old, "c2st", "sample_seeds") or old.get("seeds")
+    seeds_new = _get(new, "c2st", "sample_seeds") or new.get("seeds")
+    if seeds_old is not None and seeds_old == seeds_new:
+        se = paired_stderr(c_old, c_new)
+        if se is not None:
+            return 2 * se, f"paired over {len(c_new['fold_accuracies'])} folds"
+    return 2 * math.hypot(_get(c_old, "stderr") or 0.0, _get(c_new, "stderr") or 0.0), ""
 
 
 def compare(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
@@ -78,8 +97,8 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
 
     c_old, c_new = _get(old, "c2st", "samples_vs_heldout"), _get(new, "c2st", "samples_vs_heldout")
     a_old, a_new = _get(c_old or {}, "accuracy"), _get(c_new or {}, "accuracy")
-    noise = 2 * math.hypot(_get(c_old, "stderr") or 0.0, _get(c_new, "stderr") or 0.0) if c_old and c_new else 0.0
-    changes.append(_judge("C2ST accuracy", a_old, a_new, noise, higher_is_better=False))
+    noise, how = _c2st_noise(old, new) if c_old and c_new else (0.0, "")
+    changes.append(_judge("C2ST accuracy", a_old, a_new, noise, higher_is_better=False, how=how))
 
     s_old, s_new = _get(old, "coverage", "samples", "female_share"), _get(new, "coverage", "samples", "female_share")
     t_old, t_new = _get(old, "coverage", "training", "female_share"), _get(new, "coverage", "training", "female_share")

@@ -181,6 +181,24 @@ def pool_repeats(results: list[dict[str, Any]]) -> dict[str, Any]:
             "cpu_seconds": round(sum(r["cpu_seconds"] for r in results), 1)}
 
 
+PAIRED_MIN_FOLDS = 10  # fewer paired folds estimate the spread of their differences too roughly to judge by
+
+
+def paired_stderr(old: dict[str, Any], new: dict[str, Any]) -> float | None:
+    """Standard error of new's accuracy minus old's, from their fold-by-fold differences, when the two results
+    tested the same folds: the same test settings and seeds (`c2st` draws the subsampling, the folds, each net's
+    initialisation and batch order from its seed), so fold k held the same real images and the same sample seeds in
+    both, and what the two tests share (which faces are hard, how a net happened to start) cancels. None when they
+    did not, or have fewer than PAIRED_MIN_FOLDS folds. The caller must also know that both drew their samples from
+    the same seeds against the same real images."""
+    keys = ("n_per_class", "folds", "epochs", "seed")
+    a, b = old.get("fold_accuracies"), new.get("fold_accuracies")
+    if any(old.get(k) != new.get(k) for k in keys) or not a or not b or len(a) != len(b) or len(a) < PAIRED_MIN_FOLDS:
+        return None
+    d = torch.tensor(b, dtype=torch.float64) - torch.tensor(a, dtype=torch.float64)
+    return float(d.std() / math.sqrt(len(d)))
+
+
 def binomial_p_value(correct: int, total: int) -> float:
     """P(X >= correct) for X ~ Binomial(total, 1/2): how likely a classifier at chance does this well."""
     from scipy.stats import binom
