@@ -5,8 +5,9 @@ C2ST accuracy against held-out faces (lower is better, 0.5 = indistinguishable),
 the training faces' female share (smaller is better), and the memorization ratio (must stay >= 0.9). A metric
 counts as better or worse only beyond twice its standard error; for the C2ST, when both evaluations ran the same
 folds on the same sample seeds (`evaluate --c2st-repeats R`, R >= 2), that of the fold-by-fold differences, which
-cancels what the two tests share. The candidate ships when at least one metric is better and none is worse. The install is atomic (the new folder is complete before it takes the shipped name), and
-files computed from the old weights (edit directions) are removed, not carried over to weights they do not fit.
+cancels what the two tests share. The candidate ships when at least one metric is better and none is worse. The
+install is atomic (the new folder is complete before it takes the shipped name), and files computed from the old
+weights (edit directions) are removed, not carried over to weights they do not fit.
 """
 from __future__ import annotations
 
@@ -65,17 +66,13 @@ def _judge(metric: str, old: float | None, new: float | None, noise: float, high
     return Change(metric, old, new, noise, verdict, how)
 
 
-def _c2st_noise(old: dict[str, Any], new: dict[str, Any]) -> tuple[float, str]:
+def _c2st_noise(c_old: dict[str, Any], c_new: dict[str, Any], same_samples: bool) -> tuple[float, str]:
     """Twice the standard error of the difference in C2ST accuracy, and how it was had: from fold-by-fold
-    differences when both evaluations ran the same folds on the same sample seeds (`two_sample.paired_stderr`),
-    else from each test's own standard error."""
-    c_old, c_new = _get(old, "c2st", "samples_vs_heldout"), _get(new, "c2st", "samples_vs_heldout")
-    seeds_old = _get(old, "c2st", "sample_seeds") or old.get("seeds")
-    seeds_new = _get(new, "c2st", "sample_seeds") or new.get("seeds")
-    if seeds_old is not None and seeds_old == seeds_new:
-        se = paired_stderr(c_old, c_new)
-        if se is not None:
-            return 2 * se, f"paired over {len(c_new['fold_accuracies'])} folds"
+    differences when both tests drew their samples from the same seeds and ran the same folds
+    (`two_sample.paired_stderr`), else from each test's own standard error."""
+    se = paired_stderr(c_old, c_new) if same_samples else None
+    if se is not None:
+        return 2 * se, f"paired over {len(c_new['fold_accuracies'])} folds"
     return 2 * math.hypot(_get(c_old, "stderr") or 0.0, _get(c_new, "stderr") or 0.0), ""
 
 
@@ -97,7 +94,9 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
 
     c_old, c_new = _get(old, "c2st", "samples_vs_heldout"), _get(new, "c2st", "samples_vs_heldout")
     a_old, a_new = _get(c_old or {}, "accuracy"), _get(c_new or {}, "accuracy")
-    noise, how = _c2st_noise(old, new) if c_old and c_new else (0.0, "")
+    seeds_old = _get(old, "c2st", "sample_seeds") or old.get("seeds")  # evaluations before repeats: one set
+    same_samples = seeds_old is not None and seeds_old == (_get(new, "c2st", "sample_seeds") or new.get("seeds"))
+    noise, how = _c2st_noise(c_old, c_new, same_samples) if c_old and c_new else (0.0, "")
     changes.append(_judge("C2ST accuracy", a_old, a_new, noise, higher_is_better=False, how=how))
 
     s_old, s_new = _get(old, "coverage", "samples", "female_share"), _get(new, "coverage", "samples", "female_share")
