@@ -63,17 +63,15 @@ def main() -> int:
     template = load_model(snaps[-1]).generator.float()  # the run's architecture
     nets, info = from_state(template, run / STATE_FILE)
     real = load_image_set(args.real, template.cfg.resolution, "heldout", cache_dir=args.cache_dir).images[: args.n]
-    candidates = {f"G (raw, step {info['step']})": lambda: nets["G"],
-                  f"G_ema (step {info['step']})": lambda: nets["G_ema"]}
+    candidates = {f"G (raw, step {info['step']})": nets["G"], f"G_ema (step {info['step']})": nets["G_ema"]}
     snapshots = {n: load_model(run / "snapshots" / n).generator.float() for n in args.average.split(",") if n}
-    for name, g in snapshots.items():
-        candidates[f"snapshot {name}"] = lambda g=g: g
+    candidates.update({f"snapshot {name}": g for name, g in snapshots.items()})
     if snapshots:
-        candidates["average of " + "+".join(snapshots)] = lambda: averaged(list(snapshots.values()))
+        candidates["average of " + "+".join(snapshots)] = averaged(list(snapshots.values()))
     results = {}
-    for label, build in candidates.items():
+    for label, g in candidates.items():
         t0 = time.perf_counter()
-        g = build().eval()
+        g.eval()
         s = sample_seeds(g, g.z_dim, args.n)
         r = c2st(s, real)
         results[label] = {"accuracy": round(float(r["accuracy"]), 4), "stderr": round(float(r["stderr"]), 4),

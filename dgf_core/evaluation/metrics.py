@@ -141,9 +141,9 @@ def two_sample_tests(samples: torch.Tensor | Sequence[torch.Tensor], heldout: to
     from ..training.two_sample import c2st, pool_repeats
 
     sets = [samples] if isinstance(samples, torch.Tensor) else list(samples)
-    k = min(min(len(s) for s in sets), len(heldout), len(train))
-    if k < C2ST_MIN_PER_CLASS:
-        return {"skipped": f"too few images ({min(len(s) for s in sets)} samples, {len(heldout)} held-out, "
+    n_samples = min(len(s) for s in sets)
+    if min(n_samples, len(heldout), len(train)) < C2ST_MIN_PER_CLASS:
+        return {"skipped": f"too few images ({n_samples} samples, {len(heldout)} held-out, "
                            f"{len(train)} training); needs {C2ST_MIN_PER_CLASS} per set"}
     out: dict[str, Any] = {"note": "held-out accuracy of a small CNN telling the two sets apart: 0.5 = indistinguishable"}
     for key, a_sets, b, what in (("samples_vs_heldout", sets, heldout, "samples vs held-out real"),
