@@ -33,9 +33,11 @@ from .generation import (
 )
 from .models import add_import_rosinality, add_ship, cmd_import_rosinality, cmd_ship
 from .training import (
+    add_data,
     add_pack,
     add_train,
     add_train_upscaler,
+    cmd_data,
     cmd_pack,
     cmd_train,
     cmd_train_upscaler,
@@ -44,6 +46,7 @@ from .training import (
 USER_ERRORS = (SeedError, CheckpointError, DataError, FileNotFoundError, FileExistsError, ValueError)
 
 COMMANDS = {
+    "data": (add_data, cmd_data),
     "pack": (add_pack, cmd_pack),
     "train": (add_train, cmd_train),
     "generate": (add_generate, cmd_generate),

@@ -1,4 +1,5 @@
-"""Commands that train: `pack` (data for a GPU machine), `train` (the GANs), `train-upscaler`."""
+"""Commands that train: `data align` (a face set aligned by landmarks), `pack` (data for a GPU machine), `train` (the
+GANs), `train-upscaler`."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +9,53 @@ from pathlib import Path
 
 from ..data import DataError
 from .common import add_device, add_dry_run, add_model_overrides, add_seed, add_threads
+
+
+def add_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="prepare training data")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    a = dsub.add_parser("align", help="align every face of image folders by its five landmarks (resumable)")
+    a.add_argument("sources", nargs="+", metavar="SRC", help="image folder or file (searched recursively)")
+    a.add_argument("--recipe", default="utkface-chip",
+                   help="framing: a recipe of dgf_core/faces/canonical_landmarks.json (default: utkface-chip)")
+    a.add_argument("--resolution", type=int, default=128)
+    a.add_argument("--out", required=True, help="folder of the aligned set (images/, manifest.jsonl, summary.json)")
+    a.add_argument("--max-outside", type=float, default=None, metavar="SHARE",
+                   help="leave out faces whose crop lies beyond the photo by more than this share (default 0.15)")
+    a.add_argument("--workers", type=int, default=1, help="processes (each runs the detector on one thread)")
+    a.add_argument("--limit", type=int, default=None, help="only the first N files (sorted by path)")
+    a.add_argument("--no-progress", action="store_true")
+    add_dry_run(a)
+
+
+def cmd_data(a: argparse.Namespace) -> int:
+    import sys
+
+    from ..data import list_images
+    from ..faces.aligned_set import DEFAULT_MAX_OUTSIDE, AlignJob, align_sources, read_manifest
+
+    job = AlignJob(a.recipe, a.resolution, DEFAULT_MAX_OUTSIDE if a.max_outside is None else a.max_outside)
+    if a.workers < 1:
+        raise ValueError("--workers must be at least 1")
+    n = len(list_images(a.sources))
+    print(json.dumps({"align": {"sources": a.sources, "files": n, "already_done": len(read_manifest(a.out)),
+                                "out": a.out, **dataclasses.asdict(job), "workers": a.workers}}, indent=2))
+    if a.dry_run:
+        return 0
+    last = [0.0]
+
+    def progress(done: int, total: int, counts: dict[str, int]) -> None:
+        import time
+
+        if a.no_progress or (time.time() - last[0] < 2 and done < total):
+            return
+        last[0] = time.time()
+        print(f"\raligned {done}/{total} " + " ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+              end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    summary = align_sources(a.sources, a.out, job, workers=a.workers, limit=a.limit, progress=progress)
+    print(json.dumps(summary, indent=2))
+    return 0
 
 
 def add_pack(sub: argparse._SubParsersAction) -> None:

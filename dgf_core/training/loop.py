@@ -316,11 +316,23 @@ def init_from_overrides(opts: TrainOptions) -> dict[str, Any]:
     overrides = dict(opts.model) or {k: v for k, v in folder_config.items() if k != "resolution"}
     family = get_family(opts.family)
     config = family.make_config({"resolution": opts.resolution, **overrides})
+    folder = family.make_config(folder_config)
+    if _grows(folder, config):  # a StyleGAN2 at twice the folder's resolution: training/grow.py
+        from .grow import check_growable
+
+        check_growable(folder, config)
+        return overrides
     # compared as built configs, so a folder written before a field existed matches that field's default
-    if dataclasses.asdict(family.make_config(folder_config)) != dataclasses.asdict(config):
+    if dataclasses.asdict(folder) != dataclasses.asdict(config):
         raise ValueError(f"--init-from {src}: its config {folder_config} differs from this run's "
                          f"{dataclasses.asdict(config)}; drop the --model overrides to take the folder's")
     return overrides
+
+
+def _grows(folder_config: Any, config: Any) -> bool:
+    """Whether --init-from grows the folder's model to this run's resolution (StyleGAN2 only)."""
+    return (hasattr(folder_config, "resolution") and config.resolution != folder_config.resolution
+            and type(config).__name__ == "StyleGAN2Config")
 
 
 def _init_from(run: Run) -> None:
@@ -328,14 +340,22 @@ def _init_from(run: Run) -> None:
     src = ckpt.resolve_model_path(run.opts.init_from)
     meta = ckpt.read_config(src)
     loaded = ckpt.load_model(src, run.device)
-    run.G.load_state_dict(loaded.generator.state_dict())
-    run.G_ema.load_state_dict(loaded.generator.state_dict())
+    grows = _grows(loaded.generator.cfg, run.config)
+    if grows:
+        from .grow import grow_discriminator, grow_generator
+
+        grow_generator(loaded.generator, run.G)
+    else:
+        run.G.load_state_dict(loaded.generator.state_dict())
+    run.G_ema.load_state_dict(run.G.state_dict())
     try:
         d = ckpt.load_model(src, run.device, with_discriminator=True).discriminator
-        run.D.load_state_dict(d.state_dict())
+        grow_discriminator(d, run.D) if grows else run.D.load_state_dict(d.state_dict())
         what = "generator and discriminator"
     except ckpt.CheckpointError:
         what = "generator (it ships no discriminator: D starts from scratch)"
+    if grows:
+        what += f", grown from {loaded.generator.cfg.resolution} to {run.config.resolution} px (training/grow.py)"
     run.lineage = _lineage(src, meta, loaded.weights_sha256)
     if run.env.main:
         print(f"initialized the {what} from {src} ({run.lineage['images_seen']:,} images seen before)")
