@@ -83,3 +83,23 @@ def test_train_init_from_a_half_resolution_stylegan2_grows_it(image_folder, tmp_
     with pytest.raises(ValueError, match="to 32 px only"):
         train(TrainOptions(data=[str(image_folder)], out=str(tmp_path / "r64"), family="stylegan2", resolution=64,
                            batch_size=4, steps=1, init_from=str(src), progress=False, device="cpu"))
+
+
+def test_a_run_on_an_aligned_set_takes_its_framing_as_the_crop_recipe(image_folder, tmp_path):
+    from dgf_core.checkpoint import write_json_atomic
+
+    summary = {"format": "dgf-aligned-set/1", "recipe": "utkface-chip", "resolution": 32, "kept": 24,
+               "max_outside": 0.15, "by_status": {"ok": 24}}
+    write_json_atomic(summary, image_folder / "summary.json")
+    small = {k: v for k, v in dataclasses.asdict(SMALL).items() if k != "resolution"}
+    run = dict(family="stylegan2", resolution=16, batch_size=4, steps=1, eval_every=0, model=small, progress=False,
+               sample_seeds=2, sample_every=10, checkpoint_every=10, device="cpu")
+    model_dir = train(TrainOptions(data=[str(image_folder)], out=str(tmp_path / "run"), **run))
+    card = read_config(model_dir)["card"]
+    assert card["crop_recipe"] == "utkface-chip" and card["aligned_sets"][str(image_folder)]["kept"] == 24
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for p in sorted(image_folder.rglob("*.jpg"))[:8]:
+        (plain / f"plain-{p.name}").write_bytes(p.read_bytes())
+    with pytest.raises(ValueError, match="mixes framings"):
+        train(TrainOptions(data=[str(image_folder), str(plain)], out=str(tmp_path / "mixed"), **run))

@@ -88,7 +88,7 @@ def test_probe_ema_averages_snapshots_and_reads_a_state(tmp_path):
     assert info["step"] == 7
 
 
-def _train_cpu(tmp_path, run, env_extra):
+def _train_cpu(tmp_path, run, env_extra, family="stylegan2"):
     """Runs scripts/train_cpu.sh with a stand-in python that records the trainer's arguments instead of training."""
     import os
     import subprocess
@@ -102,7 +102,7 @@ def _train_cpu(tmp_path, run, env_extra):
     fake.chmod(0o755)
     env = {**os.environ, "PYTHON": str(fake), "HOME": str(tmp_path), "INIT_FROM": "none", **env_extra}
     script = SCRIPTS[0].parent / "train_cpu.sh"
-    out = subprocess.run(["bash", str(script), "stylegan2", str(run)], env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(["bash", str(script), family, str(run)], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     deadline = time.monotonic() + 30
     while not record.exists() and time.monotonic() < deadline:  # the trainer starts in the background
@@ -132,3 +132,12 @@ def test_train_cpu_resume_keeps_the_runs_own_settings(tmp_path):
     assert "--resume" in args and value(args, "--r1-gamma") == "0.025" and value(args, "--batch-size") == "64"
     assert value(args, "--ema-decay") == "0.9995" and value(args, "--augment") == "color"
     assert value(args, "--lr") == "1e-3"  # given: it wins over the saved one
+
+
+def test_train_cpu_128_trains_a_stylegan2_on_the_aligned_set_from_a_given_model(tmp_path):
+    run = tmp_path / "runs" / "sg128"
+    args = _train_cpu(tmp_path, run, {"INIT_FROM": "weights/stylegan2-celeba64"}, family="stylegan2-128")
+    assert args[:3] == ["-m", "dgf_core", "train"] and args[3] == "stylegan2"
+    assert args[args.index("--data") + 1] == str(tmp_path / "dgf-runs" / "faces128") and args.count("--data") == 1
+    assert args[args.index("--resolution") + 1] == "128"
+    assert args[args.index("--init-from") + 1] == "weights/stylegan2-celeba64" and "--model" not in args

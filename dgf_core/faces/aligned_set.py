@@ -108,6 +108,15 @@ def read_manifest(out: str | os.PathLike) -> dict[str, dict[str, Any]]:
     return records
 
 
+def read_summary(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The summary of an aligned set in `folder`, or None when it is not one."""
+    path = Path(folder) / SUMMARY
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    return summary if summary.get("format") == "dgf-aligned-set/1" else None
+
+
 def _drop_torn_record(path: Path) -> None:
     """Cut a last record that a kill left without its newline, so the next record starts on a line of its own."""
     if not path.is_file():

@@ -33,7 +33,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -391,6 +391,7 @@ def setup(opts: TrainOptions) -> Run:
             raise FileNotFoundError(f"--resume: no {STATE_FILE} in {out}")
     env.barrier()
 
+    aligned_set_card(opts.data)  # mixed framings: a clear error before the data loads
     data = load_image_set(opts.data, opts.resolution, "train", limit=opts.limit, cache_dir=opts.cache_dir, device=device)
     if len(data) < opts.batch_size:
         raise ValueError(f"only {len(data)} training images, fewer than one batch of {opts.batch_size}")
@@ -517,6 +518,22 @@ def export_generator(G_ema: nn.Module, z_dim: int, device: torch.device, seed: i
     return export.eval().requires_grad_(False)
 
 
+def aligned_set_card(data: Sequence[str | os.PathLike]) -> dict[str, Any]:
+    """A run on faces aligned by `data align` records their framing as the model's crop recipe (so photos are aligned
+    the same way for it) and each set's summary; {} for plain image folders."""
+    from ..faces.aligned_set import read_summary
+
+    sets = {str(d): s for d in data if (s := read_summary(d)) is not None}
+    recipes = {s["recipe"] for s in sets.values()}
+    if not sets:
+        return {}
+    if len(recipes) > 1 or len(sets) < len(data):
+        raise ValueError(f"the data mixes framings ({sorted(recipes)} and plain folders): train on one aligned set, "
+                         "or on plain folders only")
+    return {"crop_recipe": recipes.pop(), "aligned_sets": {d: {k: s[k] for k in ("recipe", "resolution", "kept",
+            "max_outside", "by_status")} for d, s in sets.items()}}
+
+
 def model_card(run: Run, step: int) -> dict[str, Any]:
     opts = run.opts
     return {
@@ -531,6 +548,7 @@ def model_card(run: Run, step: int) -> dict[str, Any]:
         "cpu_seconds": round(run.cpu_seconds(), 1),
         **run.totals(step),
         "augment": opts.augment or "none",
+        **aligned_set_card(opts.data),
         **({"init_from": run.lineage} if run.lineage else {}),
         "date": datetime.now(timezone.utc).date().isoformat(),
         **_environment(),
