@@ -58,7 +58,7 @@ def resolve_model_path(name_or_path: str | os.PathLike, weights_dir: str | os.Pa
     if p.suffix.lower() in PICKLE_SUFFIXES:
         raise CheckpointError(
             f"{p} looks like a pickle; pickles can run arbitrary code, so they are never loaded. "
-            "Convert it to a state dict in safetensors first (see README, 'Loading other weights')."
+            "Convert it to a state dict in safetensors first (see docs/training.md, 'Loading other StyleGAN2 weights')."
         )
     if p.is_dir():
         return p

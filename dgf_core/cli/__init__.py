@@ -12,6 +12,7 @@ import sys
 from ..checkpoint import CheckpointError
 from ..data import DataError
 from ..latent import SeedError
+from .deploy import add_deploy_space, cmd_deploy_space
 from .evaluation import (
     add_bench,
     add_curves,
@@ -60,6 +61,7 @@ COMMANDS = {
     "project": (add_project, cmd_project),
     "curves": (add_curves, cmd_curves),
     "ship": (add_ship, cmd_ship),
+    "deploy-space": (add_deploy_space, cmd_deploy_space),
 }
 
 

@@ -4,7 +4,7 @@ ships (`weights/mtcnn`: safetensors + config.json with source and licence). Noth
 `detect` is a port of facenet-pytorch 2.6.0's `detect_face` (MIT): the same image pyramid, P-Net windows,
 non-maximum suppression, R-Net / O-Net refinement, box regression and landmarks, in the same floating-point
 operations, so it gives facenet-pytorch's boxes, probabilities and landmarks (tests/test_mtcnn.py checks
-stored values; scripts/compare_face_detectors.py compares the two on real photos).
+stored values; docs/results/face-detectors.json compares the two on real photos).
 
 Coordinates are facenet-pytorch's: pixels of the image given, x right, y down; boxes (x0, y0, x1, y1);
 landmarks left eye, right eye, nose, left mouth corner, right mouth corner (left/right as seen in the image).
