@@ -51,6 +51,7 @@ def test_coverage_gap():
     assert cov["samples"]["female_share"] == 0.75 and cov["training"]["female_share"] == 0.25
     assert cov["female_share_gap"] == 0.5 and not cov["within_target"] and cov["female_share_gap_target"] == FEMALE_GAP_TARGET
     assert cov["age_mean_gap_years"] == pytest.approx(35.0 - 45.0)
+    assert cov["under_20_share_gap"] == 0.0 and cov["aged_50_plus_share_gap"] == pytest.approx(0.25 - 0.75)
 
 
 def test_coverage_without_a_classifier_is_skipped_with_the_reason(tmp_path):
@@ -107,3 +108,26 @@ def test_c2st_repeats_use_fresh_samples_and_pool(tmp_path):
     assert three["face_detection"] == one["face_detection"] and three["seeds"] == "0-15"  # other metrics: the first set
     with pytest.raises(ValueError, match="c2st_repeats"):
         evaluate_model(tmp_path / "tiny", [tmp_path / "real"], c2st_repeats=0, **kw)
+
+
+def test_c2st_also_at_a_lower_resolution_downsamples_both_sides(tmp_path, monkeypatch):
+    import dgf_core.evaluation.metrics as metrics
+
+    make_tiny_dcgan(tmp_path / "tiny")
+    make_image_folder(tmp_path / "real", 360)
+    seen = []
+    real_tests = metrics.two_sample_tests
+
+    def spy(sets, heldout, train, device, say):
+        seen.append((tuple(sets[0].shape), tuple(heldout.shape), tuple(train.shape)))
+        return real_tests(sets, heldout, train, device, say)
+
+    monkeypatch.setattr(metrics, "two_sample_tests", spy)
+    res = evaluate_model(tmp_path / "tiny", [tmp_path / "real"], n=16, device="cpu", progress=False, coverage=False,
+                         c2st_also_at=[8])
+    assert seen == [((16, 3, 16, 16), (13, 3, 16, 16), (347, 3, 16, 16)), ((16, 3, 8, 8), (13, 3, 8, 8), (347, 3, 8, 8))]
+    assert res["c2st_at"]["8"]["samples_vs_heldout"]["n_per_class"] == 13
+    with pytest.raises(ValueError, match="c2st_also_at"):
+        evaluate_model(tmp_path / "tiny", [tmp_path / "real"], n=16, device="cpu", progress=False, c2st_also_at=[16])
+    x = torch.arange(16, dtype=torch.uint8).reshape(1, 1, 4, 4).expand(1, 3, 4, 4)
+    assert metrics.downsample(x, 2)[0, 0].tolist() == [[2, 4], [10, 12]]  # 2x2 means (2.5 rounds to even: 2)

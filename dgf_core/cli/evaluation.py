@@ -24,6 +24,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--c2st-repeats", type=int, default=1, metavar="R",
                    help="repeat the samples-vs-held-out C2ST on R sets of n samples (seeds 0..R*n-1) and pool them: "
                         "its standard error shrinks about as 1/sqrt(R), so `ship` can see smaller changes (default 1)")
+    p.add_argument("--c2st-also-at", type=int, action="append", default=[], metavar="SIDE",
+                   help="run the two-sample tests again with samples and real faces downsampled to SIDE px (e.g. 64 for "
+                        "a 128-px model: it must not lose what the 64-px one has; repeatable)")
     p.add_argument("--no-coverage", action="store_true", help="skip coverage by the attribute classifier (weights/attributes-utkface)")
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--write-card", action="store_true", help="store the results in the model card (config.json)")
@@ -48,11 +51,12 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--inception-weights: no such file {a.inception_weights}")
     print(json.dumps({"evaluate": {"model": str(folder), "real": a.real, "n": a.n, "truncation": a.truncation,
                                    "fid": bool(a.inception_weights), "c2st": not a.no_c2st, "c2st_repeats": a.c2st_repeats,
-                                   "coverage": not a.no_coverage, "json": a.json}}, indent=2))
+                                   "c2st_also_at": a.c2st_also_at, "coverage": not a.no_coverage, "json": a.json}}, indent=2))
     if a.dry_run:
         return 0
     res = evaluate_model(folder, a.real, n=a.n, truncation=a.truncation, device=a.device, inception_weights=a.inception_weights,
-                         c2st=not a.no_c2st, c2st_repeats=a.c2st_repeats, coverage=not a.no_coverage)
+                         c2st=not a.no_c2st, c2st_repeats=a.c2st_repeats, coverage=not a.no_coverage,
+                         c2st_also_at=a.c2st_also_at)
     from ..evaluation.bench import machine
 
     res["machine"] = machine()

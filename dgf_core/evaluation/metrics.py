@@ -28,6 +28,7 @@ from unittest import mock
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..faces.edits import AGE_BINS, ATTRIBUTE_CLASSIFIER, age_bin_labels, attribute_profile  # noqa: F401 (re-exported)
 from ..faces.mtcnn import (
@@ -71,9 +72,18 @@ def attribute_coverage(samples_u8: torch.Tensor, training_u8: torch.Tensor, clas
     """Attribute profiles of samples and training faces (same crop recipe) and the gap in the female share."""
     s, t = attribute_profile(samples_u8, classifier, recipe), attribute_profile(training_u8, classifier, recipe)
     gap = s["female_share"] - t["female_share"]
+    young, old = age_groups(s), age_groups(t)
     return {"samples": s, "training": t, "female_share_gap": round(gap, 4),
             "female_share_gap_target": FEMALE_GAP_TARGET, "within_target": abs(gap) <= FEMALE_GAP_TARGET,
-            "age_mean_gap_years": round(s["age_mean"] - t["age_mean"], 2)}
+            "age_mean_gap_years": round(s["age_mean"] - t["age_mean"], 2),
+            **{f"{k}_gap": round(young[k] - old[k], 4) for k in young}}
+
+
+def age_groups(profile: dict[str, Any]) -> dict[str, float]:
+    """The shares of faces under 20 and aged 50 or more in an `attribute_profile` (from its age bins)."""
+    shares = profile["age_shares"]
+    return {"under_20_share": shares["0-19"], "aged_50_plus_share": sum(v for k, v in shares.items()
+                                                                        if int(k.split("-")[0].rstrip("+")) >= 50)}
 
 
 # ---- FID (only with user-given Inception weights) ---------------------------------------------------------
@@ -185,6 +195,12 @@ def sample_coverage(samples: torch.Tensor, train: torch.Tensor, classifier: str 
             "classifier_heldout": clf.card.get("heldout", {}), "seconds": round(time.perf_counter() - t0, 1)}
 
 
+def downsample(images_u8: torch.Tensor, size: int, chunk: int = 1024) -> torch.Tensor:
+    """(N, 3, R, R) uint8 -> (N, 3, size, size) uint8 by area averaging (the same for samples and real faces)."""
+    return torch.cat([F.interpolate(images_u8[i:i + chunk].float(), size=(size, size), mode="area").round_().clamp_(0, 255)
+                      .to(torch.uint8) for i in range(0, len(images_u8), chunk)])
+
+
 def evaluate_model(
     model: str | os.PathLike,
     real: Sequence[str | os.PathLike],
@@ -198,12 +214,15 @@ def evaluate_model(
     c2st_repeats: int = 1,
     coverage: bool = True,
     attribute_classifier: str | os.PathLike = ATTRIBUTE_CLASSIFIER,
+    c2st_also_at: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Samples seeds first_seed..first_seed+n-1 and measures them against the real folders' split.
     `c2st` / `coverage`: run the two-sample tests / the attribute coverage (else reported as skipped).
     `c2st_repeats`: repeat the samples-vs-held-out test on that many sample sets (seeds first_seed + r * n onwards for
     repeat r; the other metrics use the first set) and pool them.
-    `attribute_classifier`: a folder, or a name in the weights folder; coverage is skipped when it is missing."""
+    `attribute_classifier`: a folder, or a name in the weights folder; coverage is skipped when it is missing.
+    `c2st_also_at`: lower resolutions at which the two-sample test runs again, samples and real faces alike
+    downsampled (area) to it: a larger model must not lose what a smaller one has."""
     from ..data import load_image_set
     from ..faces.alignment import model_recipe
     from ..generation.pipeline import FacePipeline
@@ -212,6 +231,8 @@ def evaluate_model(
         raise ValueError(f"c2st_repeats must be a positive integer, got {c2st_repeats!r}")
     pipe = FacePipeline.from_pretrained(model, device=device)
     res = pipe.resolution
+    if any(not isinstance(r, int) or not 8 <= r < res for r in c2st_also_at):
+        raise ValueError(f"c2st_also_at: resolutions from 8 up to below the model's {res}, got {list(c2st_also_at)}")
     say = (lambda m: print(m, flush=True)) if progress else (lambda m: None)
 
     def sample(first: int) -> torch.Tensor:
@@ -245,6 +266,10 @@ def evaluate_model(
         result["c2st"] = two_sample_tests(sets, heldout, train, pipe.device, say)
         if "skipped" not in result["c2st"]:
             result["c2st"]["sample_seeds"] = f"{first_seed}-{first_seed + c2st_repeats * n - 1}"
+        for r in c2st_also_at:
+            say(f"two-sample tests again at {r}x{r} (both sides downsampled)")
+            result.setdefault("c2st_at", {})[str(r)] = two_sample_tests(
+                [downsample(x, r) for x in sets], downsample(heldout, r), downsample(train, r), pipe.device, say)
     else:
         result["c2st"] = {"skipped": "not requested"}
     result["coverage"] = (sample_coverage(samples, train, attribute_classifier, model_recipe(pipe.model.card), pipe.device, say)
