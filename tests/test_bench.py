@@ -45,7 +45,7 @@ def test_train_benchmark_quick_reports_all_keys(tmp_path, one_thread):
     assert res["device"] == "cpu" and res["threads"] == 1 and isinstance(res["bf16_autocast"], bool)
     assert res["data"] == [str(tmp_path / "faces")] and res["warmup_steps"] == 1
     for key in ("dcgan_ours_images_per_s", "dcgan_ours_fp32_images_per_s", "dcgan_baseline_images_per_s",
-                "stylegan2_cpu_images_per_s", "stylegan2_default_images_per_s"):
+                "stylegan2_cpu_images_per_s", "stylegan2_default_images_per_s", "stylegan2_128_images_per_s"):
         assert res[key] > 0 and res[key.replace("_images_per_s", "_median_step_images_per_s")] > 0, key
     assert res["dcgan_batch_size"] == 8 and res["dcgan_steps"] == 2 and res["stylegan2_batch_size"] == 4
     assert res["dcgan_ratio"] == pytest.approx(res["dcgan_ours_images_per_s"] / res["dcgan_baseline_images_per_s"])
@@ -55,6 +55,16 @@ def test_train_benchmark_quick_reports_all_keys(tmp_path, one_thread):
     assert res["stylegan2_cpu_model"]["channel_max"] == 128
     # targets hold for the full batch sizes only: a --quick run reports them but does not judge them
     assert res["dcgan_met"] is None and res["stylegan2_cpu_met"] is None and res["target_met"] is None
+    assert res["stylegan2_128_resolution"] == 16 and res["stylegan2_128_met"] is None
+    assert res["stylegan2_128_target"].startswith(">= 15 images/s")
+
+
+def test_stylegan128_latency_benchmark_measures_a_128_px_model(one_thread):
+    from dgf_core.evaluation.bench import bench_stylegan128_generate
+
+    res = bench_stylegan128_generate(BenchContext(quick=True))
+    assert res["resolution"] == 128 and res["target_one_image_ms"] == 40.0 and isinstance(res["target_met"], bool)
+    assert res["one_image_ms"] > 0 and res["batch64_images_per_s"] > 0
 
 
 def test_memory_benchmark_times_projection_and_tuning(tmp_path):
