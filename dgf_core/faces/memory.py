@@ -442,3 +442,25 @@ def memory_from_photo(model, photo, spec: MemorySpec, outs: Sequence[str | os.Pa
         likeness_projection=cosine(result.image), likeness_tuned=cosine(tuned.image) if tuned is not None else None,
         notices=list(notices), seconds={k: round(v, 2) for k, v in seconds.items()}, projected=result)
     return out  # the tuned copy and the photo's pixels go with this call's locals
+
+
+def motion_preview(model, motion: str, *, frames: int = 24, fps: int = 12, seed: int = 0,
+                   directions: dict[str, torch.Tensor] | None = None) -> np.ndarray:
+    """A short look at a motion before a photo is given: the model's own face of `seed` (its typical face: the
+    latent pulled halfway to the mean, truncation 0.5) moving by `motion` for frames / fps seconds, at the model's
+    resolution. uint8 (frames, R, R, 3). MemoryClipError naming what the model lacks, as for a photo."""
+    from ..latent import seed_to_z
+
+    spec = MemorySpec(frames=frames, fps=fps, motion=motion, mark=False)
+    spec.validate()
+    directions, extents = motion_directions(model, spec, directions)
+    g = model.generator
+    z = seed_to_z(seed, model.config.z_dim)[None]
+    if hasattr(g, "synthesis"):
+        space = "w"
+        with torch.no_grad():
+            w = g.mapping(z)
+        latent = 0.5 * (w + latent_space(g, "w").w_avg[None])
+    else:
+        space, latent = "z", 0.5 * z
+    return memory_frames(model, latent, space, spec, directions=directions, extents=extents)
