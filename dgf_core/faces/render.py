@@ -176,8 +176,8 @@ def render_photo(canvas: np.ndarray, to_aligned: np.ndarray, frames: np.ndarray,
             f = cv2.remap(flows[i], ax, ay, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # aligned units
             dx = inv_lin[0, 0] * f[..., 0] + inv_lin[0, 1] * f[..., 1]  # -> canvas pixels
             dy = inv_lin[1, 0] * f[..., 0] + inv_lin[1, 1] * f[..., 1]
-            warped = cv2.remap(src, (px + dx).astype(np.float32), (py + dy).astype(np.float32), cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REPLICATE)
+            warped = cv2.remap(src, (px + dx).astype(np.float32), (py + dy).astype(np.float32), cv2.INTER_CUBIC,
+                               borderMode=cv2.BORDER_REPLICATE)  # bicubic: bilinear softens the photo's detail
             if residual:
                 moved_pivot = cv2.remap(up[0], gx_s + flows[i][..., 0], gy_s + flows[i][..., 1], cv2.INTER_LINEAR,
                                         borderMode=cv2.BORDER_REPLICATE)
