@@ -92,7 +92,7 @@ def memory_latents(latent: torch.Tensor, space: str, spec: MemorySpec, *, coord_
                    extents: dict[str, float] | None = None) -> torch.Tensor:
     """latent (1, D) for z / w or (1, n_ws, D) for w+ -> (T, D) or (T, n_ws, D): the looping walk, the edit and
     the motion. `coord_std`: the latent's per-coordinate spread (1 for z; `projection.latent_space(g, 'w').coord_std()`).
-    `extents`: the directions' motion amounts (`generation.motion.model_extents`; None: the defaults)."""
+    `extents`: the directions' motion amounts (`motion_directions`; None: the defaults)."""
     from ..generation.motion import DRIFT, MotionError, check_motion, motion_curves, motion_offsets
 
     spec.validate()
@@ -205,8 +205,10 @@ class PhotoFrame:
 def motion_directions(model, spec: MemorySpec, directions: dict[str, torch.Tensor] | None):
     """The directions a spec needs (the caller's, else the model's directions.json; {} when it has none: the
     checks then name what is missing) and the model's motion extents."""
-    from ..generation.motion import model_extents, needed_directions
-    from .edits import EditError, load_directions
+    from pathlib import Path
+
+    from ..generation.motion import load_extents, needed_directions
+    from .edits import DIRECTIONS_FILE, EditError, load_directions
 
     need = needed_directions(spec.motion) if spec.motion else []
     if directions is None and (need or spec.edit):
@@ -214,7 +216,7 @@ def motion_directions(model, spec: MemorySpec, directions: dict[str, torch.Tenso
             directions = load_directions(model)
         except EditError:
             directions = {}
-    extents = model_extents(model) if need and getattr(model, "path", None) else {}
+    extents = load_extents(Path(model.path) / DIRECTIONS_FILE) if need and getattr(model, "path", None) else {}
     return directions, extents
 
 

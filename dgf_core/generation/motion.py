@@ -210,13 +210,6 @@ def load_extents(path: str | Path | None) -> dict[str, float]:
     return out
 
 
-def model_extents(model) -> dict[str, float]:
-    """The motion extents of a `checkpoint.LoadedModel` (from its folder's directions.json)."""
-    from ..faces.edits import DIRECTIONS_FILE
-
-    return load_extents(Path(model.path) / DIRECTIONS_FILE)
-
-
 def extent(name: str, extents: dict[str, float] | None) -> float:
     if extents and name in extents:
         return extents[name]
