@@ -248,6 +248,12 @@ def main(argv=None) -> int:
             print(f"  {motion}: {json.dumps(m)}", flush=True)
         rows.append(row)
         del tuned, photo, canvas, frame
+        write_results(a, model, judge_thr, motions, rows, skipped, failures)  # after every photo: a long run keeps its part
+    print(json.dumps(write_results(a, model, judge_thr, motions, rows, skipped, failures), indent=2))
+    return 0
+
+
+def write_results(a, model, judge_thr: float, motions: list[str], rows: list, skipped: dict, failures: list) -> dict:
     summary = {}
     for motion in motions:
         ms = [r["motions"][motion] for r in rows if motion in r["motions"]]
@@ -265,8 +271,7 @@ def main(argv=None) -> int:
            "summary": summary, "skipped_motions": skipped, "failures": failures, "photos": rows,
            "threads": torch.get_num_threads()}
     write_json_atomic(out, a.json)
-    print(json.dumps(summary, indent=2))
-    return 0
+    return summary
 
 
 if __name__ == "__main__":

@@ -422,7 +422,7 @@ def test_project_tunes_by_default_and_says_the_clip_needs_the_photo(client, grad
 def test_project_edits_need_directions(client, tmp_path):
     (tmp_path / "p.png").write_bytes(photo_bytes())
     path = client.predict(handle_file(str(tmp_path / "p.png")), True, "tiny-dcgan", 10, False, 1.5, -1.0, 4, 8, True,
-                          "x2", api_name="/project")
+                          "x2", None, "", "model", api_name="/project")  # the model's frames, upscaled
     recipe = video.read_clip_recipe(path)
     assert recipe["edit"] == {"age": 1.5, "gender": -1.0} and recipe["mark"] is True and recipe["upscale"] == 2
     assert recipe["upscaler"]["upscaler"] == "tiny-upscaler"

@@ -215,7 +215,9 @@ def motion_directions(model, spec: MemorySpec, directions: dict[str, torch.Tenso
         try:
             directions = load_directions(model)
         except EditError:
-            directions = {}
+            if spec.edit:  # says which model and where directions come from
+                raise
+            directions = {}  # check_motion names what the motion needs
     extents = load_extents(Path(model.path) / DIRECTIONS_FILE) if need and getattr(model, "path", None) else {}
     return directions, extents
 
