@@ -61,8 +61,8 @@ def test_face_weight_is_a_smooth_feathered_ellipse():
 
 
 def _scene(shift_px: float, frames: int = 4):
-    """A canvas and model frames of its aligned crop in which the content moves right by `shift_px` crop pixels
-    (frame i by i / (frames - 1) of it); frame 0 is the pivot."""
+    """A canvas and model frames of its aligned crop in which the content moves right by up to `shift_px` crop
+    pixels and back, as a looping motion does (frame i by sin(pi i / frames) of it); frame 0 is the pivot."""
     import cv2
 
     canvas = texture(160, 200, seed=1)
@@ -70,7 +70,7 @@ def _scene(shift_px: float, frames: int = 4):
     base = cv2.warpAffine(canvas, to_aligned, (64, 64), flags=cv2.INTER_AREA)
     out = []
     for i in range(frames):
-        s = shift_px * i / (frames - 1)
+        s = shift_px * np.sin(np.pi * i / frames)
         out.append(cv2.warpAffine(base, np.array([[1, 0, s], [0, 1, 0]], np.float64), (64, 64),
                                   borderMode=cv2.BORDER_REFLECT))
     return canvas, to_aligned, np.stack(out)
@@ -78,7 +78,7 @@ def _scene(shift_px: float, frames: int = 4):
 
 def test_frame_zero_is_the_photo_and_the_face_moves_with_the_model():
     canvas, to_aligned, frames = _scene(3.0)
-    out = render_photo(canvas, to_aligned, frames, CANON)
+    out = render_photo(canvas, to_aligned, frames, CANON, residual=False)  # the flow's own doing
     assert out.shape == (4,) + canvas.shape and out.dtype == np.uint8
     assert np.array_equal(out[0], canvas)  # the pivot frame: the photo, bit for bit
     # outside the feathered ellipse (mapped into the photo) nothing changes
@@ -88,12 +88,14 @@ def test_frame_zero_is_the_photo_and_the_face_moves_with_the_model():
     y0, y1 = 30 + ys.min() * 100 / 256, 30 + (ys.max() + 1) * 100 / 256
     outside = np.ones(canvas.shape[:2], bool)
     outside[int(y0) - 1 : int(y1) + 2, int(x0) - 1 : int(x1) + 2] = False
-    assert np.array_equal(out[-1][outside], canvas[outside])
-    # the face centre moved right by about 3 crop px = 4.7 photo px
+    assert np.array_equal(out[2][outside], canvas[outside])
+    # mid-loop the face centre moved right by about 3 crop px = 4.7 photo px (Farneback on smooth 64-px frames and
+    # the average with neighbouring frames make it somewhat less)
     cy, cx = 30 + int(CANON[:2, 1].mean() * 100) + 8, 50 + 50
-    patch = out[-1, cy - 8 : cy + 8, cx - 8 : cx + 8].astype(float)
+    patch = out[2, cy - 8 : cy + 8, cx - 8 : cx + 8].astype(float)
     errs = {s: np.abs(patch - canvas[cy - 8 : cy + 8, cx - 8 - s : cx + 8 - s]).mean() for s in range(-2, 9)}
-    assert 3 <= min(errs, key=errs.get) <= 6, errs
+    best = min(errs, key=errs.get)
+    assert 3 <= best <= 6 and errs[best] < errs[0] / 2, errs
 
 
 def test_no_motion_no_change_and_the_residual_adds_what_flow_cannot():

@@ -12,7 +12,7 @@
 3. The photo (the canvas: the photo scaled to at most MAX_SIDE on the longer side, even sides) is warped by that
    flow, mapped from the aligned geometry into the photo's pixels by the alignment's similarity transform.
 4. What warping cannot explain (teeth, a closed eyelid: the frame minus the warped pivot frame) is added as the
-   generator's residual, with a dead zone (RESIDUAL_DEADZONE) so flow errors do not leak in, inside the core of
+   generator's residual, in brightness only (the model's colours would tint the photo), with a dead zone (RESIDUAL_DEADZONE) so flow errors do not leak in, inside the core of
    the feathered ellipse only.
 A frame whose model image is the pivot's (frame 0 of every motion) is the canvas itself, bit for bit. A tight photo
 (a UTKFace chip) is shown as it is: the alignment's padding is never in a frame, warps read the photo's own
@@ -29,6 +29,7 @@ MAX_SIDE = 1024  # longer side of a photo memory
 FLOW_SIDE = 256  # the aligned crop's side where the flow is computed
 FLOW_SMOOTH = 0.02  # Gaussian sigma of the flow, a share of FLOW_SIDE
 RESIDUAL_DEADZONE = 6.0  # residual below this (0..255) is flow error, not new content
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # the residual is added as brightness (Rec. 601 luma)
 # the face ellipse in the aligned crop, in units of the canonical eye distance: centre below the eyes' midpoint,
 # semi-axes; inside INNER of the ellipse the flow is whole, it fades out by OUTER
 ELLIPSE_CENTRE_DY, ELLIPSE_AX, ELLIPSE_AY = 0.3, 1.25, 1.6
@@ -181,10 +182,10 @@ def render_photo(canvas: np.ndarray, to_aligned: np.ndarray, frames: np.ndarray,
             if residual:
                 moved_pivot = cv2.remap(up[0], gx_s + flows[i][..., 0], gy_s + flows[i][..., 1], cv2.INTER_LINEAR,
                                         borderMode=cv2.BORDER_REPLICATE)
-                res = up[i] - moved_pivot
+                res = (up[i] - moved_pivot) @ LUMA  # brightness only: the model's 64-px colours would tint the photo
                 res = np.sign(res) * np.maximum(np.abs(res) - RESIDUAL_DEADZONE, 0.0)
                 res = cv2.remap(res, ax, ay, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-                warped = warped + core * res
+                warped = warped + core * res[..., None]
             out[i, y0:y1, x0:x1] = np.clip(np.rint(warped), 0, 255).astype(np.uint8)
         if progress is not None:
             progress(i + 1, len(frames))
