@@ -14,8 +14,11 @@ API (gradio_client; the UI's own events):
   /compare_clip (seeds "1,7,42", frames_per_transition, fps, model_a, model_b[, loop, truncation, scale, upscale])
                 -> MP4 of both models walking the same keyframes side by side; recipe names both models
   /upscale      (image file, factor "x2" | "x4") -> PNG with the upscaler and its weights hash in text chunks
-  /project      (photo file, consent, model[, steps, align, age, gender, frames, fps, mark, upscale, tune_steps]) ->
-                looping MP4 memory of the face in the photo: projection, then pivotal tuning of a private copy of the
+  /project      (photo file, consent, model[, steps, align, age, gender, frames, fps, mark, upscale, tune_steps, motion,
+                render]) ->
+                looping MP4 memory of the face in the photo (motion: "alive", "smile,blink", ...: docs/motion.md;
+                render "photo", the default: the photo itself at its resolution up to 1024 px, moved by the model;
+                "model": the model's frames): projection, then pivotal tuning of a private copy of the
                 model (tune_steps; None: the model's default, 150 for the DCGAN's z, 250 for W+; 0: off; never
                 saved); its recipe holds the pivot latent, never the photo
                 (a tuned clip cannot be regenerated without the photo, and its recipe says so). Without
@@ -43,11 +46,19 @@ from PIL import Image
 
 from dgf_core.checkpoint import write_json_atomic
 from dgf_core.faces.edits import MAX_EDIT, EditError, load_directions
-from dgf_core.faces.memory import MAX_MEMORY_FRAMES, MemorySpec, overall_progress
+from dgf_core.faces.memory import (
+    MAX_MEMORY_FRAMES,
+    RENDERS,
+    MemoryClipError,
+    MemorySpec,
+    motion_preview,
+    overall_progress,
+)
 from dgf_core.faces.memory import memory_from_photo as core_memory_from_photo
 from dgf_core.faces.projection import DEFAULT_STEPS, ProjectionOptions
 from dgf_core.faces.tuning import DEFAULT_TUNE_STEPS, MAX_TUNE_STEPS, TuningOptions, default_tuning
 from dgf_core.generation import compare, upscale, video
+from dgf_core.generation.motion import PRESETS as MOTIONS
 from dgf_core.generation.upscale import check_factor
 from dgf_core.images import save_png, to_pil
 from dgf_core.latent import (
@@ -486,7 +497,7 @@ def _flag(name: str, value: object) -> bool:
 def memory_from_photo(photo: dict | str | None, consent: bool, model: str, steps: float = DEFAULT_STEPS,
                       align: bool = True, age: float = 0.0, gender: float = 0.0, frames: float = 48, fps: float = 24,
                       mark: bool = True, upscale: str = "off", tune_steps: float | None = None,
-                      progress=gr.Progress()) -> tuple[str, dict]:
+                      motion: str | list[str] = "", render: str = "photo", progress=gr.Progress()) -> tuple[str, dict]:
     """Photo -> aligned face -> pivot latent -> pivotal tuning (tune_steps; 0: off, None: the model's default) -> looping memory clip (MP4,
     GIF, recipe with the latent): `dgf_core.faces.memory.memory_from_photo`, after the checks that belong to the app.
 
@@ -507,7 +518,8 @@ def memory_from_photo(photo: dict | str | None, consent: bool, model: str, steps
         edit = {k: v for k, v in amounts.items() if v}
         spec = MemorySpec(frames=_number("frames", frames, 2, MAX_MEMORY_FRAMES, whole=True),
                           fps=_number("fps", fps, 1, video.MAX_FPS, whole=True), edit=edit, upscale=factor,
-                          mark=_flag("mark", mark))
+                          mark=_flag("mark", mark), motion=motion_text(motion), render=render)
+        spec.validate()
         options = ProjectionOptions(steps=_number("steps", steps, 1, MAX_PROJECTION_STEPS, whole=True))
         tuning = TuningOptions(steps=None if tune_steps is None else  # None: the model's default
                                _number("tune_steps", tune_steps, 0, MAX_TUNE_STEPS, whole=True))
@@ -516,8 +528,8 @@ def memory_from_photo(photo: dict | str | None, consent: bool, model: str, steps
         stem = f"memory-{m.name}"
         res = core_memory_from_photo(
             m, picture, spec, [folder / f"{stem}.mp4", folder / f"{stem}.gif"], projection=options, tuning=tuning,
-            align=align, detector=face_detector() if align else None, likeness=likeness_model(),
-            directions=load_directions(m) if edit else None, upscaler=up,
+            align=align, detector=face_detector() if align else None, likeness=likeness_model(), upscaler=up,
+            render=spec.render,
             progress=lambda phase, frac, text: progress(overall_progress(phase, frac, tuning.steps != 0), desc=text))
         del picture
         write_json_atomic(res.recipe, folder / f"{stem}.recipe.json")
@@ -551,6 +563,41 @@ def show_memory(files: dict):
             + (f"<ul>{notices}</ul>" if notices else ""))
     return (html, gr.DownloadButton(value=files["mp4"], interactive=True), gr.DownloadButton(value=files["gif"], interactive=True),
             files["recipe"])
+
+
+def motion_text(motion: str | list[str] | None) -> str:
+    """The Motion choice (a list from the UI, a 'smile,blink' string from the API) -> 'NAME[,NAME...]'."""
+    if motion is None:
+        return ""
+    if isinstance(motion, (list, tuple)) and all(isinstance(m, str) for m in motion):
+        return ",".join(motion)
+    if not isinstance(motion, str):
+        raise ValueError(f"motion must be a name such as 'alive' or a list of names, got {motion!r}")
+    return motion
+
+
+def gif_uri(frames, fps: int) -> str:
+    """uint8 frames (T, H, W, 3) as a looping GIF data URI: shown in the page, never written to the server's disk."""
+    buf = io.BytesIO()
+    ims = [Image.fromarray(f) for f in frames]
+    ims[0].save(buf, format="GIF", save_all=True, append_images=ims[1:], duration=round(1000 / fps), loop=0)
+    return "data:image/gif;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+@user_errors
+def preview_motion(model: str | None, motion: str | list[str] | None) -> str:
+    """A 2-second look at the chosen motion on the model's own typical face (no photo needed)."""
+    text = motion_text(motion)
+    if not model:
+        return ""
+    if not text:
+        return "<p>No motion chosen: the memory drifts gently around the face (<code>drift</code>).</p>"
+    try:
+        frames = motion_preview(PROJECTORS.get(model), text, frames=24, fps=12)
+    except MemoryClipError as e:  # the model lacks a direction the motion needs: say which
+        return f"<p>{e}</p>"
+    return (f"<figure><img src='{gif_uri(frames, 12)}' style='width:128px;image-rendering:pixelated' alt='motion preview'/>"
+            f"<figcaption>{text} on the model's own face</figcaption></figure>")
 
 
 @user_errors
@@ -598,6 +645,14 @@ def memory_tab(model: gr.Dropdown, demo: gr.Blocks) -> None:
                 with gr.Row():
                     frames = gr.Slider(2, MAX_MEMORY_FRAMES, value=48, step=1, label="Frames in the loop")
                     fps = gr.Slider(1, video.MAX_FPS, value=24, step=1, label="Frames per second")
+                with gr.Row():
+                    motion = gr.Dropdown(list(MOTIONS), value=[], multiselect=True, label="Motion", elem_id="motion",
+                                         info="; ".join(f"{k}: {v[1]}" for k, v in MOTIONS.items() if k != "drift")
+                                              + ". Several compose; none: a gentle drift")
+                    render = gr.Radio(list(RENDERS), value="photo", label="Render", elem_id="render",
+                                      info="photo: the photo itself, at its resolution, moved by the model; model: the "
+                                           "model's own frames")
+                motion_look = gr.HTML(elem_id="motion-preview")
                 mark = gr.Checkbox(True, label="Visible \"SYNTHETIC\" mark")
                 upscale = upscale_radio("memory-upscale")
                 button = gr.Button("Make the memory", variant="primary", elem_id="memory-btn")
@@ -616,8 +671,11 @@ def memory_tab(model: gr.Dropdown, demo: gr.Blocks) -> None:
               show_progress="hidden")
         gr.on([model.change, demo.load], tuning_steps_for, model, tune_steps, api_visibility="private",
               show_progress="hidden")
+        gr.on([motion.change, model.change], preview_motion, [model, motion], motion_look, api_visibility="private",
+              show_progress="hidden")
         made = button.click(memory_from_photo, [photo, consent, model, steps, align, age, gender, frames, fps, mark,
-                                                upscale, tune_steps], [clip, files], api_name="project", preprocess=False,
+                                                upscale, tune_steps, motion, render], [clip, files], api_name="project",
+                            preprocess=False,
                             concurrency_limit=RENDER_CONCURRENCY, concurrency_id="render")
         made.success(show_memory, files, [preview, mp4_dl, gif_dl, recipe], api_visibility="private")
         made.then(lambda: None, None, photo, api_visibility="private", show_progress="hidden")  # it was deleted

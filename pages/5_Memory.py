@@ -10,10 +10,13 @@ import streamlit as st
 from dgf_core.faces.edits import MAX_EDIT, EditError, load_directions
 from dgf_core.faces.memory import (
     MAX_MEMORY_FRAMES,
+    RENDERS,
     MemorySpec,
     memory_from_photo,
+    motion_preview,
     overall_progress,
 )
+from dgf_core.generation.motion import PRESETS
 from dgf_core.faces.projection import DEFAULT_STEPS, ProjectionOptions
 from dgf_core.faces.tuning import MAX_TUNE_STEPS, TuningOptions, default_tuning
 from dgf_core.generation.video import MAX_FPS
@@ -69,6 +72,24 @@ if not edits_available:
 age_col, gender_col = st.columns(2)
 age = age_col.slider("Age", -MAX_EDIT, MAX_EDIT, 0.0, 0.25, key="age", disabled="age" not in edits_available)
 gender = gender_col.slider("Gender", -MAX_EDIT, MAX_EDIT, 0.0, 0.25, key="gender", disabled="gender" not in edits_available)
+motion = st.multiselect("Motion", list(PRESETS), [], key="motion", format_func=lambda k: f"{k}: {PRESETS[k][1]}",
+                        help="several compose; none: a gentle drift around the face")
+render = st.radio("Render", RENDERS, 0, key="render", horizontal=True,
+                  help="photo: the photo itself, at its resolution, moved by the model; model: the model's own frames")
+if motion:
+    try:
+        look = motion_preview(m, ",".join(motion), frames=24, fps=12)
+    except ValueError as e:  # the model lacks a direction the motion needs
+        st.caption(str(e))
+    else:
+        import io
+
+        from PIL import Image
+
+        buf = io.BytesIO()
+        ims = [Image.fromarray(f) for f in look]
+        ims[0].save(buf, format="GIF", save_all=True, append_images=ims[1:], duration=83, loop=0)
+        st.image(buf.getvalue(), width=128, caption=f"{', '.join(motion)} on the model's own face")
 frames_col, fps_col = st.columns(2)
 frames = frames_col.slider("Frames in the loop", 2, MAX_MEMORY_FRAMES, 48, key="frames")
 fps = fps_col.slider("Frames per second", 1, MAX_FPS, 24, key="fps")
@@ -82,12 +103,13 @@ if st.button("Make the memory", type="primary", key="make", disabled=not consent
     try:
         picture = uploads.open_upload(source.getvalue())  # bytes in memory: the photo never touches the disk
         edit = {k: v for k, v in (("age", age), ("gender", gender)) if v}
-        spec = MemorySpec(frames=frames, fps=fps, edit=edit, upscale=factor, mark=mark)
+        spec = MemorySpec(frames=frames, fps=fps, edit=edit, upscale=factor, mark=mark, motion=",".join(motion),
+                          render=render)
         with tempfile.TemporaryDirectory() as d:
             res = memory_from_photo(
                 m, picture, spec, [Path(d) / "m.mp4", Path(d) / "m.gif"], projection=ProjectionOptions(steps=steps),
                 tuning=tuning, align=align, detector=face_detector() if align else None, likeness=likeness_model(),
-                directions=directions if edit else None, upscaler=up,
+                directions=directions if edit else None, upscaler=up, render=render,
                 progress=lambda phase, frac, text: bar.progress(overall_progress(phase, frac, tuning.steps > 0), text=text))
             mp4, gif = (Path(d) / "m.mp4").read_bytes(), (Path(d) / "m.gif").read_bytes()
         del picture

@@ -357,7 +357,8 @@ def test_project_makes_a_looping_memory_and_keeps_no_photo(client, gradio_app, a
     data = photo_bytes(seed=4)
     (tmp_path / "my-photo-2.png").write_bytes(data)
     path = client.predict(handle_file(str(tmp_path / "my-photo-2.png")), True, "tiny-dcgan", 10, False, 0.0, 0.0, 4, 8,
-                          False, "off", 0, api_name="/project")  # tune_steps 0: the recipe alone remakes the clip
+                          False, "off", 0, "", "model", api_name="/project")  # tune_steps 0, the model's frames:
+    #                                                                              the recipe alone remakes the clip
     frames, fps = video.read_clip(path)
     assert frames.shape == (4, 16, 16, 3) and fps == 8
     recipe = video.read_clip_recipe(path)
@@ -376,6 +377,35 @@ def test_project_makes_a_looping_memory_and_keeps_no_photo(client, gradio_app, a
     assert "tuning" not in recipe
 
 
+def test_project_renders_at_the_photo_size_with_a_motion(client, gradio_app, tmp_path):
+    data = photo_bytes(size=(42, 52), seed=5)
+    (tmp_path / "p5.png").write_bytes(data)
+    path = client.predict(handle_file(str(tmp_path / "p5.png")), True, "tiny-dcgan", 10, False, 0.0, 0.0, 6, 8, False,
+                          "off", 0, "age", api_name="/project")  # render: the default, the photo
+    frames, _ = video.read_clip(path)
+    assert frames.shape == (6, 52, 42, 3)  # the photo's size, not the model's 16 px
+    recipe = video.read_clip_recipe(path)
+    assert recipe["render"] == "photo" and recipe["motion"] == "age" and (recipe["width"], recipe["height"]) == (42, 52)
+    assert recipe["regenerable_without_photo"] is False and "photo" in recipe["render_note"]
+    assert left_on_disk(gradio_app, data, "p5.png") == []
+    with pytest.raises(AppError, match="known motions: alive"):
+        client.predict(handle_file(str(tmp_path / "p5.png")), True, "tiny-dcgan", 10, False, 0.0, 0.0, 6, 8, False,
+                       "off", 0, "wink", api_name="/project")
+    with pytest.raises(AppError, match="needs the edit direction eyes"):
+        client.predict(handle_file(str(tmp_path / "p5.png")), True, "tiny-dcgan", 10, False, 0.0, 0.0, 6, 8, False,
+                       "off", 0, ["blink"], api_name="/project")
+
+
+def test_motion_preview_shows_the_motion_or_what_the_model_lacks(app_weights_dir, monkeypatch):
+    monkeypatch.setenv("DGF_WEIGHTS_DIR", str(app_weights_dir))
+    import app
+
+    html = app.preview_motion("tiny-dcgan", ["age", "gender"])
+    assert "data:image/gif;base64," in html and "age,gender" in html
+    assert "needs the edit direction eyes" in app.preview_motion("tiny-dcgan", ["blink"])
+    assert "drift" in app.preview_motion("tiny-dcgan", [])
+
+
 def test_project_tunes_by_default_and_says_the_clip_needs_the_photo(client, gradio_app, tmp_path):
     data = photo_bytes(seed=6)
     (tmp_path / "p6.png").write_bytes(data)
@@ -392,7 +422,7 @@ def test_project_tunes_by_default_and_says_the_clip_needs_the_photo(client, grad
 def test_project_edits_need_directions(client, tmp_path):
     (tmp_path / "p.png").write_bytes(photo_bytes())
     path = client.predict(handle_file(str(tmp_path / "p.png")), True, "tiny-dcgan", 10, False, 1.5, -1.0, 4, 8, True,
-                          "x2", api_name="/project")
+                          "x2", None, "", "model", api_name="/project")  # the model's frames, upscaled
     recipe = video.read_clip_recipe(path)
     assert recipe["edit"] == {"age": 1.5, "gender": -1.0} and recipe["mark"] is True and recipe["upscale"] == 2
     assert recipe["upscaler"]["upscaler"] == "tiny-upscaler"

@@ -77,3 +77,6 @@ def test_memory_benchmark_times_projection_and_tuning(tmp_path):
     assert res["projection_steps"] == 5 and res["tuning_steps"] == 5 and res["target_met"] is None
     one = res["one_thread"]
     assert one["total_s"] == pytest.approx(one["project_s"] + one["tune_s"], abs=1e-2) and one["psnr_tuned"] > 0
+    photo = res["photo_memory"]  # tiny-dcgan has no motion directions: the drift, at 512 px
+    assert photo["motion"] == "drift" and photo["size"] == [512, 512] and photo["frames"] == 12
+    assert photo["render_and_encode_s"] > 0 and photo["target_met"] is None

@@ -116,3 +116,17 @@ def test_memory_photo_can_be_chosen_only_after_consent(page):
     page.locator("#consent input").check()
     page.locator("#photo input[type=file]").wait_for(state="attached")
     assert page.locator("#photo input[type=file]").count() == 1
+
+
+def test_memory_motion_choice_shows_a_preview(page):
+    page.get_by_role("tab", name="Memory from a photo").click()
+    box = page.locator("#motion input")
+    box.wait_for()
+    box.click()
+    box.fill("age")
+    page.keyboard.press("Enter")
+    preview = page.locator("#motion-preview img")
+    preview.wait_for(timeout=60_000)
+    assert preview.get_attribute("src").startswith("data:image/gif;base64,")
+    assert "age on the model's own face" in page.locator("#motion-preview").inner_text()
+    assert page.locator("#render input[value=photo]").is_checked()

@@ -97,3 +97,39 @@ def test_cli_video_from_a_latent(tmp_path, capsys):
     assert "no edit directions" in capsys.readouterr().err and not (tmp_path / "e.gif").exists()
     assert main(["video", "--seeds", "1,2", "--model", str(model.path), "--edit", "age=1", "--out", str(out)]) == 2
     assert main(["video", "--latent", str(tmp_path / "nope.npz"), "--out", str(out)]) == 2
+
+
+def test_cli_motions_on_a_latent_and_a_photo(tmp_path, capsys):
+    from PIL import Image
+
+    from dgf_core.cli import main
+    from dgf_core.faces.edits import save_directions
+    from dgf_core.faces.projection import ProjectionOptions, project_model, save_latent
+
+    model = load_model(make_tiny_dcgan(tmp_path / "tiny"))
+    path = save_latent(tmp_path / "face.npz", project_model(model, torch.zeros(1, 3, 16, 16), ProjectionOptions(steps=2)))
+    out = tmp_path / "m.gif"
+    base = ["video", "--latent", str(path), "--model", str(model.path), "--frames", "4", "--fps", "8", "--out", str(out)]
+    assert main(base + ["--motion", "wink"]) == 2
+    assert "known motions: alive, smile, blink" in capsys.readouterr().err
+    assert main(base + ["--motion", "nod"]) == 2  # no pitch direction beside the tiny model: it says so
+    assert "needs the edit direction pitch" in capsys.readouterr().err and not out.exists()
+    save_directions({"format": "dgf-directions/1", "model": "tiny", "weights_sha256": model.weights_sha256, "space": "z",
+                     "directions": {"pitch": {"vector": [0.0] * 15 + [1.0], "motion_amount": 1.5}}},
+                    tmp_path / "tiny" / "directions.json")
+    assert main(base + ["--motion", "nod,drift"]) == 0
+    from dgf_core.generation.video import read_clip_recipe
+
+    recipe = read_clip_recipe(out)
+    assert recipe["motion"] == "nod,drift" and recipe["render"] == "model"
+    photo = tmp_path / "crop.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 26, 3), dtype=np.uint8)).save(photo)
+    proj = ["project", str(photo), "--model", str(model.path), "--out", str(tmp_path / "p.npz"), "--no-align",
+            "--steps", "2", "--tune-steps", "0"]
+    assert main(proj + ["--motion", "nod"]) == 2
+    assert "--motion works with --save-memory" in capsys.readouterr().err
+    assert main(proj + ["--save-memory", str(tmp_path / "p.gif"), "--motion", "nod", "--frames", "4"]) == 0
+    recipe = read_clip_recipe(tmp_path / "p.gif")
+    assert recipe["render"] == "photo" and (recipe["width"], recipe["height"]) == (26, 30) and recipe["motion"] == "nod"
+    assert main(proj + ["--save-memory", str(tmp_path / "q.gif"), "--render", "model", "--frames", "4"]) == 0
+    assert read_clip_recipe(tmp_path / "q.gif")["render"] == "model"

@@ -298,12 +298,35 @@ def test_memory_page_makes_a_clip_from_the_latent(app_weights, tmp_path):
     memory = at.session_state["memory"]
     (tmp_path / "m.mp4").write_bytes(memory["mp4"])
     frames, fps = video.read_clip(tmp_path / "m.mp4")
-    assert frames.shape == (4, 16, 16, 3) and fps == 8
+    assert frames.shape == (4, 48, 40, 3) and fps == 8  # rendered at the photo's size (the default)
     recipe = video.read_clip_recipe(tmp_path / "m.mp4")
     assert recipe == json.loads(json.dumps(memory["recipe"]))
     assert recipe["kind"] == "memory" and recipe["edit"] == {"age": 1.0} and np.asarray(recipe["latent"]).shape == (1, 16)
+    assert recipe["render"] == "photo" and recipe["regenerable_without_photo"] is False
     assert "me.png" not in json.dumps(recipe)
     assert [b.label for b in at.get("download_button")] == ["Download MP4", "Download GIF", "Download recipe (JSON)"]
+
+
+def test_memory_page_previews_motions_and_renders_the_model_frames(app_weights, tmp_path):
+    at = page("pages/5_Memory.py").run()
+    at.multiselect(key="motion").set_value(["blink"]).run()
+    assert not at.exception and any("needs the edit direction eyes" in c.value for c in at.caption)
+    at.multiselect(key="motion").set_value(["age"]).run()
+    assert any(img.caption == "age on the model's own face" for im in at.image for img in im.proto.imgs)
+    at.radio(key="render").set_value("model")
+    at.checkbox(key="consent").check()
+    at.checkbox(key="align").uncheck()
+    at.slider(key="steps").set_value(10)
+    at.slider(key=f"tune_steps-{at.session_state['model']}").set_value(0)
+    at.slider(key="frames").set_value(4)
+    at.run()
+    at.file_uploader(key="photo").set_value(("me.png", png_of((40, 48)), "image/png")).run()
+    at.button(key="make").click().run()
+    assert not at.exception and not at.error
+    recipe = at.session_state["memory"]["recipe"]
+    assert recipe["render"] == "model" and recipe["motion"] == "age"
+    (tmp_path / "m.mp4").write_bytes(at.session_state["memory"]["mp4"])
+    assert video.read_clip(tmp_path / "m.mp4")[0].shape == (4, 16, 16, 3)
 
 
 def test_memory_page_without_edit_directions(app_weights):

@@ -158,6 +158,10 @@ def test_memory_from_photo_tunes_and_writes_only_the_clip(dcgan, tmp_path, monke
     monkeypatch.setattr(torch, "save", refuse)
     monkeypatch.setattr(safetensors.torch, "save_file", refuse)
     monkeypatch.setattr(safetensors.torch, "save", refuse)
+    import cv2  # the photo renderer's library: nothing of the photo goes through its writers either
+
+    monkeypatch.setattr(cv2, "imwrite", refuse)
+    monkeypatch.setattr(cv2, "VideoWriter", refuse)
     work, tmp, outdir = tmp_path / "cwd", tmp_path / "tmp", tmp_path / "out"
     for d in (work, tmp, outdir):
         d.mkdir()
@@ -178,6 +182,7 @@ def test_memory_from_photo_tunes_and_writes_only_the_clip(dcgan, tmp_path, monke
     assert np.allclose(np.array(res.recipe["latent"]), res.latent.numpy(), atol=1e-4)
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert written == ["out/m.gif"]
+    assert res.recipe["render"] == "photo" and res.recipe["regenerable_without_photo"] is False  # the default
 
 
 def test_memory_from_photo_without_tuning_is_regenerable(dcgan, tmp_path):

@@ -12,7 +12,9 @@ from .common import add_device, add_dry_run, add_seed, add_threads, set_threads
 
 def add_project(sub: argparse._SubParsersAction) -> None:
     from ..faces.projection import DEFAULT_STEPS, MAX_STEPS, SPACES
+    from ..faces.memory import RENDERS
     from ..faces.tuning import MAX_TUNE_STEPS, SPACE_DEFAULTS
+    from ..generation.motion import KNOWN
 
     p = sub.add_parser("project", help="find the face in a photo in a generator's latent space (writes a latent .npz)")
     p.add_argument("photo", help="a photo with one face (PNG, JPEG, WebP, BMP, GIF: first frame)")
@@ -36,6 +38,12 @@ def add_project(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=48, help="with --save-memory: frames of the loop")
     p.add_argument("--fps", type=int, default=24, help="with --save-memory: frames per second")
     p.add_argument("--no-mark", action="store_true", help="with --save-memory: no visible SYNTHETIC mark")
+    p.add_argument("--motion", default=None, metavar="NAME[,NAME...]",
+                   help=f"with --save-memory: how the face moves ({', '.join(KNOWN)}; composable, e.g. smile,blink; "
+                        "default: drift, today's small walk); see docs/motion.md")
+    p.add_argument("--render", default="photo", choices=RENDERS,
+                   help="with --save-memory: photo (default): the photo itself at its resolution (up to 1024 px), moved "
+                        "by the generator; model: the generator's frames")
     add_device(p, default="cpu")
     add_threads(p)
     add_dry_run(p)
@@ -67,10 +75,11 @@ def cmd_project(a: argparse.Namespace) -> int:
     spec = None
     if a.save_memory:
         check_outputs(a.save_memory)
-        spec = MemorySpec(frames=a.frames, fps=a.fps, edit=parse_edits(a.edit), mark=not a.no_mark)
+        spec = MemorySpec(frames=a.frames, fps=a.fps, edit=parse_edits(a.edit), mark=not a.no_mark,
+                          motion=a.motion or "", render=a.render)
         spec.validate()
-    elif a.edit:
-        raise ValueError("--edit works with --save-memory (or with `video --latent`)")
+    elif a.edit or a.motion:
+        raise ValueError(f"--{'edit' if a.edit else 'motion'} works with --save-memory (or with `video --latent`)")
     skip_tuning = tuning.steps != 0 and not (a.save_memory or a.save_reconstruction)
     if skip_tuning:
         tuning = TuningOptions(steps=0)
@@ -83,7 +92,8 @@ def cmd_project(a: argparse.Namespace) -> int:
     print(json.dumps({"project": {"model": model.name, "path": str(model.path), "photo_size": list(image.size),
                                   "align": not a.no_align, **dataclasses.asdict(opts), "discriminator": model.discriminator is not None,
                                   "tuning": dataclasses.asdict(tuning), "memory": a.save_memory,
-                                  "edit": spec.edit if spec else {}, "out": a.out, "device": a.device}}, indent=2))
+                                  "edit": spec.edit if spec else {}, "motion": spec.motion if spec else "",
+                                  "render": spec.render if spec else None, "out": a.out, "device": a.device}}, indent=2))
     if a.dry_run:
         return 0
     t0, last = time.perf_counter(), {}
@@ -104,11 +114,8 @@ def cmd_project(a: argparse.Namespace) -> int:
 
         detector = load_detector("cpu")
     if a.save_memory:
-        from ..faces.edits import load_directions
-
         res = memory_from_photo(model, image, spec, a.save_memory, projection=opts, tuning=tuning, align=not a.no_align,
-                                detector=detector, likeness=likeness,
-                                directions=load_directions(model) if spec.edit else None, progress=progress)
+                                detector=detector, likeness=likeness, render=spec.render, progress=progress)
         projected, notices, recon, psnr = res.projected, res.notices, res.reconstruction, res.psnr
     else:
         from ..faces.projection import prepare_target, project_model

@@ -62,6 +62,7 @@ def add_video(sub: argparse._SubParsersAction) -> None:
         MAX_PIXEL_SCALE,
         MAX_SIDE,
     )
+    from ..generation.motion import KNOWN
     from ..latent import EASINGS, INTERPOLATIONS
 
     p = sub.add_parser("video", help="a video memory: a latent walk between keyframe seeds, as MP4 and/or GIF",
@@ -87,6 +88,9 @@ def add_video(sub: argparse._SubParsersAction) -> None:
                    help="with --latent: a gentle edit reached mid-clip, e.g. age=+1.5 (needs the model's directions.json)")
     p.add_argument("--frames", type=int, default=48, help="with --latent: frames of the loop (default 48)")
     p.add_argument("--no-mark", action="store_true", help="with --latent: no visible SYNTHETIC mark")
+    p.add_argument("--motion", default=None, metavar="NAME[,NAME...]",
+                   help=f"with --latent: how the face moves ({', '.join(KNOWN)}; composable, e.g. smile,blink; default "
+                        "drift); the model's frames (a latent file has no photo to render at its resolution)")
     p.add_argument("--out", action="append", required=True, help="clip.mp4 or clip.gif (repeatable: one render, several files)")
     p.add_argument("--save-recipe", default=None, help="also write the recipe as JSON here")
     add_device(p)
@@ -110,8 +114,8 @@ def cmd_video(a: argparse.Namespace) -> int:
     factor = check_factor(a.upscale) if a.upscale is not None else None
     if a.latent:
         return _video_from_latent(a, factor or 1)
-    if a.edit:
-        raise ValueError("--edit works with --latent (a projected face)")
+    if a.edit or a.motion:
+        raise ValueError(f"--{'edit' if a.edit else 'motion'} works with --latent (a projected face)")
     spec_args = {"seeds": a.seeds, "frames_per_transition": a.frames_per_transition, "fps": a.fps, "loop": a.loop,
                  "method": a.method, "easing": a.easing, "truncation": a.truncation, "scale": a.scale}
     given = {k: v for k, v in spec_args.items() if v is not None}
@@ -171,10 +175,11 @@ def _video_from_latent(a: argparse.Namespace, factor: int) -> int:
         raise ValueError("--latent makes its own path: drop --seeds / --recipe")
     if not Path(a.latent).is_file():
         raise FileNotFoundError(f"--latent: no such file {a.latent}")
-    spec = MemorySpec(frames=a.frames, fps=a.fps or 24, edit=parse_edits(a.edit), upscale=factor, mark=not a.no_mark)
+    spec = MemorySpec(frames=a.frames, fps=a.fps or 24, edit=parse_edits(a.edit), upscale=factor, mark=not a.no_mark,
+                      motion=a.motion or "")
     spec.validate()
     print(json.dumps({"video": {"latent": a.latent, "model": a.model, "frames": spec.frames, "fps": spec.fps,
-                                "edit": spec.edit, "upscale": factor, "mark": spec.mark, "out": a.out}}, indent=2))
+                                "edit": spec.edit, "motion": spec.motion, "upscale": factor, "mark": spec.mark, "out": a.out}}, indent=2))
     if a.dry_run:
         return 0
     upscaler = _video_upscaler(a, None, "cpu") if factor > 1 else None

@@ -9,6 +9,13 @@ would equal frame 0, so the clip loops without a seam.
 `render_memory` makes uint8 frames (optionally upscaled by an `upscale.Upscaler`, optionally with a visible
 "synthetic" mark); `write_memory` encodes them with `video.write_clip`, whose recipe carries the latent,
 the model's weights hash and every parameter: never the photo.
+
+Motions (`spec.motion`, `generation.motion`: 'alive', 'smile,blink', ...) move the face along the model's edit
+directions with natural timing; with a motion, or when rendering at the photo's resolution, the walk starts at
+the face (frame 0 is the pivot: offsets r * ((cos p - 1) u + sin p v)) and runs only as far as the motion's
+`drift` says (today's walk is the `drift` motion, and the default when no motion is named).
+`spec.render`: "model" (the generator's frames, as before) or "photo" (`faces.render`: the photo itself, at its
+own resolution up to 1024 px, moved by the generator's motion; only `memory_from_photo` has the photo for it).
 """
 from __future__ import annotations
 
@@ -29,6 +36,9 @@ from .projection import latent_space
 MAX_MEMORY_FRAMES = 240
 MAX_RADIUS = 0.3
 MARK_TEXT = "SYNTHETIC"
+RENDERS = ("photo", "model")
+PHOTO_NOTE = ("rendered at the photo's resolution: the frames are the photo's own pixels moved by the generator's "
+              "motion, so this clip cannot be regenerated from its recipe without the photo")
 
 Progress = Callable[[int, int], None]
 
@@ -46,8 +56,18 @@ class MemorySpec:
     edit: dict[str, float] = field(default_factory=dict)  # e.g. {"age": 1.5}: reached mid-clip, undone by the end
     upscale: int = 1  # 1 (off), 2 or 4 with an upscaler
     mark: bool = True  # a visible "SYNTHETIC" mark in a corner
+    motion: str = ""  # generation.motion presets, 'NAME[,NAME...]'; '' is today's walk ('drift')
+    render: str = "model"  # "model": the generator's frames; "photo": the photo moved by them (memory_from_photo)
 
     def validate(self) -> None:
+        from ..generation.motion import MotionError, parse_motion
+
+        try:
+            parse_motion(self.motion)
+        except MotionError as e:
+            raise MemoryClipError(str(e)) from None
+        if self.render not in RENDERS:
+            raise MemoryClipError(f"render must be one of {', '.join(RENDERS)}, got {self.render!r}")
         if isinstance(self.frames, bool) or not isinstance(self.frames, int) or not 2 <= self.frames <= MAX_MEMORY_FRAMES:
             raise MemoryClipError(f"frames must be an integer in 2..{MAX_MEMORY_FRAMES}, got {self.frames!r}")
         if isinstance(self.fps, bool) or not isinstance(self.fps, int) or not 1 <= self.fps <= 60:
@@ -68,9 +88,13 @@ def _walk_basis(dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def memory_latents(latent: torch.Tensor, space: str, spec: MemorySpec, *, coord_std: float = 1.0,
-                   directions: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-    """latent (1, D) for z / w or (1, n_ws, D) for w+ -> (T, D) or (T, n_ws, D): the looping walk.
-    `coord_std`: the latent's per-coordinate spread (1 for z; `projection.latent_space(g, 'w').coord_std()`)."""
+                   directions: dict[str, torch.Tensor] | None = None,
+                   extents: dict[str, float] | None = None) -> torch.Tensor:
+    """latent (1, D) for z / w or (1, n_ws, D) for w+ -> (T, D) or (T, n_ws, D): the looping walk, the edit and
+    the motion. `coord_std`: the latent's per-coordinate spread (1 for z; `projection.latent_space(g, 'w').coord_std()`).
+    `extents`: the directions' motion amounts (`motion_directions`; None: the defaults)."""
+    from ..generation.motion import DRIFT, MotionError, check_motion, motion_curves, motion_offsets
+
     spec.validate()
     if space not in SPACES:
         raise MemoryClipError(f"space must be one of {SPACES}, got {space!r}")
@@ -79,11 +103,29 @@ def memory_latents(latent: torch.Tensor, space: str, spec: MemorySpec, *, coord_
         if not directions:
             raise MemoryClipError("this model has no edit directions; clear the edit")
         check_edits(spec.edit, directions)
+    curves = {}
+    if spec.motion:
+        try:
+            check_motion(spec.motion, directions)
+            curves = motion_curves(spec.motion, spec.frames, spec.fps)
+        except MotionError as e:
+            raise MemoryClipError(str(e)) from None
     dim = latent.shape[-1]
     u, v = _walk_basis(dim, spec.seed)
     r = spec.radius * math.sqrt(2 * dim) * coord_std  # share of the distance between two random latents
     phase = 2 * math.pi * torch.arange(spec.frames, dtype=torch.float64) / spec.frames
-    offs = (r * (torch.cos(phase)[:, None] * u.double() + torch.sin(phase)[:, None] * v.double())).float()  # (T, D)
+    if spec.motion or spec.render == "photo":  # the walk starts at the face, as far as the motion's drift says
+        drift = torch.from_numpy(np.asarray(curves.pop(DRIFT, np.zeros(spec.frames)), np.float64)
+                                 if spec.motion else np.ones(spec.frames))
+        cos = torch.cos(phase) - 1
+        offs = (r * drift[:, None] * (cos[:, None] * u.double() + torch.sin(phase)[:, None] * v.double())).float()
+    else:  # today's walk: a circle around the face
+        offs = (r * (torch.cos(phase)[:, None] * u.double() + torch.sin(phase)[:, None] * v.double())).float()  # (T, D)
+    if curves:
+        try:
+            offs = offs + motion_offsets(curves, directions, extents, dim)
+        except MotionError as e:
+            raise MemoryClipError(str(e)) from None
     base = latent.expand(spec.frames, *latent.shape[1:]).clone()
     out = base + (offs[:, None, :] if space == "w+" else offs)
     if spec.edit:
@@ -93,11 +135,23 @@ def memory_latents(latent: torch.Tensor, space: str, spec: MemorySpec, *, coord_
     return out
 
 
-def add_mark(frame: np.ndarray, text: str = MARK_TEXT) -> np.ndarray:
-    """A visible mark in the bottom-left corner: white text on a dark band. frame: (H, W, 3) uint8."""
+def add_mark(frame: np.ndarray, text: str = MARK_TEXT, *, corner: bool = False) -> np.ndarray:
+    """A visible mark at the bottom left: white text on a dark band across the frame (a model clip), or with
+    `corner`, on a dark box sized to the text, about 1/24 of the frame's height (a photo memory, where a band
+    would hide the photo). frame: (H, W, 3) uint8."""
     im = Image.fromarray(frame)
     d = ImageDraw.Draw(im)
     h = im.size[1]
+    if corner:
+        from PIL import ImageFont
+
+        size = max(10, h // 24)
+        font = ImageFont.load_default(size=size)
+        x0, y0, x1, y1 = d.textbbox((0, 0), text, font=font)
+        pad = max(2, size // 4)
+        d.rectangle([0, h - (y1 - y0) - 2 * pad, (x1 - x0) + 2 * pad, h], fill=(0, 0, 0))
+        d.text((pad - x0, h - (y1 - y0) - pad - y0), text, fill=(255, 255, 255), font=font)
+        return np.asarray(im)
     band = max(9, h // 8)
     d.rectangle([0, h - band, im.size[0], h], fill=(0, 0, 0))
     d.text((2, h - band + max(0, (band - 10) // 2)), text, fill=(255, 255, 255))
@@ -130,10 +184,49 @@ TUNED_NOTE = ("made with a private copy of the generator fine-tuned on the photo
               "saved, so this clip cannot be regenerated from its recipe without the photo: the latent is the pivot")
 
 
+@dataclass
+class PhotoFrame:
+    """What a photo memory is drawn on (kept in memory only, never written): the photo as the clip's frame and
+    where the model's aligned crop lies in it."""
+    canvas: np.ndarray  # (H, W, 3) uint8: the photo at the clip's size (`render.photo_canvas`)
+    to_aligned: np.ndarray  # (2, 3): canvas pixels -> the model's aligned crop pixels
+    canonical: np.ndarray  # (5, 2): the crop recipe's canonical landmarks, in [0, 1]
+
+    @classmethod
+    def from_photo(cls, photo, to_crop: np.ndarray, recipe: str) -> "PhotoFrame":
+        """photo: a PIL image; to_crop: its (2, 3) photo -> crop transform (`projection.aligned_target`)."""
+        from .alignment import invert_transform, load_canonical
+        from .render import compose, photo_canvas
+
+        canvas, to_canvas = photo_canvas(photo)
+        return cls(canvas, compose(to_crop, invert_transform(to_canvas)), load_canonical(recipe))
+
+
+def motion_directions(model, spec: MemorySpec, directions: dict[str, torch.Tensor] | None):
+    """The directions a spec needs (the caller's, else the model's directions.json; {} when it has none: the
+    checks then name what is missing) and the model's motion extents."""
+    from pathlib import Path
+
+    from ..generation.motion import load_extents, needed_directions
+    from .edits import DIRECTIONS_FILE, EditError, load_directions
+
+    need = needed_directions(spec.motion) if spec.motion else []
+    if directions is None and (need or spec.edit):
+        try:
+            directions = load_directions(model)
+        except EditError:
+            if spec.edit:  # says which model and where directions come from
+                raise
+            directions = {}  # check_motion names what the motion needs
+    extents = load_extents(Path(model.path) / DIRECTIONS_FILE) if need and getattr(model, "path", None) else {}
+    return directions, extents
+
+
 def memory_recipe(model, latent: torch.Tensor, space: str, spec: MemorySpec, upscaler=None,
-                  tuning: dict[str, Any] | None = None) -> dict[str, Any]:
+                  tuning: dict[str, Any] | None = None, size: tuple[int, int] | None = None) -> dict[str, Any]:
     """What reproduces the clip: the model (name, weights hash), the latent itself and the parameters. With
-    `tuning` (the pivotal-tuning options), the recipe says that the clip needs the photo to be made again."""
+    `tuning` (the pivotal-tuning options), the recipe says that the clip needs the photo to be made again; so
+    does a photo memory (`size`: its (width, height); the photo's pixels are never in the recipe)."""
     from ..generation.pipeline import SYNTHETIC_NOTICE
 
     recipe = {"synthetic": True, "tool": "Deeply Good Fakes (dgf_core)", "kind": "memory", "notice": SYNTHETIC_NOTICE,
@@ -142,26 +235,62 @@ def memory_recipe(model, latent: torch.Tensor, space: str, spec: MemorySpec, ups
               "upscaler": upscaler.recipe() if upscaler is not None and spec.upscale > 1 else None}
     if tuning:
         recipe["tuning"] = {**tuning, "regenerable_without_photo": False, "note": TUNED_NOTE}
+    if spec.render == "photo":
+        from . import render
+
+        recipe.update(width=int(size[0]), height=int(size[1]), regenerable_without_photo=False, render_note=PHOTO_NOTE,
+                      flow={"method": "opencv farneback", "side": render.FLOW_SIDE, "smooth": render.FLOW_SMOOTH,
+                            "residual_deadzone": render.RESIDUAL_DEADZONE, "feather": [render.INNER, render.OUTER]})
     return recipe
 
 
 def make_memory(model, latent: torch.Tensor, space: str, spec: MemorySpec, outs: Sequence[str | os.PathLike], *,
                 directions: dict[str, torch.Tensor] | None = None, upscaler=None,
                 progress: Progress | None = None, generator: torch.nn.Module | None = None,
-                tuning: dict[str, Any] | None = None) -> dict[str, Any]:
+                tuning: dict[str, Any] | None = None, extents: dict[str, float] | None = None,
+                photo: PhotoFrame | None = None) -> dict[str, Any]:
     """Render the memory clip of a projected latent once and write each of `outs` (.mp4 / .gif). Returns the recipe.
-    `generator`: what renders the frames instead of the model's own (a pivotal-tuned copy, `tuning` its options)."""
+    `generator`: what renders the frames instead of the model's own (a pivotal-tuned copy, `tuning` its options).
+    `photo`: what a spec.render == "photo" clip is drawn on (`PhotoFrame`)."""
     from ..generation.video import check_outputs, write_clip
 
     check_outputs(outs)
-    coord_std = latent_space(model.generator, "w").coord_std() if space in ("w", "w+") else 1.0
-    lat = memory_latents(latent, space, spec, coord_std=coord_std, directions=directions)
-    frames = render_memory(generator if generator is not None else model.generator, lat, space, spec,
-                           upscaler=upscaler, progress=progress)
-    recipe = memory_recipe(model, latent, space, spec, upscaler, tuning)
+    if spec.render == "photo" and photo is None:
+        raise MemoryClipError("rendering at the photo's resolution needs the photo; a saved latent renders with "
+                              "render 'model'")
+    frames = memory_frames(model, latent, space, spec, directions=directions, extents=extents, upscaler=upscaler,
+                           progress=progress, generator=generator, photo=photo)
+    recipe = memory_recipe(model, latent, space, spec, upscaler, tuning,
+                           size=(frames.shape[2], frames.shape[1]) if spec.render == "photo" else None)
     for out in outs:
         write_clip(frames, out, spec.fps, recipe)
     return recipe
+
+
+def memory_frames(model, latent: torch.Tensor, space: str, spec: MemorySpec, *,
+                  directions: dict[str, torch.Tensor] | None = None, extents: dict[str, float] | None = None,
+                  upscaler=None, progress: Progress | None = None, generator: torch.nn.Module | None = None,
+                  photo: PhotoFrame | None = None) -> np.ndarray:
+    """The clip's uint8 frames (T, H, W, 3): the generator's (render "model"), or the photo moved by them
+    (render "photo", drawn on `photo`; the model frames, upscaled when spec.upscale > 1, then drive the flow)."""
+    from dataclasses import replace
+
+    coord_std = latent_space(model.generator, "w").coord_std() if space in ("w", "w+") else 1.0
+    lat = memory_latents(latent, space, spec, coord_std=coord_std, directions=directions, extents=extents)
+    gen = generator if generator is not None else model.generator
+    if spec.render != "photo":
+        return render_memory(gen, lat, space, spec, upscaler=upscaler, progress=progress)
+    from .render import render_photo
+
+    t = spec.frames
+    driving = render_memory(gen, lat, space, replace(spec, mark=False), upscaler=upscaler,
+                            progress=None if progress is None else lambda done, total: progress(done, 2 * t))
+    frames = render_photo(photo.canvas, photo.to_aligned * (driving.shape[1] / model.config.resolution)
+                          if driving.shape[1] != model.config.resolution else photo.to_aligned, driving, photo.canonical,
+                          progress=None if progress is None else lambda done, total: progress(t + done, 2 * t))
+    if spec.mark:
+        frames = np.stack([add_mark(f, corner=True) for f in frames])
+    return frames
 
 
 def memory_from_file(latent_path: str | os.PathLike, outs: Sequence[str | os.PathLike], spec: MemorySpec, *,
@@ -174,12 +303,16 @@ def memory_from_file(latent_path: str | os.PathLike, outs: Sequence[str | os.Pat
     from .edits import load_directions
     from .projection import check_latent_model, load_latent
 
+    spec.validate()
+    if spec.render == "photo":
+        raise MemoryClipError("a saved latent has no photo to render at its resolution: use render 'model'")
     saved = load_latent(latent_path)
     model = load_model(model_name or saved.model, device)
     check_latent_model(saved, model)
     directions = load_directions(model) if spec.edit else None
+    directions, extents = motion_directions(model, spec, directions)
     return make_memory(model, saved.latent, saved.space, spec, outs, directions=directions, upscaler=upscaler,
-                       progress=progress)
+                       progress=progress, extents=extents)
 
 
 # ---- photo -> memory: the one core call behind the app's Memory tab, the Streamlit page and the CLI ---------
@@ -225,11 +358,15 @@ class MemoryResult:
 def memory_from_photo(model, photo, spec: MemorySpec, outs: Sequence[str | os.PathLike], *, projection=None,
                       tuning=None, align: bool = True, detector=None, likeness=None,
                       directions: dict[str, torch.Tensor] | None = None, upscaler=None,
-                      progress: PhaseProgress | None = None) -> MemoryResult:
+                      progress: PhaseProgress | None = None, motion: str | None = None,
+                      render: str | None = "photo") -> MemoryResult:
     """Photo (an opened PIL image, e.g. `uploads.open_upload`) -> aligned face -> pivot latent (projection) ->
     pivotal tuning of a private copy of the generator (unless `tuning.steps` is 0; None: the space's default) -> looping memory clip
     written to each of `outs` (.mp4 / .gif). `model`: a `checkpoint.LoadedModel` (with its discriminator when
     it ships one: feature matching); `likeness`: a `likeness.Likeness` (identity loss and the likeness figures).
+    `motion` ('alive', 'smile,blink', ...; None: the spec's) and `render` ("photo": at the photo's resolution, the
+    default; "model": the generator's frames; None: the spec's) override the spec's fields. Directions the motion
+    or the edit needs come from the model's directions.json unless `directions` is given.
 
     The photo and the tuned generator stay in memory: nothing here writes either to disk, and the tuned copy is
     dropped when this returns. Raises AlignmentError / ProjectionError / MemoryClipError / EditError with messages
@@ -239,26 +376,38 @@ def memory_from_photo(model, photo, spec: MemorySpec, outs: Sequence[str | os.Pa
 
     from ..generation.video import check_outputs
     from .alignment import model_recipe
-    from .projection import ProjectionOptions, prepare_target, project_model
+    from .projection import ProjectionOptions, aligned_target, project_model
     from .tuning import TuningOptions, tune
+
+    from dataclasses import replace
+
+    from ..generation.motion import MotionError, check_motion
 
     projection = projection or ProjectionOptions()
     tuning = tuning if tuning is not None else TuningOptions()
     projection.validate()
     tuning.validate()
+    spec = replace(spec, **({"motion": motion} if motion is not None else {}), **({"render": render} if render else {}))
     spec.validate()
     check_outputs(outs)
+    directions, extents = motion_directions(model, spec, directions)
     if spec.edit:
         if not directions:
             raise MemoryClipError("this model has no edit directions; clear the edit")
         check_edits(spec.edit, directions)
+    if spec.motion:
+        try:
+            check_motion(spec.motion, directions)
+        except MotionError as e:
+            raise MemoryClipError(str(e)) from None
     say = progress or (lambda phase, frac, text: None)
     seconds: dict[str, float] = {}
     recipe_name = model_recipe(model.card)
 
     t = time.perf_counter()
     say("align", 0.0, "Finding the face" if align else "Cropping the photo")
-    target, notices = prepare_target(photo, model, align=align, detector=detector)
+    target, notices, to_crop = aligned_target(photo, model, align=align, detector=detector)
+    frame = PhotoFrame.from_photo(photo, to_crop, recipe_name) if spec.render == "photo" else None
     seconds["align"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -283,6 +432,7 @@ def memory_from_photo(model, photo, spec: MemorySpec, outs: Sequence[str | os.Pa
         tuning_card["feature_matching"] = model.discriminator is not None and tuning.fm_weight > 0
     recipe = make_memory(model, result.latent, result.space, spec, outs, directions=directions, upscaler=upscaler,
                          generator=tuned.generator if tuned is not None else None, tuning=tuning_card,
+                         extents=extents, photo=frame,
                          progress=lambda done, total: say("render", done / total, f"Rendering frame {done}/{total}"))
     seconds["render"] = time.perf_counter() - t
 
@@ -296,3 +446,25 @@ def memory_from_photo(model, photo, spec: MemorySpec, outs: Sequence[str | os.Pa
         likeness_projection=cosine(result.image), likeness_tuned=cosine(tuned.image) if tuned is not None else None,
         notices=list(notices), seconds={k: round(v, 2) for k, v in seconds.items()}, projected=result)
     return out  # the tuned copy and the photo's pixels go with this call's locals
+
+
+def motion_preview(model, motion: str, *, frames: int = 24, fps: int = 12, seed: int = 0,
+                   directions: dict[str, torch.Tensor] | None = None) -> np.ndarray:
+    """A short look at a motion before a photo is given: the model's own face of `seed` (its typical face: the
+    latent pulled halfway to the mean, truncation 0.5) moving by `motion` for frames / fps seconds, at the model's
+    resolution. uint8 (frames, R, R, 3). MemoryClipError naming what the model lacks, as for a photo."""
+    from ..latent import seed_to_z
+
+    spec = MemorySpec(frames=frames, fps=fps, motion=motion, mark=False)
+    spec.validate()
+    directions, extents = motion_directions(model, spec, directions)
+    g = model.generator
+    z = seed_to_z(seed, model.config.z_dim)[None]
+    if hasattr(g, "synthesis"):
+        space = "w"
+        with torch.no_grad():
+            w = g.mapping(z)
+        latent = 0.5 * (w + latent_space(g, "w").w_avg[None])
+    else:
+        space, latent = "z", 0.5 * z
+    return memory_frames(model, latent, space, spec, directions=directions, extents=extents)

@@ -417,15 +417,24 @@ def prepare_target(image, model, *, align: bool = True, detector=None) -> tuple[
     """A PIL photo -> ((1, 3, R, R) target in [-1, 1], notices). With `align`, MTCNN + similarity warp onto the
     model's canonical landmarks (AlignmentError with a user message when there is no usable face); without,
     the photo is taken as an already-aligned crop and centre-cropped like the training data."""
+    target, notices, _ = aligned_target(image, model, align=align, detector=detector)
+    return target, notices
+
+
+def aligned_target(image, model, *, align: bool = True, detector=None) -> tuple[torch.Tensor, list[str], np.ndarray]:
+    """`prepare_target` and the (2, 3) photo -> crop transform it used (the alignment's similarity, or the centre
+    crop's scale and shift), which puts the crop's pixels back into the photo (`faces.render`)."""
     from ..data import center_crop_resize
     from .alignment import align_face, model_recipe
+    from .render import center_crop_transform
 
     res = int(model.config.resolution)
     if align:
         face = align_face(image, res, recipe=model_recipe(model.card), detector=detector)[0]
-        return face.to_float(), face.notices
+        return face.to_float(), face.notices, face.transform
     arr = np.asarray(center_crop_resize(image, res), dtype=np.uint8)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].float().div(127.5).sub(1.0), []
+    return (torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].float().div(127.5).sub(1.0), [],
+            center_crop_transform(*image.size, res))
 
 
 def project_photo(model, image, options: ProjectionOptions | None = None, *, align: bool = True, detector=None,

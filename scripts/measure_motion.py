@@ -1,0 +1,278 @@
+"""Photo memories measured against issue 24's targets: held-out photos brought to life at their own resolution.
+
+    nice -n 10 python scripts/measure_motion.py --model stylegan2-celeba64 --celeba ../shared/data/celeba \
+        --utkface ../shared/data/utkface --n-celeba 4 --n-utkface 4 --min-age 60 --motions alive,look-around,smile,blink,age \
+        --json docs/results/motion-stylegan2.json
+
+Photos go the user's way (`uploads.open_upload`, MTCNN alignment, projection, pivotal tuning with the defaults
+unless --steps / --tune-steps say otherwise), then each motion is rendered with `memory.memory_frames` (render
+"photo", no mark: the mark would sit on the pixels measured). CelebA photos are held-out 178x218 files of
+img_align_celeba that have a second photo of the same person; UTKFace photos are held-out chips, at least
+--min-old of them aged --min-age or more. Motions the model lacks a direction for are skipped and listed.
+
+Per photo and motion, on the frames the user gets:
+- frame0_psnr_db: frame 0 against the photo at the clip's size, over the whole frame (99 when identical);
+- sharpness: variance of the Laplacian (grey) inside the face box, mean over frames, over the photo's; with
+  --x4 also today's clip (`render model`, upscaled x4) measured the same way in its own frames;
+- identity: the judge embedding (weights/identity-celeba200-judge, never used by tuning) between each frame's aligned
+  face and the photo's: the minimum cosine and the share of frames above the judge's same-person threshold; for CelebA
+  also the photo's and the frames' cosine to *another* photo of the same person;
+- yaw: the nose tip's horizontal offset from the eyes' midpoint over the eye distance (MTCNN on every 4th frame),
+  its range over the clip, and a rough angle, asin(offset / 0.5) (the nose tip sits about half an eye distance in
+  front of the eyes);
+- attributes: the attribute classifier's age (years) and p(female) on each frame's aligned face: the largest change
+  from frame 0 (the unwanted change of a motion that is not age or gender);
+- background: mean absolute frame-to-frame change (0..255) outside the feathered face ellipse;
+- seam: mean gradient magnitude in the feather ring (where the motion fades out) in each frame after the first over
+  the photo's, the largest and the mean over frames (1: no edge added; a doubled edge raises it);
+- seconds: align, projection, tuning (once per photo) and rendering (per motion).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from dgf_core.checkpoint import default_weights_dir, write_json_atomic  # noqa: E402
+from dgf_core.data import is_heldout, list_images  # noqa: E402
+from dgf_core.faces.alignment import AlignmentError, detect_faces, load_detector, model_recipe  # noqa: E402
+from dgf_core.faces.edits import load_classifier  # noqa: E402
+from dgf_core.faces.likeness import default_likeness, load_likeness, read_identity_file  # noqa: E402
+from dgf_core.faces.memory import MemorySpec, PhotoFrame, memory_frames, motion_directions  # noqa: E402
+from dgf_core.faces.projection import ProjectionOptions, aligned_target, load_projection_model, project_model  # noqa: E402
+from dgf_core.faces.render import face_weight  # noqa: E402
+from dgf_core.faces.tuning import TuningOptions, tune  # noqa: E402
+from dgf_core.generation.motion import MotionError, check_motion  # noqa: E402
+from dgf_core.serving.uploads import open_upload  # noqa: E402
+
+
+def celeba_photos(root: Path, n: int) -> list[tuple[Path, Path | None]]:
+    ids = read_identity_file(root / "identity_CelebA.txt")
+    files = sorted((root / "img_align_celeba").iterdir())
+    by_id: dict[int, list[Path]] = {}
+    for f in files:
+        if f.name in ids:
+            by_id.setdefault(ids[f.name], []).append(f)
+    cands = [f for f in files if is_heldout(f) and f.name in ids and len(by_id[ids[f.name]]) >= 2]
+    picked = cands[:: max(1, len(cands) // n)][:n]
+    return [(f, next(o for o in by_id[ids[f.name]] if o != f)) for f in picked]
+
+
+def utkface_photos(root: Path, n: int, min_age: int, min_old: int) -> list[tuple[Path, None]]:
+    files = list_images(root, "heldout")
+    old = [f for f in files if int(f.name.split("_")[0]) >= min_age]
+    young = [f for f in files if f not in set(old)]
+    k = min(n, max(min_old, 0))
+    chosen = old[:: max(1, len(old) // max(k, 1))][:k] + young[:: max(1, len(young) // max(n - k, 1))][: n - k]
+    return [(f, None) for f in chosen]
+
+
+def laplacian_var(img: np.ndarray) -> float:
+    import cv2
+
+    return float(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float64), cv2.CV_64F).var())
+
+
+def grad_mag(img: np.ndarray) -> np.ndarray:
+    import cv2
+
+    g = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return np.hypot(cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 99.0 if mse == 0 else round(10 * math.log10(255.0**2 / mse), 2)
+
+
+def aligned_faces(frames: np.ndarray, to_aligned: np.ndarray, size: int) -> torch.Tensor:
+    """Canvas frames (T, H, W, 3) -> their aligned crops (T, 3, size, size) in [-1, 1] (the photo's alignment)."""
+    import cv2
+
+    crops = [cv2.warpAffine(f, to_aligned, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+             for f in frames]
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def yaw_offsets(frames: np.ndarray, detector, every: int = 4) -> list[float]:
+    from PIL import Image
+
+    out = []
+    for f in frames[::every]:
+        dets = detect_faces(Image.fromarray(f), detector)
+        if dets:
+            lm = dets[0].landmarks
+            mid = (lm[0] + lm[1]) / 2
+            out.append(float((lm[2, 0] - mid[0]) / max(np.linalg.norm(lm[1] - lm[0]), 1e-6)))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="stylegan2-celeba64")
+    p.add_argument("--celeba", default=None)
+    p.add_argument("--utkface", default=None)
+    p.add_argument("--n-celeba", type=int, default=4)
+    p.add_argument("--n-utkface", type=int, default=4)
+    p.add_argument("--min-age", type=int, default=60)
+    p.add_argument("--min-old", type=int, default=2, help="UTKFace photos aged --min-age or more")
+    p.add_argument("--motions", default="alive,look-around,smile,blink,nod,talk,age,gender,drift")
+    p.add_argument("--frames", type=int, default=96)
+    p.add_argument("--fps", type=int, default=24)
+    p.add_argument("--steps", type=int, default=None, help="projection steps (default: the projection's)")
+    p.add_argument("--tune-steps", type=int, default=None, help="tuning steps (default: the latent space's)")
+    p.add_argument("--x4", action="store_true", help="also measure today's x4-upscaled model clip's sharpness")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", required=True)
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    model = load_projection_model(a.model, "cpu")
+    recipe = model_recipe(model.card)
+    res = int(model.config.resolution)
+    detector = load_detector("cpu")
+    like = default_likeness()
+    judge = load_likeness(default_weights_dir() / "identity-celeba200-judge")
+    judge_thr = float(judge.card["heldout_verification"]["eer_threshold"])
+    classifier = load_classifier(default_weights_dir() / "attributes-utkface")
+    upscaler = None
+    if a.x4:
+        from dgf_core.generation.upscale import Upscaler
+
+        upscaler = Upscaler.from_pretrained("upscaler-x4")
+    photos = ([("celeba", f, o) for f, o in celeba_photos(Path(a.celeba), a.n_celeba)] if a.celeba else []) + \
+             ([("utkface", f, o) for f, o in utkface_photos(Path(a.utkface), a.n_utkface, a.min_age, a.min_old)]
+              if a.utkface else [])
+    motions = [m.strip() for m in a.motions.split(",") if m.strip()]
+    rows, skipped, failures = [], {}, []
+    for source, path, other in photos:
+        print(f"{path.name} ...", flush=True)
+        photo = open_upload(path)
+        t0 = time.perf_counter()
+        try:
+            target, _, to_crop = aligned_target(photo, model, detector=detector)
+        except AlignmentError as e:
+            failures.append({"photo": path.name, "error": str(e)})
+            continue
+        sec = {"align": time.perf_counter() - t0}
+        t0 = time.perf_counter()
+        proj = project_model(model, target, ProjectionOptions(**({"steps": a.steps} if a.steps else {})))
+        sec["project"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        tuned = tune(model.generator, proj.latent, proj.space, target, TuningOptions(steps=a.tune_steps),
+                     discriminator=model.discriminator, likeness=like, recipe=recipe)
+        sec["tune"] = time.perf_counter() - t0
+        frame = PhotoFrame.from_photo(photo, to_crop, recipe)
+        canvas = frame.canvas
+        h, w = canvas.shape[:2]
+        # the face box (MTCNN's, in canvas pixels) and the feather ring / outside of the face ellipse in the canvas
+        import cv2
+
+        det = detect_faces(photo, detector)[0]
+        sx, sy = w / photo.size[0], h / photo.size[1]
+        bx0, by0 = max(0, int(det.box[0] * sx)), max(0, int(det.box[1] * sy))
+        bx1, by1 = min(w, int(det.box[2] * sx)), min(h, int(det.box[3] * sy))
+        wt = face_weight(256, frame.canonical)
+        inv = cv2.invertAffineTransform((frame.to_aligned * (256 / res)).astype(np.float64))
+        wcan = cv2.warpAffine(wt, inv, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        outside, ring = wcan <= 0, (wcan > 0.02) & (wcan < 0.98)
+        photo_lap = laplacian_var(canvas[by0:by1, bx0:bx1])
+        photo_ring = float(grad_mag(canvas)[ring].mean()) if ring.any() else float("nan")
+        align_m = frame.to_aligned
+        photo_face = aligned_faces(canvas[None], align_m, res)
+        photo_emb = judge.embed(photo_face, recipe)
+        other_emb = None
+        if other is not None:
+            o_target, _, _ = aligned_target(open_upload(other), model, detector=detector)
+            other_emb = judge.embed(o_target, recipe)
+        p0 = classifier.predict(photo_face, recipe)
+        row = {"photo": path.name, "source": source, "size": [photo.size[0], photo.size[1]], "clip_size": [w, h],
+               "psnr_tuned_db": round(tuned.psnr, 2), "seconds": {k: round(v, 1) for k, v in sec.items()},
+               "photo_laplacian_var": round(photo_lap, 1), "motions": {}}
+        if other_emb is not None:
+            row["judge_photo_to_other_photo"] = round(float((photo_emb * other_emb).sum()), 4)
+        if upscaler is not None:
+            spec = MemorySpec(frames=a.frames, fps=a.fps, mark=False, render="model", upscale=4)
+            mf = memory_frames(model, proj.latent, proj.space, spec, generator=tuned.generator, upscaler=upscaler)
+            s = mf.shape[1] / res
+            box = np.array([[bx0, by0, 1], [bx1, by1, 1]], np.float64) @ (align_m * s).T
+            x0, y0 = np.clip(box.min(0).astype(int), 0, mf.shape[1])
+            x1, y1 = np.clip(box.max(0).astype(int), 0, mf.shape[1])
+            row["x4_model_clip_sharpness_ratio"] = round(float(np.mean([laplacian_var(f[y0:y1, x0:x1]) for f in mf]))
+                                                         / max(photo_lap, 1e-9), 3)
+        for motion in motions:
+            spec = MemorySpec(frames=a.frames, fps=a.fps, mark=False, motion=motion, render="photo")
+            dirs, extents = motion_directions(model, spec, None)
+            try:
+                check_motion(motion, dirs)
+            except MotionError as e:
+                skipped[motion] = str(e)
+                continue
+            t0 = time.perf_counter()
+            frames = memory_frames(model, proj.latent, proj.space, spec, directions=dirs, extents=extents,
+                                   generator=tuned.generator, photo=frame)
+            render_s = time.perf_counter() - t0
+            faces = aligned_faces(frames, align_m, res)
+            with torch.no_grad():
+                cos = (judge.embed(faces, recipe) @ photo_emb[0]).numpy()
+                attrs = classifier.predict(faces, recipe)
+            m = {"render_seconds": round(render_s, 2), "frame0_psnr_db": psnr(frames[0], canvas),
+                 "sharpness_ratio": round(float(np.mean([laplacian_var(f[by0:by1, bx0:bx1]) for f in frames]))
+                                          / max(photo_lap, 1e-9), 3),
+                 "judge_min_cosine": round(float(cos.min()), 4),
+                 "judge_share_above_threshold": round(float((cos >= judge_thr).mean()), 3),
+                 "age_change_years_max": round(float((attrs["age"] - attrs["age"][0]).abs().max()), 2),
+                 "female_prob_change_max": round(float((attrs["female"] - attrs["female"][0]).abs().max()), 3),
+                 "background_change_mean": round(float(np.abs(np.diff(frames.astype(np.int16), axis=0))[:, outside].mean()), 4)
+                 if outside.any() else None,
+                 "seam_gradient_ratio_max": round(max(float(grad_mag(f)[ring].mean()) / photo_ring for f in frames[1:]), 3)
+                 if ring.any() else None,
+                 "seam_gradient_ratio_mean": round(float(np.mean([grad_mag(f)[ring].mean() / photo_ring for f in frames[1:]])), 3)
+                 if ring.any() else None}
+            if other_emb is not None:
+                m["judge_frames_to_other_photo_min"] = round(float((judge.embed(faces, recipe) @ other_emb[0]).min()), 4)
+            offs = yaw_offsets(frames, detector)
+            if offs:
+                deg = [math.degrees(math.asin(max(-1.0, min(1.0, o / 0.5)))) for o in offs]
+                m["yaw_offset_range"] = round(max(offs) - min(offs), 3)
+                m["yaw_degrees_range"] = [round(min(deg) - deg[0], 1), round(max(deg) - deg[0], 1)]
+            row["motions"][motion] = m
+            print(f"  {motion}: {json.dumps(m)}", flush=True)
+        rows.append(row)
+        del tuned, photo, canvas, frame
+        write_results(a, model, judge_thr, motions, rows, skipped, failures)  # after every photo: a long run keeps its part
+    print(json.dumps(write_results(a, model, judge_thr, motions, rows, skipped, failures), indent=2))
+    return 0
+
+
+def write_results(a, model, judge_thr: float, motions: list[str], rows: list, skipped: dict, failures: list) -> dict:
+    summary = {}
+    for motion in motions:
+        ms = [r["motions"][motion] for r in rows if motion in r["motions"]]
+        if ms:
+            summary[motion] = {k: round(statistics.mean(x[k] for x in ms), 4) for k in ms[0]
+                               if isinstance(ms[0][k], (int, float)) and all(isinstance(x.get(k), (int, float)) for x in ms)}
+            summary[motion]["n"] = len(ms)
+            summary[motion]["frame0_psnr_db_min"] = min(x["frame0_psnr_db"] for x in ms)
+    out = {"what": "photo memories (render photo) on held-out photos: scripts/measure_motion.py", "model": model.name,
+           "weights_sha256": model.weights_sha256, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "args": vars(a), "judge_threshold": judge_thr, "targets": {
+               "frame0_psnr_db": ">= 38", "sharpness_ratio": ">= 0.8", "judge": "every frame above the threshold",
+               "yaw_degrees_range (look-around)": "at least -10 and +10", "background_change_mean": "< 0.5",
+               "age_change_years_max (not age)": "<= 3", "female_prob_change_max (not gender)": "<= 0.1"},
+           "summary": summary, "skipped_motions": skipped, "failures": failures, "photos": rows,
+           "threads": torch.get_num_threads()}
+    write_json_atomic(out, a.json)
+    return summary
+
+
+if __name__ == "__main__":
+    sys.exit(main())
