@@ -44,6 +44,13 @@ def add_project(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--render", default="photo", choices=RENDERS,
                    help="with --save-memory: photo (default): the photo itself at its resolution (up to 1024 px), moved "
                         "by the generator; model: the generator's frames")
+    p.add_argument("--voice", default=None, metavar="RECORDING",
+                   help="with --save-memory: the person's own recording (WAV, MP3, M4A, OGG, FLAC, WebM; up to 60 s): "
+                        "the clip lasts as long, the MP4 carries it as sound, the mouth follows it; needs --voice-consent")
+    p.add_argument("--voice-consent", action="store_true",
+                   help="with --voice: I have the right to use this recording")
+    p.add_argument("--no-mouth-follow", action="store_true",
+                   help="with --voice: keep the mouth as the motion moves it (default: it follows the voice)")
     add_device(p, default="cpu")
     add_threads(p)
     add_dry_run(p)
@@ -78,8 +85,20 @@ def cmd_project(a: argparse.Namespace) -> int:
         spec = MemorySpec(frames=a.frames, fps=a.fps, edit=parse_edits(a.edit), mark=not a.no_mark,
                           motion=a.motion or "", render=a.render)
         spec.validate()
-    elif a.edit or a.motion:
-        raise ValueError(f"--{'edit' if a.edit else 'motion'} works with --save-memory (or with `video --latent`)")
+    elif a.edit or a.motion or a.voice:
+        raise ValueError(f"--{'edit' if a.edit else 'motion' if a.motion else 'voice'} works with --save-memory"
+                         + ("" if a.voice else " (or with `video --latent`)"))
+    voice = None
+    if a.voice:
+        from ..generation.audio import load_recording
+        from ..faces.memory import voice_spec
+
+        if not a.voice_consent:
+            raise ValueError("--voice needs --voice-consent: confirm that you have the right to use this recording")
+        voice = load_recording(a.voice)  # checked and decoded before any slow work; held in memory only
+        spec = voice_spec(spec, voice)
+        if not any(str(o).lower().endswith(".mp4") for o in a.save_memory):
+            print("note: a GIF has no sound: the recording is heard only in an .mp4 clip", file=sys.stderr)
     skip_tuning = tuning.steps != 0 and not (a.save_memory or a.save_reconstruction)
     if skip_tuning:
         tuning = TuningOptions(steps=0)
@@ -93,7 +112,10 @@ def cmd_project(a: argparse.Namespace) -> int:
                                   "align": not a.no_align, **dataclasses.asdict(opts), "discriminator": model.discriminator is not None,
                                   "tuning": dataclasses.asdict(tuning), "memory": a.save_memory,
                                   "edit": spec.edit if spec else {}, "motion": spec.motion if spec else "",
-                                  "render": spec.render if spec else None, "out": a.out, "device": a.device}}, indent=2))
+                                  "render": spec.render if spec else None,
+                                  "voice_seconds": round(voice.seconds, 2) if voice else None,
+                                  "mouth_follows_voice": bool(voice) and not a.no_mouth_follow,
+                                  "out": a.out, "device": a.device}}, indent=2))
     if a.dry_run:
         return 0
     t0, last = time.perf_counter(), {}
@@ -115,7 +137,8 @@ def cmd_project(a: argparse.Namespace) -> int:
         detector = load_detector("cpu")
     if a.save_memory:
         res = memory_from_photo(model, image, spec, a.save_memory, projection=opts, tuning=tuning, align=not a.no_align,
-                                detector=detector, likeness=likeness, render=spec.render, progress=progress)
+                                detector=detector, likeness=likeness, render=spec.render, progress=progress,
+                                voice=voice, mouth_follows_voice=not a.no_mouth_follow)
         projected, notices, recon, psnr = res.projected, res.notices, res.reconstruction, res.psnr
     else:
         from ..faces.projection import prepare_target, project_model

@@ -16,6 +16,10 @@ the face (frame 0 is the pivot: offsets r * ((cos p - 1) u + sin p v)) and runs 
 `drift` says (today's walk is the `drift` motion, and the default when no motion is named).
 `spec.render`: "model" (the generator's frames, as before) or "photo" (`faces.render`: the photo itself, at its
 own resolution up to 1024 px, moved by the generator's motion; only `memory_from_photo` has the photo for it).
+A voice (`memory_from_photo(..., voice=generation.audio.Recording)`): the person's own recording, used for this
+request only. The clip lasts as long as the recording (the motion loops under it), the mouth follows its loudness
+(the `mouth_open` direction driven by `audio.mouth_curve`, unless `mouth_follows_voice` is off) and every MP4 gets
+the sound as AAC; a GIF has none. The recipe says a recording was used and its length, nothing that identifies it.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ from .edits import apply_edits, check_edits
 from .projection import latent_space
 
 MAX_MEMORY_FRAMES = 240
+MAX_CLIP_BYTES = 3 * 2**30  # the frames of one clip held in memory (a 60-s voice memory of a large photo: refused)
 MAX_RADIUS = 0.3
 MARK_TEXT = "SYNTHETIC"
 RENDERS = ("photo", "model")
@@ -58,6 +63,13 @@ class MemorySpec:
     mark: bool = True  # a visible "SYNTHETIC" mark in a corner
     motion: str = ""  # generation.motion presets, 'NAME[,NAME...]'; '' is today's walk ('drift')
     render: str = "model"  # "model": the generator's frames; "photo": the photo moved by them (memory_from_photo)
+    voice_seconds: float = 0.0  # the length of the person's recording when the clip carries one (frames follow it)
+
+    def max_frames(self) -> int:
+        """A silent loop has at most MAX_MEMORY_FRAMES; a voice memory as many as its recording needs (<= 60 s)."""
+        from ..generation.audio import MAX_SECONDS
+
+        return max(MAX_MEMORY_FRAMES, math.ceil(MAX_SECONDS * self.fps) + 1) if self.voice_seconds else MAX_MEMORY_FRAMES
 
     def validate(self) -> None:
         from ..generation.motion import MotionError, parse_motion
@@ -68,14 +80,24 @@ class MemorySpec:
             raise MemoryClipError(str(e)) from None
         if self.render not in RENDERS:
             raise MemoryClipError(f"render must be one of {', '.join(RENDERS)}, got {self.render!r}")
-        if isinstance(self.frames, bool) or not isinstance(self.frames, int) or not 2 <= self.frames <= MAX_MEMORY_FRAMES:
-            raise MemoryClipError(f"frames must be an integer in 2..{MAX_MEMORY_FRAMES}, got {self.frames!r}")
         if isinstance(self.fps, bool) or not isinstance(self.fps, int) or not 1 <= self.fps <= 60:
             raise MemoryClipError(f"fps must be an integer in 1..60, got {self.fps!r}")
+        if not (isinstance(self.voice_seconds, (int, float)) and self.voice_seconds >= 0):
+            raise MemoryClipError(f"voice_seconds must be >= 0, got {self.voice_seconds!r}")
+        top = self.max_frames()
+        if isinstance(self.frames, bool) or not isinstance(self.frames, int) or not 2 <= self.frames <= top:
+            raise MemoryClipError(f"frames must be an integer in 2..{top}, got {self.frames!r}")
         if not (isinstance(self.radius, (int, float)) and 0 <= self.radius <= MAX_RADIUS):
             raise MemoryClipError(f"radius must be in [0, {MAX_RADIUS}], got {self.radius!r}")
         if self.upscale not in (1, 2, 4):
             raise MemoryClipError(f"upscale must be 1, 2 or 4, got {self.upscale!r}")
+
+
+def check_mouth(directions: dict[str, torch.Tensor] | None) -> None:
+    """MemoryClipError unless the model can open and close the mouth (its `mouth_open` direction)."""
+    if not directions or "mouth_open" not in directions:
+        raise MemoryClipError("this model has no mouth_open direction, so the mouth cannot follow the voice; turn "
+                              "'mouth follows the voice' off, or use a model whose directions.json has it")
 
 
 def _walk_basis(dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,10 +111,11 @@ def _walk_basis(dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def memory_latents(latent: torch.Tensor, space: str, spec: MemorySpec, *, coord_std: float = 1.0,
                    directions: dict[str, torch.Tensor] | None = None,
-                   extents: dict[str, float] | None = None) -> torch.Tensor:
+                   extents: dict[str, float] | None = None, mouth: np.ndarray | None = None) -> torch.Tensor:
     """latent (1, D) for z / w or (1, n_ws, D) for w+ -> (T, D) or (T, n_ws, D): the looping walk, the edit and
     the motion. `coord_std`: the latent's per-coordinate spread (1 for z; `projection.latent_space(g, 'w').coord_std()`).
-    `extents`: the directions' motion amounts (`motion_directions`; None: the defaults)."""
+    `extents`: the directions' motion amounts (`motion_directions`; None: the defaults). `mouth`: (T,) in [0, 1], a
+    voice's mouth opening per frame (`audio.mouth_curve`), added to the `mouth_open` curve."""
     from ..generation.motion import DRIFT, MotionError, check_motion, motion_curves, motion_offsets
 
     spec.validate()
@@ -110,12 +133,16 @@ def memory_latents(latent: torch.Tensor, space: str, spec: MemorySpec, *, coord_
             curves = motion_curves(spec.motion, spec.frames, spec.fps)
         except MotionError as e:
             raise MemoryClipError(str(e)) from None
+    if mouth is not None:
+        check_mouth(directions)
+        assert mouth.shape == (spec.frames,), (mouth.shape, spec.frames)
+        curves["mouth_open"] = curves.get("mouth_open", np.zeros(spec.frames)) + np.asarray(mouth, np.float64)
     dim = latent.shape[-1]
     u, v = _walk_basis(dim, spec.seed)
     r = spec.radius * math.sqrt(2 * dim) * coord_std  # share of the distance between two random latents
     phase = 2 * math.pi * torch.arange(spec.frames, dtype=torch.float64) / spec.frames
-    if spec.motion or spec.render == "photo":  # the walk starts at the face, as far as the motion's drift says
-        drift = torch.from_numpy(np.asarray(curves.pop(DRIFT, np.zeros(spec.frames)), np.float64)
+    if spec.motion or spec.render == "photo" or mouth is not None:  # the walk starts at the face, as far as the
+        drift = torch.from_numpy(np.asarray(curves.pop(DRIFT, np.zeros(spec.frames)), np.float64)  # motion's drift says
                                  if spec.motion else np.ones(spec.frames))
         cos = torch.cos(phase) - 1
         offs = (r * drift[:, None] * (cos[:, None] * u.double() + torch.sin(phase)[:, None] * v.double())).float()
@@ -202,15 +229,15 @@ class PhotoFrame:
         return cls(canvas, compose(to_crop, invert_transform(to_canvas)), load_canonical(recipe))
 
 
-def motion_directions(model, spec: MemorySpec, directions: dict[str, torch.Tensor] | None):
+def motion_directions(model, spec: MemorySpec, directions: dict[str, torch.Tensor] | None, mouth: bool = False):
     """The directions a spec needs (the caller's, else the model's directions.json; {} when it has none: the
-    checks then name what is missing) and the model's motion extents."""
+    checks then name what is missing) and the model's motion extents. `mouth`: a voice drives the mouth."""
     from pathlib import Path
 
     from ..generation.motion import load_extents, needed_directions
     from .edits import DIRECTIONS_FILE, EditError, load_directions
 
-    need = needed_directions(spec.motion) if spec.motion else []
+    need = (needed_directions(spec.motion) if spec.motion else []) + (["mouth_open"] if mouth else [])
     if directions is None and (need or spec.edit):
         try:
             directions = load_directions(model)
@@ -223,7 +250,8 @@ def motion_directions(model, spec: MemorySpec, directions: dict[str, torch.Tenso
 
 
 def memory_recipe(model, latent: torch.Tensor, space: str, spec: MemorySpec, upscaler=None,
-                  tuning: dict[str, Any] | None = None, size: tuple[int, int] | None = None) -> dict[str, Any]:
+                  tuning: dict[str, Any] | None = None, size: tuple[int, int] | None = None,
+                  voice=None, mouth_follows_voice: bool = False) -> dict[str, Any]:
     """What reproduces the clip: the model (name, weights hash), the latent itself and the parameters. With
     `tuning` (the pivotal-tuning options), the recipe says that the clip needs the photo to be made again; so
     does a photo memory (`size`: its (width, height); the photo's pixels are never in the recipe)."""
@@ -241,6 +269,11 @@ def memory_recipe(model, latent: torch.Tensor, space: str, spec: MemorySpec, ups
         recipe.update(width=int(size[0]), height=int(size[1]), regenerable_without_photo=False, render_note=PHOTO_NOTE,
                       flow={"method": "opencv farneback", "side": render.FLOW_SIDE, "smooth": render.FLOW_SMOOTH,
                             "residual_deadzone": render.RESIDUAL_DEADZONE, "feather": [render.INNER, render.OUTER]})
+    if voice is not None:
+        from ..generation.audio import recording_recipe
+
+        recipe.update(recording_recipe(voice))
+        recipe["voice"]["mouth_follows_voice"] = bool(mouth_follows_voice)
     return recipe
 
 
@@ -248,35 +281,55 @@ def make_memory(model, latent: torch.Tensor, space: str, spec: MemorySpec, outs:
                 directions: dict[str, torch.Tensor] | None = None, upscaler=None,
                 progress: Progress | None = None, generator: torch.nn.Module | None = None,
                 tuning: dict[str, Any] | None = None, extents: dict[str, float] | None = None,
-                photo: PhotoFrame | None = None) -> dict[str, Any]:
+                photo: PhotoFrame | None = None, voice=None, mouth_follows_voice: bool = True) -> dict[str, Any]:
     """Render the memory clip of a projected latent once and write each of `outs` (.mp4 / .gif). Returns the recipe.
     `generator`: what renders the frames instead of the model's own (a pivotal-tuned copy, `tuning` its options).
-    `photo`: what a spec.render == "photo" clip is drawn on (`PhotoFrame`)."""
+    `photo`: what a spec.render == "photo" clip is drawn on (`PhotoFrame`). `voice`: an `audio.Recording` (the
+    spec's frames must cover it: `voice_spec`), muxed into every MP4; the mouth follows it unless told not to."""
     from ..generation.video import check_outputs, write_clip
 
     check_outputs(outs)
     if spec.render == "photo" and photo is None:
         raise MemoryClipError("rendering at the photo's resolution needs the photo; a saved latent renders with "
                               "render 'model'")
+    mouth = None
+    if voice is not None:
+        from ..generation.audio import mouth_curve, mux_audio
+
+        if spec.frames != voice.frames(spec.fps):
+            raise MemoryClipError("the clip must last as long as the recording: build the spec with voice_spec")
+        mouth = mouth_curve(voice, spec.fps, spec.frames) if mouth_follows_voice else None
     frames = memory_frames(model, latent, space, spec, directions=directions, extents=extents, upscaler=upscaler,
-                           progress=progress, generator=generator, photo=photo)
+                           progress=progress, generator=generator, photo=photo, mouth=mouth)
     recipe = memory_recipe(model, latent, space, spec, upscaler, tuning,
-                           size=(frames.shape[2], frames.shape[1]) if spec.render == "photo" else None)
+                           size=(frames.shape[2], frames.shape[1]) if spec.render == "photo" else None,
+                           voice=voice, mouth_follows_voice=mouth is not None)
     for out in outs:
         write_clip(frames, out, spec.fps, recipe)
+        if voice is not None and str(out).lower().endswith(".mp4"):
+            mux_audio(out, voice, out)
     return recipe
+
+
+def voice_spec(spec: MemorySpec, voice) -> MemorySpec:
+    """The spec of a voice memory: as many frames as the recording lasts, its length recorded."""
+    from dataclasses import replace
+
+    out = replace(spec, frames=voice.frames(spec.fps), voice_seconds=round(voice.seconds, 2))
+    out.validate()
+    return out
 
 
 def memory_frames(model, latent: torch.Tensor, space: str, spec: MemorySpec, *,
                   directions: dict[str, torch.Tensor] | None = None, extents: dict[str, float] | None = None,
                   upscaler=None, progress: Progress | None = None, generator: torch.nn.Module | None = None,
-                  photo: PhotoFrame | None = None) -> np.ndarray:
+                  photo: PhotoFrame | None = None, mouth: np.ndarray | None = None) -> np.ndarray:
     """The clip's uint8 frames (T, H, W, 3): the generator's (render "model"), or the photo moved by them
     (render "photo", drawn on `photo`; the model frames, upscaled when spec.upscale > 1, then drive the flow)."""
     from dataclasses import replace
 
     coord_std = latent_space(model.generator, "w").coord_std() if space in ("w", "w+") else 1.0
-    lat = memory_latents(latent, space, spec, coord_std=coord_std, directions=directions, extents=extents)
+    lat = memory_latents(latent, space, spec, coord_std=coord_std, directions=directions, extents=extents, mouth=mouth)
     gen = generator if generator is not None else model.generator
     if spec.render != "photo":
         return render_memory(gen, lat, space, spec, upscaler=upscaler, progress=progress)
@@ -359,14 +412,16 @@ def memory_from_photo(model, photo, spec: MemorySpec, outs: Sequence[str | os.Pa
                       tuning=None, align: bool = True, detector=None, likeness=None,
                       directions: dict[str, torch.Tensor] | None = None, upscaler=None,
                       progress: PhaseProgress | None = None, motion: str | None = None,
-                      render: str | None = "photo") -> MemoryResult:
+                      render: str | None = "photo", voice=None, mouth_follows_voice: bool = True) -> MemoryResult:
     """Photo (an opened PIL image, e.g. `uploads.open_upload`) -> aligned face -> pivot latent (projection) ->
     pivotal tuning of a private copy of the generator (unless `tuning.steps` is 0; None: the space's default) -> looping memory clip
     written to each of `outs` (.mp4 / .gif). `model`: a `checkpoint.LoadedModel` (with its discriminator when
     it ships one: feature matching); `likeness`: a `likeness.Likeness` (identity loss and the likeness figures).
     `motion` ('alive', 'smile,blink', ...; None: the spec's) and `render` ("photo": at the photo's resolution, the
     default; "model": the generator's frames; None: the spec's) override the spec's fields. Directions the motion
-    or the edit needs come from the model's directions.json unless `directions` is given.
+    or the edit needs come from the model's directions.json unless `directions` is given. `voice`: the person's own
+    recording (`audio.load_recording`, checked before this call): the clip lasts as long, carries it as sound in
+    every MP4, and the mouth follows it (`mouth_follows_voice`; needs the model's mouth_open direction).
 
     The photo and the tuned generator stay in memory: nothing here writes either to disk, and the tuned copy is
     dropped when this returns. Raises AlignmentError / ProjectionError / MemoryClipError / EditError with messages
@@ -388,9 +443,14 @@ def memory_from_photo(model, photo, spec: MemorySpec, outs: Sequence[str | os.Pa
     projection.validate()
     tuning.validate()
     spec = replace(spec, **({"motion": motion} if motion is not None else {}), **({"render": render} if render else {}))
+    spec = voice_spec(spec, voice) if voice is not None else spec
     spec.validate()
     check_outputs(outs)
-    directions, extents = motion_directions(model, spec, directions)
+    check_clip_memory(spec, photo)
+    follow = voice is not None and mouth_follows_voice
+    directions, extents = motion_directions(model, spec, directions, mouth=follow)
+    if follow:
+        check_mouth(directions)
     if spec.edit:
         if not directions:
             raise MemoryClipError("this model has no edit directions; clear the edit")
@@ -432,7 +492,7 @@ def memory_from_photo(model, photo, spec: MemorySpec, outs: Sequence[str | os.Pa
         tuning_card["feature_matching"] = model.discriminator is not None and tuning.fm_weight > 0
     recipe = make_memory(model, result.latent, result.space, spec, outs, directions=directions, upscaler=upscaler,
                          generator=tuned.generator if tuned is not None else None, tuning=tuning_card,
-                         extents=extents, photo=frame,
+                         extents=extents, photo=frame, voice=voice, mouth_follows_voice=follow,
                          progress=lambda done, total: say("render", done / total, f"Rendering frame {done}/{total}"))
     seconds["render"] = time.perf_counter() - t
 
@@ -446,6 +506,21 @@ def memory_from_photo(model, photo, spec: MemorySpec, outs: Sequence[str | os.Pa
         likeness_projection=cosine(result.image), likeness_tuned=cosine(tuned.image) if tuned is not None else None,
         notices=list(notices), seconds={k: round(v, 2) for k, v in seconds.items()}, projected=result)
     return out  # the tuned copy and the photo's pixels go with this call's locals
+
+
+def check_clip_memory(spec: MemorySpec, photo) -> None:
+    """MemoryClipError when the clip's frames would not fit in MAX_CLIP_BYTES (a long voice memory of a large photo),
+    before any slow work. `photo`: the PIL photo (its clip size is at most 1024 px on the longer side)."""
+    if spec.render == "photo" and photo is not None:
+        w, h = photo.size
+        f = min(1.0, 1024 / max(w, h))
+        side_bytes = round(w * f) * round(h * f) * 3
+    else:
+        side_bytes = (256 * 256 * 3)  # the model's frames, upscaled x4 at most
+    need = spec.frames * side_bytes * 2  # the frames and the encoder's copy
+    if need > MAX_CLIP_BYTES:
+        raise MemoryClipError(f"a {spec.frames / spec.fps:.0f}-second clip of this photo would need "
+                              f"{need / 2**30:.1f} GB of memory; use a shorter recording or a smaller photo")
 
 
 def motion_preview(model, motion: str, *, frames: int = 24, fps: int = 12, seed: int = 0,

@@ -1,0 +1,87 @@
+"""A voice memory: the clip lasts as long as the recording, carries it as sound, and the mouth follows it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_tiny_dcgan
+from test_audio import syllables, write_wav
+
+from dgf_core.checkpoint import load_model
+from dgf_core.faces.memory import MemoryClipError, MemorySpec, check_clip_memory, memory_latents, voice_spec
+from dgf_core.generation.audio import audio_stream_seconds, load_recording
+
+
+def test_the_mouth_curve_moves_the_latent_along_mouth_open_only():
+    base = torch.zeros(1, 4)
+    dirs = {"mouth_open": torch.tensor([0.0, 0.0, 2.0, 0.0])}
+    mouth = np.array([0.0, 0.5, 1.0, 0.25])
+    lat = memory_latents(base, "z", MemorySpec(frames=4, radius=0.0, render="photo"), directions=dirs,
+                         extents={"mouth_open": 1.5}, mouth=mouth)
+    along = lat[:, 2] / 2.0  # the direction is 2 long: one unit of edit moves 2
+    moved = along / along[2]
+    np.testing.assert_allclose(moved.numpy(), mouth, atol=1e-5)  # proportional to the curve, open at its loudest
+    assert torch.all(lat[:, [0, 1, 3]] == 0)
+    with pytest.raises(MemoryClipError, match="no mouth_open direction"):
+        memory_latents(base, "z", MemorySpec(frames=4, radius=0.0), directions={"age": dirs["mouth_open"]}, mouth=mouth)
+
+
+def test_a_voice_spec_lasts_as_long_as_the_recording_and_long_clips_are_refused(tmp_path):
+    pcm, _ = syllables(2.5, 16000)
+    rec = load_recording(write_wav(tmp_path / "v.wav", pcm, 16000))
+    spec = voice_spec(MemorySpec(frames=48, fps=24), rec)
+    assert spec.frames == rec.frames(24) == 60 and spec.voice_seconds == pytest.approx(2.5, abs=0.01)
+    long = MemorySpec(frames=1440, fps=24, voice_seconds=60.0, render="photo")
+    long.validate()  # a voice memory may run to 60 s ...
+    with pytest.raises(MemoryClipError, match="2..240"):
+        MemorySpec(frames=1440, fps=24).validate()  # ... a silent loop may not
+
+    class Photo:
+        size = (4000, 3000)
+
+    with pytest.raises(MemoryClipError, match="GB of memory"):
+        check_clip_memory(long, Photo())  # 60 s at 1024 x 768
+    Photo.size = (400, 300)
+    check_clip_memory(long, Photo())
+
+
+def test_cli_voice_memory(tmp_path, capsys):
+    from PIL import Image
+
+    from dgf_core.cli import main
+    from dgf_core.faces.edits import save_directions
+    from dgf_core.generation.video import read_clip, read_clip_recipe
+
+    model = load_model(make_tiny_dcgan(tmp_path / "tiny"))
+    photo = tmp_path / "crop.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 26, 3), dtype=np.uint8)).save(photo)
+    pcm, _ = syllables(1.5, 16000)
+    voice = write_wav(tmp_path / "voice.wav", pcm, 16000)
+    out = tmp_path / "m.mp4"
+    proj = ["project", str(photo), "--model", str(model.path), "--out", str(tmp_path / "p.npz"), "--no-align",
+            "--steps", "2", "--tune-steps", "0", "--fps", "8"]
+    assert main(proj + ["--voice", str(voice)]) == 2
+    assert "--voice works with --save-memory" in capsys.readouterr().err
+    assert main(proj + ["--save-memory", str(out), "--voice", str(voice)]) == 2
+    assert "--voice-consent" in capsys.readouterr().err
+    (tmp_path / "empty.wav").write_bytes(b"")
+    assert main(proj + ["--save-memory", str(out), "--voice", str(tmp_path / "empty.wav"), "--voice-consent"]) == 2
+    assert "empty (0 bytes)" in capsys.readouterr().err
+    assert main(proj + ["--save-memory", str(out), "--voice", str(voice), "--voice-consent"]) == 2
+    assert "no mouth_open direction" in capsys.readouterr().err and not out.exists()
+    # without the mouth following the voice, a model without mouth_open makes the clip with the sound
+    assert main(proj + ["--save-memory", str(out), "--voice", str(voice), "--voice-consent", "--no-mouth-follow"]) == 0
+    recipe = read_clip_recipe(out)
+    assert recipe["voice"] == {"used": True, "seconds": 1.5, "mouth_follows_voice": False, "note": recipe["voice"]["note"]}
+    assert "voice.wav" not in str(recipe) and recipe["voice_seconds"] == 1.5
+    frames, fps = read_clip(out)
+    assert len(frames) == 12 and fps == 8
+    assert abs(audio_stream_seconds(out) - 1.5) <= 1 / 8
+    save_directions({"format": "dgf-directions/1", "model": "tiny", "weights_sha256": model.weights_sha256, "space": "z",
+                     "directions": {"mouth_open": {"vector": [0.0] * 15 + [1.0], "motion_amount": 1.5}}},
+                    tmp_path / "tiny" / "directions.json")
+    gif = tmp_path / "m.gif"
+    assert main(proj + ["--save-memory", str(out), "--save-memory", str(gif), "--voice", str(voice),
+                        "--voice-consent"]) == 0
+    assert read_clip_recipe(out)["voice"]["mouth_follows_voice"] is True and audio_stream_seconds(out) > 1.3
+    assert audio_stream_seconds(gif) is None and read_clip_recipe(gif)["voice"]["used"]  # a GIF: no sound
