@@ -734,6 +734,7 @@ def _stop(signum, frame):
 
 def main(argv: list[str] | None = None) -> None:
     a = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, _stop)  # `docker stop`, a Space restart, a test fixture
     demo.launch(server_name=a.host, server_port=a.port, share=a.share, css=CSS, show_error=False)
 

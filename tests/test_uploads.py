@@ -199,3 +199,24 @@ def test_concurrent_holders_of_one_upload_all_read_it(tmp_path):
     with ThreadPoolExecutor(8) as pool:
         sums = list(pool.map(request, range(8)))
     assert sums == [np.asarray(gradient()).sum()] * 8 and not upload.exists()
+
+
+def test_a_shared_upload_sent_again_after_it_was_taken_is_left_for_its_request(tmp_path):
+    """Gradio renames each upload into place: the same content uploaded again is a new file under the same path, for
+    a request that may not have started yet; the holders of the old version leave it alone."""
+    import os
+
+    from dgf_core.serving.uploads import SharedUploads
+
+    upload = tmp_path / "photo.png"
+    gradient().save(upload)
+    shared = SharedUploads()
+    with shared.held(upload) as copy:
+        copy(tmp_path, "own")
+        again = tmp_path / "incoming.png"
+        gradient().save(again)
+        os.replace(again, upload)  # the second upload arrives while the first request runs
+    assert upload.exists()
+    with shared.held(upload) as copy:  # its own request takes it, and deletes it at the end
+        copy(tmp_path, "own2")
+    assert not upload.exists()

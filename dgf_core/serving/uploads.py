@@ -136,14 +136,17 @@ class SharedUploads:
 
     `held(path)` registers the request as a holder of `path` for the duration of a `with` block and yields a function
     that puts the request's own hard link (a copy where links are impossible) of the upload into a folder of the
-    request's choosing. When the last holder leaves, the shared file is deleted, unless `wanted_elsewhere(path)` says
-    that a request not yet started may still need it (True), or cannot tell (None): then it is left to the server's
-    own cache expiry. Thread-safe; one instance per server process."""
+    request's choosing. When the last holder leaves, the shared file is deleted, unless
+    - it is not a version any holder took: the same content was uploaded again since (a new file under the same
+      path, for a request that has not started yet), or
+    - `wanted_elsewhere(path)` says that a request not yet started may still need it (True), or cannot tell (None).
+    What is left is left to the server's own cache expiry. Thread-safe; one instance per server process."""
 
     def __init__(self, wanted_elsewhere: Callable[[str], bool | None] = lambda path: False):
         self.wanted_elsewhere = wanted_elsewhere
         self._lock = threading.Lock()
         self._holders: dict[str, int] = {}
+        self._taken: dict[str, set[tuple[int, int, int]]] = {}  # versions (device, inode, mtime) the holders linked
 
     def holders(self, path: str | os.PathLike) -> int:
         with self._lock:
@@ -154,19 +157,26 @@ class SharedUploads:
         key = os.path.abspath(path)
         with self._lock:
             self._holders[key] = self._holders.get(key, 0) + 1
+            self._taken.setdefault(key, set())
 
         def copy_into(folder: Path, name: str = "upload") -> Path:
             dst = Path(folder) / name
             try:
                 try:
                     os.link(key, dst)
+                    st = os.stat(dst)
+                    version = (st.st_dev, st.st_ino, st.st_mtime_ns)
                 except OSError as e:
                     if isinstance(e, FileNotFoundError):
                         raise
+                    st = os.stat(key)
+                    version = (st.st_dev, st.st_ino, st.st_mtime_ns)
                     shutil.copyfile(key, dst)  # another file system, or links not allowed
             except FileNotFoundError:
                 raise UploadError("the uploaded file is no longer on the server (it is deleted after use); "
                                   "upload it again") from None
+            with self._lock:
+                self._taken[key].add(version)
             return dst
 
         try:
@@ -176,8 +186,15 @@ class SharedUploads:
                 left = self._holders.pop(key) - 1
                 if left:
                     self._holders[key] = left
-                elif self.wanted_elsewhere(key) is False:
-                    _remove_upload(Path(key))
+                else:
+                    taken = self._taken.pop(key, set())
+                    try:
+                        st = os.stat(key)
+                        ours = (st.st_dev, st.st_ino, st.st_mtime_ns) in taken
+                    except FileNotFoundError:
+                        ours = False
+                    if ours and self.wanted_elsewhere(key) is False:
+                        _remove_upload(Path(key))
 
 
 def _remove_upload(path: Path) -> None:
