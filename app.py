@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import argparse
 import base64
-import functools
 import collections
+import functools
 import io
 import json
 import logging

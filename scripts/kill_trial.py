@@ -6,7 +6,7 @@ ends exactly where an uninterrupted run ends. Writes a JSON report.
 The run: `python -m dgf_core train dcgan --resume ...` on a synthetic folder of 64 random 16 px faces (made here),
 a small DCGAN (channels 32), batch 8, a state every 3 steps. Each piece is started with the same command (--resume
 starts the run when there is no state yet) and killed:
-- at a random moment (uniformly 0.5-6 s after start: during start-up, training or a write), or
+- at a random moment (uniformly 2-30 s after start: during start-up, training or a write), or
 - during a checkpoint write: the run folder is polled and the process killed as soon as a temporary file of a
   state write (`.state.safetensors.*`, safetensors' `.tmpXXXXXX`) appears.
 After each kill the next piece must start at the step of the saved state, leave no temporary file, and log each
@@ -95,7 +95,7 @@ def main() -> int:
             proc = subprocess.Popen(command(data, out, a.steps), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE, text=True)
             t0 = time.monotonic()
-            deadline = t0 + (60.0 if during_write else rng.uniform(0.5, 6.0))
+            deadline = t0 + (60.0 if during_write else rng.uniform(2.0, 30.0))
             seen = None
             while proc.poll() is None and time.monotonic() < deadline:
                 if during_write and out.exists():

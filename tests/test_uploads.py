@@ -220,3 +220,14 @@ def test_a_shared_upload_sent_again_after_it_was_taken_is_left_for_its_request(t
     with shared.held(upload) as copy:  # its own request takes it, and deletes it at the end
         copy(tmp_path, "own2")
     assert not upload.exists()
+
+
+def test_a_holder_that_never_reads_the_upload_still_deletes_it(tmp_path):
+    """A request refused before reading (no consent) leaves nothing behind either."""
+    from dgf_core.serving.uploads import SharedUploads
+
+    upload = tmp_path / "photo.png"
+    gradient().save(upload)
+    with SharedUploads().held(upload):
+        pass
+    assert not upload.exists()

@@ -137,8 +137,8 @@ class SharedUploads:
     `held(path)` registers the request as a holder of `path` for the duration of a `with` block and yields a function
     that puts the request's own hard link (a copy where links are impossible) of the upload into a folder of the
     request's choosing. When the last holder leaves, the shared file is deleted, unless
-    - it is not a version any holder took: the same content was uploaded again since (a new file under the same
-      path, for a request that has not started yet), or
+    - it is not a version any holder started with or took: the same content was uploaded again since (a new file
+      under the same path, for a request that has not started yet), or
     - `wanted_elsewhere(path)` says that a request not yet started may still need it (True), or cannot tell (None).
     What is left is left to the server's own cache expiry. Thread-safe; one instance per server process."""
 
@@ -157,7 +157,12 @@ class SharedUploads:
         key = os.path.abspath(path)
         with self._lock:
             self._holders[key] = self._holders.get(key, 0) + 1
-            self._taken.setdefault(key, set())
+            taken = self._taken.setdefault(key, set())
+            try:  # the version there when the request starts is the one it was sent (read or not: no consent)
+                st = os.stat(key)
+                taken.add((st.st_dev, st.st_ino, st.st_mtime_ns))
+            except FileNotFoundError:
+                pass
 
         def copy_into(folder: Path, name: str = "upload") -> Path:
             dst = Path(folder) / name
