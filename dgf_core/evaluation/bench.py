@@ -542,6 +542,18 @@ def run_benchmarks(ctx: BenchContext, only: list[str] | None = None, log=print) 
     return results
 
 
+def _is_model(folder: Path) -> bool:
+    """A generator or upscaler folder of a registered family (not the face detector's or another network's)."""
+    from ..checkpoint import CheckpointError, read_config
+    from ..models import get_family
+
+    try:
+        get_family(read_config(folder)["family"])
+        return True
+    except (CheckpointError, KeyError, ValueError):
+        return False
+
+
 def p95(times: list[float]) -> float:
     """The 95th percentile by nearest rank (the slowest of 20, the 2nd slowest of 40)."""
     ordered = sorted(times)
@@ -564,10 +576,10 @@ def bench_app_load(ctx: BenchContext) -> dict[str, Any]:
 
     from gradio_client import Client, handle_file
 
-    from ..checkpoint import resolve_model_path
+    from ..checkpoint import list_models, read_config, resolve_model_path
     from ..generation.pipeline import FacePipeline
     from ..images import save_png, to_pil
-    from ..serving import registry
+    from ..models import get_family
 
     folder = resolve_model_path(ctx.model)
     n = 5 if ctx.quick else 20
@@ -576,7 +588,8 @@ def bench_app_load(ctx: BenchContext) -> dict[str, Any]:
     pipe, small = FacePipeline.from_pretrained(folder, device="cpu"), tmp / "small.png"  # small: what /upscale gets
     save_png(to_pil(pipe.generate([1234])[0]), photo)
     save_png(to_pil(pipe.generate([99])[0]), small)
-    has_upscaler = registry.default_upscaler(folder.parent) is not None
+    has_upscaler = any(get_family(read_config(folder.parent / name)["family"]).kind == "upscaler"
+                       for name in list_models(folder.parent) if _is_model(folder.parent / name))
     memory = (dict(steps=5, tune_steps=2) if ctx.quick else dict(steps=200, tune_steps=None))
     env = {"GRADIO_TEMP_DIR": str(tmp / "gradio"), "TMPDIR": str(tmp / "scratch")}
     (tmp / "gradio").mkdir()

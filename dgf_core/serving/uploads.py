@@ -203,9 +203,7 @@ class SharedUploads:
 
 
 def _remove_upload(path: Path) -> None:
-    """Delete an upload and its folder when that is left empty (Gradio files each upload in a folder of its own)."""
+    """Delete an upload. Its folder (Gradio files each upload in a folder named by a seeded hash of its content) stays:
+    removing it could race with a new upload of the same content, which makes that folder and then renames its file
+    into it; the server's cache expiry removes empty folders."""
     path.unlink(missing_ok=True)
-    try:
-        path.parent.rmdir()
-    except OSError:  # not empty (another upload of the same content under another name), or gone already
-        pass
