@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -332,7 +333,11 @@ def test_app_load_benchmark_runs(app_weights_dir, monkeypatch):
 
     assert p95(list(range(1, 21))) == 19 and p95([3.0]) == 3.0
     monkeypatch.setenv("DGF_WEIGHTS_DIR", str(app_weights_dir))
-    res = bench_app_load(BenchContext(model="tiny-dcgan", quick=True))
+    ctx = BenchContext(model="tiny-dcgan", quick=True)
+    try:
+        res = bench_app_load(ctx)
+    finally:
+        shutil.rmtree(ctx.tmp(), ignore_errors=True)
     assert res["same_photo_8_at_once"]["succeeded"] == 8 and res["same_photo_8_at_once"]["photo_left_in_gradio_cache"] == 0
     assert res["memory_errors_meanwhile"] == [] and res["upscaler"] is True
     assert 0 < res["idle"]["generate_p50_ms"] <= res["idle"]["generate_p95_ms"]
