@@ -8,33 +8,41 @@ one line in `build_demo`.
 API (gradio_client; the UI's own events):
   /generate     (seed, model, truncation[, upscale]) -> PNG with its recipe in text chunks
   /grid         (seed, count, model, truncation) -> gallery of `count` consecutive seeds
-  /interpolate  (seeds "1,7,42", frames_per_transition, fps, model[, method, easing, loop, truncation, scale, upscale])
-                -> MP4 (H.264) with its recipe in the comment tag
+  /interpolate  (seeds "1,7,42", frames_per_transition, fps, model[, method, easing, loop, truncation, scale, upscale,
+                gif]) -> MP4 (H.264) with its recipe in the comment tag (gif=True also writes a GIF for the UI's preview and
+                download; the API returns the MP4 only)
   /compare      (seeds "1,2", model_a, model_b, truncation[, upscale]) -> PNG: one row per seed, model A | model B
   /compare_clip (seeds "1,7,42", frames_per_transition, fps, model_a, model_b[, loop, truncation, scale, upscale])
                 -> MP4 of both models walking the same keyframes side by side; recipe names both models
   /upscale      (image file, factor "x2" | "x4") -> PNG with the upscaler and its weights hash in text chunks
   /project      (photo file, consent, model[, steps, align, age, gender, frames, fps, mark, upscale, tune_steps, motion,
-                render]) ->
+                render, gif]) ->
                 looping MP4 memory of the face in the photo (motion: "alive", "smile,blink", ...: docs/motion.md;
                 render "photo", the default: the photo itself at its resolution up to 1024 px, moved by the model;
-                "model": the model's frames): projection, then pivotal tuning of a private copy of the
+                "model": the model's frames; gif=True also writes a GIF): projection, then pivotal tuning of a private copy of the
                 model (tune_steps; None: the model's default, 150 for the DCGAN's z, 250 for W+; 0: off; never
                 saved); its recipe holds the pivot latent, never the photo
                 (a tuned clip cannot be regenerated without the photo, and its recipe says so). Without
-                consent=True nothing is read. The upload is moved into a private per-request folder and deleted
-                with it when the request ends (and never logged).
+                consent=True nothing is read. Each request works on its own hard link of the upload in a private
+                folder, deleted when the request ends; the upload itself is deleted from Gradio's cache when the last
+                request that names it (running or queued: the same photo sent twice shares one path) ends. Never
+                logged. Memories run in a line of their own (DGF_MAX_MEMORIES at once, default 2), apart from the
+                renders (DGF_MAX_RENDERS: interpolate, compare_clip, upscale), so fast requests never wait behind one.
 `upscale` is "off" (default), "x2" or "x4", done by the weights folder's upscaler (registry.default_upscaler);
 with no upscaler there, the option is disabled in the UI and the API refuses x2/x4 with a message.
-Bad input raises gr.Error with the reason (gradio_client raises it as AppError).
+Bad input raises gr.Error with the reason (gradio_client raises it as AppError); any other failure gives a one-line
+message with an incident id, and the log (stderr) keeps its traceback under that id. Scratch files: see
+dgf_core.serving.scratch (DGF_SCRATCH_MB caps them).
 """
 from __future__ import annotations
 
 import argparse
 import base64
+import collections
 import functools
 import io
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -70,11 +78,12 @@ from dgf_core.latent import (
 )
 from dgf_core.serving import registry, uploads
 from dgf_core.serving.scratch import ScratchDirs
-from dgf_core.serving.uploads import open_upload
+from dgf_core.serving.uploads import SharedUploads, open_upload
 
 SEED_SLIDER_MAX = 9_999  # the slider browses 0..9999; the number box takes any seed up to SEED_MAX
 MAX_GRID = 64
 RENDER_CONCURRENCY = int(os.environ.get("DGF_MAX_RENDERS", "2"))  # clips rendered at once; the rest wait in line
+MEMORY_CONCURRENCY = int(os.environ.get("DGF_MAX_MEMORIES", "2"))  # memories made at once, in slots of their own
 QUEUE_SIZE = int(os.environ.get("DGF_QUEUE_SIZE", "64"))  # requests waiting beyond this are turned away
 MODELS = registry.PipelineCache()
 UPSCALERS = registry.UpscalerCache()
@@ -82,7 +91,8 @@ PROJECTORS = registry.ModelCache(max_models=2, kind="projection")  # generators 
 MAX_PROJECTION_STEPS = 1000  # the app's budget per photo (the CLI allows more)
 CONSENT = "I have the right to use this photo"
 UPSCALE_CHOICES = ["off", "x2", "x4"]
-SCRATCH = ScratchDirs(prefix="dgf-app-")
+SCRATCH = ScratchDirs(prefix="dgf-app-", max_bytes=int(float(os.environ.get("DGF_SCRATCH_MB", "256")) * 2**20))
+log = logging.getLogger("dgf.app")
 CSS = """
 .pixelated img, .pixelated video { image-rendering: pixelated; }
 #face img, #compare-image img, #upscale-before img, #upscale-after img { width: 100%; height: 100%; object-fit: contain; }
@@ -90,14 +100,23 @@ CSS = """
 
 
 def user_errors(fn):
-    """Bad input (ValueError: seeds, limits, unknown models) -> gr.Error carrying its message."""
+    """Bad input (ValueError: seeds, limits, unknown models) -> gr.Error carrying its message. Anything else is a
+    fault of the server: the log keeps its traceback under an incident id, the user gets one line naming that id
+    (never Gradio's generic "error", never a path or a traceback)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except gr.Error:
+            raise
         except ValueError as e:
             raise gr.Error(str(e), print_exception=False) from None
+        except Exception as e:
+            incident = secrets.token_hex(4)
+            log.exception("incident %s in %s", incident, fn.__name__)
+            raise gr.Error(f"the server failed on this request ({type(e).__name__}, incident {incident}); please try "
+                           "again, and report the incident id if it keeps happening", print_exception=False) from None
 
     return wrapper
 
@@ -220,29 +239,38 @@ def _pick_seed(seeds: list[int], evt: gr.SelectData) -> int:
 @user_errors
 def interpolate(seeds: str, frames_per_transition: float, fps: float, model: str, method: str = "slerp",
                 easing: str = "ease-in-out", loop: bool = True, truncation: float = 1.0, scale: float = 4,
-                upscale: str = "off", progress=gr.Progress()) -> tuple[str, dict]:
-    """Render the walk once; write MP4, GIF and recipe.json into this request's own folder."""
+                upscale: str = "off", gif: bool = False, progress=gr.Progress()) -> tuple[str, dict]:
+    """Render the walk once; write the MP4, the GIF when asked (`gif`; the API returns the MP4 only) and recipe.json
+    into this request's own folder."""
     pipe = MODELS.get(model)
     spec = video.ClipSpec(video.parse_keyframes(seeds), frames_per_transition, fps, loop=loop, method=method,
                           easing=easing, truncation=truncation, scale=scale)
     up, factor = upscaler_for(upscale)
     stem = f"{pipe.model.name}-{'-'.join(map(str, spec.seeds[:8]))}"
     return clip_files(lambda outs, prog: video.make_clip(pipe, spec, outs, prog, upscaler=up, factor=factor), stem,
-                      progress)
+                      progress, gif=_flag("gif", gif))
 
 
-def clip_files(make, stem: str, progress) -> tuple[str, dict]:
-    """Run a core clip call (`make(outs, progress)` -> recipe) into a fresh request folder: MP4, GIF, recipe.json."""
+def clip_files(make, stem: str, progress, gif: bool = False) -> tuple[str, dict]:
+    """Run a core clip call (`make(outs, progress)` -> recipe) into a fresh request folder: MP4, recipe.json and, when
+    asked, a GIF (files["gif"] is None otherwise)."""
     folder = SCRATCH.new()
-    mp4, gif = folder / f"{stem}.mp4", folder / f"{stem}.gif"
+    mp4, gif_path = folder / f"{stem}.mp4", folder / f"{stem}.gif" if gif else None
     progress(0, desc="Rendering frames")
-    recipe = make([mp4, gif], lambda done, total: progress((done, total), desc="Rendering frames", unit="frames"))
+    recipe = make([mp4, gif_path] if gif else [mp4],
+                  lambda done, total: progress((done, total), desc="Rendering frames", unit="frames"))
     write_json_atomic(recipe, folder / f"{stem}.recipe.json")
-    return str(mp4), {"mp4": str(mp4), "gif": str(gif), "recipe": recipe, "recipe_path": str(folder / f"{stem}.recipe.json")}
+    return str(mp4), {"mp4": str(mp4), "gif": str(gif_path) if gif else None, "recipe": recipe,
+                      "recipe_path": str(folder / f"{stem}.recipe.json")}
+
+
+def gif_button(path: str | None) -> gr.DownloadButton:
+    """Download GIF: usable when the request made one."""
+    return gr.DownloadButton(value=path, interactive=path is not None)
 
 
 def show_clip_files(files: dict):
-    return (gr.DownloadButton(value=files["mp4"], interactive=True), gr.DownloadButton(value=files["gif"], interactive=True),
+    return (gr.DownloadButton(value=files["mp4"], interactive=True), gif_button(files["gif"]),
             gr.DownloadButton(value=files["recipe_path"], interactive=True), files["gif"], files["recipe"])
 
 
@@ -266,6 +294,7 @@ def interpolate_tab(model: gr.Dropdown, demo: gr.Blocks) -> None:
                 upscale = upscale_radio("interpolate-upscale")
                 scale = gr.Radio(list(video.DISPLAY_SCALES), value=auto_scale(model.value), label="Pixel scale",
                                  info="nearest-neighbour enlargement of the written frames")
+                gif = gr.Checkbox(False, label="Also make a GIF", elem_id="make-gif")
                 render_btn = gr.Button("Render clip", variant="primary", elem_id="render")
             with gr.Column(scale=1):
                 preview = gr.Video(label="Preview (MP4, synthetic)", autoplay=True, loop=True, buttons=["download"],
@@ -281,8 +310,8 @@ def interpolate_tab(model: gr.Dropdown, demo: gr.Blocks) -> None:
         files = gr.State()
         gr.on([model.change, upscale.change], auto_scale, [model, upscale], scale, api_visibility="private",
               show_progress="hidden")
-        render_btn.click(interpolate, [keyframes, frames, fps, model, method, easing, loop, truncation, scale, upscale],
-                         [preview, files], api_name="interpolate", concurrency_limit=RENDER_CONCURRENCY,
+        render_btn.click(interpolate, [keyframes, frames, fps, model, method, easing, loop, truncation, scale, upscale,
+                                       gif], [preview, files], api_name="interpolate", concurrency_limit=RENDER_CONCURRENCY,
                          concurrency_id="render").success(
             show_clip_files, files, [mp4_dl, gif_dl, recipe_dl, gif_preview, recipe], api_visibility="private")
 
@@ -450,27 +479,37 @@ def likeness_model():
     return default_likeness()
 
 
-def take_upload(path: str, private: Path) -> Path:
-    """Move an upload out of Gradio's cache into this request's private folder (deleted when the request ends), so
-    no copy of the photo outlives the request. Never logged."""
-    src = Path(path)
-    dst = private / "photo"
-    shutil.move(src, dst)
+_FINISHED = collections.deque(maxlen=1024)  # Gradio events whose handler is done (they may still look active)
+
+
+def _current_event() -> str | None:
+    from gradio.context import LocalContext
+
+    return LocalContext.event_id.get(None)
+
+
+def wanted_elsewhere(path: str) -> bool | None:
+    """Whether a request other than this one, waiting in Gradio's queue or running, names the upload `path`: Gradio
+    files identical uploads under one path, so two people sending the same photo share it. None when the queue cannot
+    be read (then the upload is left to Gradio's cache expiry, never deleted under another request)."""
+    me, finished = _current_event(), set(_FINISHED)
     try:
-        src.parent.rmdir()  # Gradio's per-upload folder, now empty
-    except OSError:  # not empty (another file of the same content), or already gone
-        pass
-    return dst
+        queue = demo._queue
+        events = [e for q in queue.event_queue_per_concurrency_id.values() for e in q.queue]
+        events += [e for job in queue.active_jobs if job for e in job]
+        for e in events:
+            if e._id == me or e._id in finished or e.data is None:
+                continue
+            for v in e.data.data:
+                named = v.get("path") if isinstance(v, dict) else v
+                if isinstance(named, str) and os.path.abspath(named) == path:
+                    return True
+        return False
+    except (AttributeError, TypeError):  # another Gradio version: cannot tell
+        return None
 
 
-def forget_upload(path: str | None) -> None:
-    """Delete an upload that was not taken (no consent, an error before it was moved)."""
-    if path:
-        Path(path).unlink(missing_ok=True)
-        try:
-            Path(path).parent.rmdir()
-        except OSError:
-            pass
+UPLOADS = SharedUploads(wanted_elsewhere)
 
 
 def data_uri(image_u8) -> str:
@@ -497,7 +536,8 @@ def _flag(name: str, value: object) -> bool:
 def memory_from_photo(photo: dict | str | None, consent: bool, model: str, steps: float = DEFAULT_STEPS,
                       align: bool = True, age: float = 0.0, gender: float = 0.0, frames: float = 48, fps: float = 24,
                       mark: bool = True, upscale: str = "off", tune_steps: float | None = None,
-                      motion: str | list[str] = "", render: str = "photo", progress=gr.Progress()) -> tuple[str, dict]:
+                      motion: str | list[str] = "", render: str = "photo", gif: bool = False,
+                      progress=gr.Progress()) -> tuple[str, dict]:
     """Photo -> aligned face -> pivot latent -> pivotal tuning (tune_steps; 0: off, None: the model's default) -> looping memory clip (MP4,
     GIF, recipe with the latent): `dgf_core.faces.memory.memory_from_photo`, after the checks that belong to the app.
 
@@ -505,44 +545,58 @@ def memory_from_photo(photo: dict | str | None, consent: bool, model: str, steps
     leave the upload in its cache, so every input is checked here, after the upload is in hand. `photo` is
     Gradio's file payload ({"path": ...} in its upload folder; Gradio has checked the path)."""
     path = photo.get("path") if isinstance(photo, dict) else photo
+    if not path:
+        raise ValueError("upload a photo with one face, seen from the front" if consent is True else
+                         f"tick \"{CONSENT}\" to use a photo; nothing was read")
     private = SCRATCH.new()
     try:
-        if consent is not True:
-            raise ValueError(f"tick \"{CONSENT}\" to use a photo; nothing was read")
-        if not path:
-            raise ValueError("upload a photo with one face, seen from the front")
-        picture = uploads.open_upload(take_upload(path, private))
-        m = PROJECTORS.get(model)
-        up, factor = upscaler_for(upscale)
-        amounts = {"age": _number("age", age, -MAX_EDIT, MAX_EDIT), "gender": _number("gender", gender, -MAX_EDIT, MAX_EDIT)}
-        edit = {k: v for k, v in amounts.items() if v}
-        spec = MemorySpec(frames=_number("frames", frames, 2, MAX_MEMORY_FRAMES, whole=True),
-                          fps=_number("fps", fps, 1, video.MAX_FPS, whole=True), edit=edit, upscale=factor,
-                          mark=_flag("mark", mark), motion=motion_text(motion), render=render)
-        spec.validate()
-        options = ProjectionOptions(steps=_number("steps", steps, 1, MAX_PROJECTION_STEPS, whole=True))
-        tuning = TuningOptions(steps=None if tune_steps is None else  # None: the model's default
-                               _number("tune_steps", tune_steps, 0, MAX_TUNE_STEPS, whole=True))
-        align = _flag("align", align)
-        folder = SCRATCH.new()
-        stem = f"memory-{m.name}"
-        res = core_memory_from_photo(
-            m, picture, spec, [folder / f"{stem}.mp4", folder / f"{stem}.gif"], projection=options, tuning=tuning,
-            align=align, detector=face_detector() if align else None, likeness=likeness_model(), upscaler=up,
-            render=spec.render,
-            progress=lambda phase, frac, text: progress(overall_progress(phase, frac, tuning.steps != 0), desc=text))
-        del picture
-        write_json_atomic(res.recipe, folder / f"{stem}.recipe.json")
-        return str(folder / f"{stem}.mp4"), {
-            "mp4": str(folder / f"{stem}.mp4"), "gif": str(folder / f"{stem}.gif"), "recipe": res.recipe,
-            "recipe_path": str(folder / f"{stem}.recipe.json"), "aligned": data_uri(res.aligned),
-            "projection": data_uri(res.projection), "psnr_projection": res.psnr_projection,
-            "tuned": data_uri(res.tuned) if res.tuned is not None else None, "psnr_tuned": res.psnr_tuned,
-            "likeness_projection": res.likeness_projection, "likeness_tuned": res.likeness_tuned,
-            "reconstruction": data_uri(res.reconstruction), "psnr": res.psnr, "notices": res.notices}
+        with UPLOADS.held(path) as copy_into:  # deleted from Gradio's cache after the last request that uses it
+            try:
+                if consent is not True:
+                    raise ValueError(f"tick \"{CONSENT}\" to use a photo; nothing was read")
+                return make_memory(copy_into(private, "photo"), model, steps, align, age, gender, frames, fps, mark,
+                                   upscale, tune_steps, motion, render, gif, progress)
+            finally:
+                _FINISHED.append(_current_event())
     finally:
         shutil.rmtree(private, ignore_errors=True)
-        forget_upload(path)
+
+
+def make_memory(photo: Path, model: str, steps, align, age, gender, frames, fps, mark, upscale, tune_steps, motion,
+                render, gif, progress) -> tuple[str, dict]:
+    """The checks that belong to the app, then `dgf_core.faces.memory.memory_from_photo` on this request's own link of
+    the photo."""
+    picture = uploads.open_upload(photo)
+    m = PROJECTORS.get(model)
+    up, factor = upscaler_for(upscale)
+    amounts = {"age": _number("age", age, -MAX_EDIT, MAX_EDIT), "gender": _number("gender", gender, -MAX_EDIT, MAX_EDIT)}
+    edit = {k: v for k, v in amounts.items() if v}
+    spec = MemorySpec(frames=_number("frames", frames, 2, MAX_MEMORY_FRAMES, whole=True),
+                      fps=_number("fps", fps, 1, video.MAX_FPS, whole=True), edit=edit, upscale=factor,
+                      mark=_flag("mark", mark), motion=motion_text(motion), render=render)
+    spec.validate()
+    options = ProjectionOptions(steps=_number("steps", steps, 1, MAX_PROJECTION_STEPS, whole=True))
+    tuning = TuningOptions(steps=None if tune_steps is None else  # None: the model's default
+                           _number("tune_steps", tune_steps, 0, MAX_TUNE_STEPS, whole=True))
+    align = _flag("align", align)
+    gif = _flag("gif", gif)
+    folder = SCRATCH.new()
+    stem = f"memory-{m.name}"
+    outs = [folder / f"{stem}.mp4"] + ([folder / f"{stem}.gif"] if gif else [])
+    res = core_memory_from_photo(
+        m, picture, spec, outs, projection=options, tuning=tuning,
+        align=align, detector=face_detector() if align else None, likeness=likeness_model(),
+        upscaler=up, render=spec.render,
+        progress=lambda phase, frac, text: progress(overall_progress(phase, frac, tuning.steps != 0), desc=text))
+    del picture
+    write_json_atomic(res.recipe, folder / f"{stem}.recipe.json")
+    return str(folder / f"{stem}.mp4"), {
+        "mp4": str(folder / f"{stem}.mp4"), "gif": str(outs[1]) if gif else None, "recipe": res.recipe,
+        "recipe_path": str(folder / f"{stem}.recipe.json"), "aligned": data_uri(res.aligned),
+        "projection": data_uri(res.projection), "psnr_projection": res.psnr_projection,
+        "tuned": data_uri(res.tuned) if res.tuned is not None else None, "psnr_tuned": res.psnr_tuned,
+        "likeness_projection": res.likeness_projection, "likeness_tuned": res.likeness_tuned,
+        "reconstruction": data_uri(res.reconstruction), "psnr": res.psnr, "notices": res.notices}
 
 
 def _figure(uri: str, caption: str) -> str:
@@ -561,8 +615,7 @@ def show_memory(files: dict):
     notices = "".join(f"<li>{n}</li>" for n in files["notices"])
     html = ("<div style='display:flex;gap:1em;align-items:flex-start'>" + "".join(figs) + "</div>"
             + (f"<ul>{notices}</ul>" if notices else ""))
-    return (html, gr.DownloadButton(value=files["mp4"], interactive=True), gr.DownloadButton(value=files["gif"], interactive=True),
-            files["recipe"])
+    return html, gr.DownloadButton(value=files["mp4"], interactive=True), gif_button(files["gif"]), files["recipe"]
 
 
 def motion_text(motion: str | list[str] | None) -> str:
@@ -625,7 +678,8 @@ def memory_tab(model: gr.Dropdown, demo: gr.Blocks) -> None:
         gr.Markdown("Find a face from a photo in the model's latent space and make a short, looping *memory* of it. "
                     "The photo is used for this request only: it is deleted when the request ends (upload it again to "
                     "try other settings), never logged, and the clip's recipe holds the latent, not the photo. The "
-                    "clip is **synthetic**.")
+                    f"clip is **synthetic**. Memories are made {MEMORY_CONCURRENCY} at a time; while yours waits, the "
+                    "clip box shows its place in line.")
         with gr.Row():
             with gr.Column(scale=1):
                 consent = gr.Checkbox(False, label=CONSENT, elem_id="consent")
@@ -655,6 +709,7 @@ def memory_tab(model: gr.Dropdown, demo: gr.Blocks) -> None:
                 motion_look = gr.HTML(elem_id="motion-preview")
                 mark = gr.Checkbox(True, label="Visible \"SYNTHETIC\" mark")
                 upscale = upscale_radio("memory-upscale")
+                gif = gr.Checkbox(False, label="Also make a GIF", elem_id="memory-gif")
                 button = gr.Button("Make the memory", variant="primary", elem_id="memory-btn")
             with gr.Column(scale=1):
                 clip = gr.Video(label="Memory (MP4, synthetic, loops)", autoplay=True, loop=True, buttons=["download"],
@@ -673,10 +728,12 @@ def memory_tab(model: gr.Dropdown, demo: gr.Blocks) -> None:
               show_progress="hidden")
         gr.on([motion.change, model.change], preview_motion, [model, motion], motion_look, api_visibility="private",
               show_progress="hidden")
+        # memories wait in a line of their own (MEMORY_CONCURRENCY at once), so generate, upscale and clips never
+        # wait behind one; while waiting, the clip box shows the request's place in that line
         made = button.click(memory_from_photo, [photo, consent, model, steps, align, age, gender, frames, fps, mark,
-                                                upscale, tune_steps, motion, render], [clip, files], api_name="project",
-                            preprocess=False,
-                            concurrency_limit=RENDER_CONCURRENCY, concurrency_id="render")
+                                                upscale, tune_steps, motion, render, gif], [clip, files],
+                            api_name="project", preprocess=False, concurrency_limit=MEMORY_CONCURRENCY,
+                            concurrency_id="memory", show_progress="full")
         made.success(show_memory, files, [preview, mp4_dl, gif_dl, recipe], api_visibility="private")
         made.then(lambda: None, None, photo, api_visibility="private", show_progress="hidden")  # it was deleted
 
@@ -735,6 +792,7 @@ def _stop(signum, frame):
 
 def main(argv: list[str] | None = None) -> None:
     a = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, _stop)  # `docker stop`, a Space restart, a test fixture
     demo.launch(server_name=a.host, server_port=a.port, share=a.share, css=CSS, show_error=False)
 

@@ -8,7 +8,9 @@ A model folder holds:
 unpickles: pickles (.pt/.pth/.pkl) are refused with a message saying how to convert them.
 
 Training state for `--resume` is one safetensors file whose metadata holds the JSON state (step,
-options, optimizer hyper-parameters), so it is written with a single atomic rename.
+options, optimizer hyper-parameters), so it is written with a single atomic rename. A write killed half-way leaves
+only temporary files (ours, `.NAME.XXXXXXXX.tmp.SUFFIX`, and safetensors' own `.tmpXXXXXX`), which
+`remove_partial_writes` finds by name and a resumed run removes.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,9 +94,33 @@ def save_tensors_atomic(tensors: dict[str, torch.Tensor], path: str | os.PathLik
     path, tmp = atomic_path(path)
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        # safetensors writes a temporary file of its own (mode 0600) and renames it over `tmp`: ordinary
+        # permissions again (0666 less the umask), as for any other output
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+# what a write killed half-way leaves: atomic_path's `.NAME.XXXXXXXX.tmp.SUFFIX` (mkstemp's 8 random characters),
+# and the `.tmpXXXXXX` that safetensors' save_file writes before its own rename
+PARTIAL_WRITE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$|^\.tmp[A-Za-z0-9]{6}$")
+
+
+def remove_partial_writes(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of interrupted writes in `folder` (not below it), found by name; return them.
+    Call it only on a folder no other process is writing to (a run folder when its run resumes)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for p in folder.iterdir():
+        if PARTIAL_WRITE.match(p.name) and p.is_file() and not p.is_symlink():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return sorted(removed)
 
 
 def save_model(

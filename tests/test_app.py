@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,7 +50,7 @@ def test_api_names_and_signatures(client):
     # new options come last, with defaults, so existing clients keep working
     assert [p["parameter_name"] for p in api["/generate"]["parameters"]] == ["seed", "model", "truncation", "upscale"]
     params = [p["parameter_name"] for p in api["/interpolate"]["parameters"]]
-    assert params[:4] == ["seeds", "frames_per_transition", "fps", "model"] and params[-1] == "upscale"
+    assert params[:4] == ["seeds", "frames_per_transition", "fps", "model"] and params[-2:] == ["upscale", "gif"]
     assert all(p["parameter_has_default"] for p in api["/interpolate"]["parameters"][4:])
     assert api["/generate"]["parameters"][3]["parameter_default"] == "off"
     assert [p["parameter_name"] for p in api["/compare"]["parameters"]] == ["seeds", "model_a", "model_b", "truncation", "upscale"]
@@ -305,8 +307,9 @@ def test_the_queue_bounds_renders_and_the_defaults_are_local(tiny_weights_dir, m
     import app
 
     fns = {f.api_name: f for f in app.demo.fns.values()}
-    for name in ("interpolate", "compare_clip", "upscale", "project"):  # the heavy requests share one line
+    for name in ("interpolate", "compare_clip", "upscale"):  # the renders share one line ...
         assert fns[name].concurrency_limit == app.RENDER_CONCURRENCY and fns[name].concurrency_id == "render"
+    assert fns["project"].concurrency_limit == app.MEMORY_CONCURRENCY and fns["project"].concurrency_id == "memory"
     assert app.demo._queue.max_size == app.QUEUE_SIZE
     a = app.parse_args([])
     assert (a.host, a.port, a.share) == ("127.0.0.1", 7860, False)
@@ -323,6 +326,22 @@ def test_app_benchmark_runs(tiny_weights_dir, monkeypatch):
     res = bench_app(BenchContext(model="tiny-dcgan", quick=True))
     assert 0 < res["first_image_s"] < 180 and 0 < res["generate_round_trip_ms"]
     assert res["target_met"] == (res["first_image_s"] <= 15 and res["generate_round_trip_ms"] <= 150)
+
+
+def test_app_load_benchmark_runs(app_weights_dir, monkeypatch):
+    from dgf_core.evaluation.bench import BenchContext, bench_app_load, p95
+
+    assert p95(list(range(1, 21))) == 19 and p95([3.0]) == 3.0
+    monkeypatch.setenv("DGF_WEIGHTS_DIR", str(app_weights_dir))
+    ctx = BenchContext(model="tiny-dcgan", quick=True)
+    try:
+        res = bench_app_load(ctx)
+    finally:
+        shutil.rmtree(ctx.tmp(), ignore_errors=True)
+    assert res["same_photo_8_at_once"]["succeeded"] == 8 and res["same_photo_8_at_once"]["photo_left_in_gradio_cache"] == 0
+    assert res["memory_errors_meanwhile"] == [] and res["upscaler"] is True
+    assert 0 < res["idle"]["generate_p50_ms"] <= res["idle"]["generate_p95_ms"]
+    assert res["two_memories_running"]["upscale_p95_ms"] > 0
 
 
 # ---- Memory from a photo ------------------------------------------------------------------------------------
@@ -487,3 +506,106 @@ def test_project_never_takes_a_file_from_outside_the_upload_folder(gradio_app, t
     event = json.loads(urllib.request.urlopen(req, timeout=60).read())["event_id"]
     stream = urllib.request.urlopen(f"{gradio_app.url}/gradio_api/call/project/{event}", timeout=120).read().decode()
     assert stream.startswith("event: error") and victim.exists()
+
+
+# ---- under load: one photo sent by several people, fair queues, unexpected errors ---------------------------------
+
+def test_the_same_photo_sent_at_once_by_several_clients_all_succeed(gradio_app, tmp_path):
+    """Gradio files identical uploads under one path: each request works on its own link, and the shared file goes
+    only after the last request that names it (running or still queued: 6 requests, 2 memory slots)."""
+    data = photo_bytes(seed=11)
+    (tmp_path / "family.png").write_bytes(data)
+    clients = [Client(gradio_app.url, verbose=False, analytics_enabled=False, download_files=str(tmp_path / str(i)))
+               for i in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        jobs = [pool.submit(c.predict, handle_file(str(tmp_path / "family.png")), True, "tiny-dcgan", 10, False, 0.0,
+                            0.0, 4, 8, False, "off", 0, api_name="/project") for c in clients]
+        paths = [j.result(timeout=300) for j in jobs]
+    assert len(set(paths)) == 6
+    latents = [video.read_clip_recipe(p)["latent"] for p in paths]
+    assert all(lat == latents[0] for lat in latents)  # the same photo, the same settings: the same memory
+    assert left_on_disk(gradio_app, data, "family.png") == []  # and the photo is gone once all are done
+
+
+def test_the_api_clip_writes_no_gif_unless_asked(tiny_weights_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("DGF_WEIGHTS_DIR", str(tiny_weights_dir))
+    import app
+    from dgf_core.serving.scratch import ScratchDirs
+
+    monkeypatch.setattr(app, "SCRATCH", ScratchDirs(prefix="dgf-test-", parent=tmp_path))
+    mp4, files = app.interpolate("1,2", 2, 8, "tiny-dcgan", progress=lambda *a, **k: None)
+    assert files["gif"] is None and sorted(p.suffix for p in Path(mp4).parent.iterdir()) == [".json", ".mp4"]
+    mp4, files = app.interpolate("1,2", 2, 8, "tiny-dcgan", gif=True, progress=lambda *a, **k: None)
+    assert sorted(p.suffix for p in Path(mp4).parent.iterdir()) == [".gif", ".json", ".mp4"]
+    assert video.read_clip_recipe(files["gif"])["seeds"] == [1, 2]
+
+
+def test_unexpected_errors_give_one_line_with_an_incident_id_and_the_log_keeps_the_traceback(caplog):
+    import gradio as gr
+
+    import app
+
+    @app.user_errors
+    def broken():
+        return {}["missing"]
+
+    with pytest.raises(gr.Error) as e:
+        broken()
+    message = e.value.message
+    assert "\n" not in message and "KeyError" in message and "Traceback" not in message
+    incident = message.split("incident ")[1].split(")")[0]
+    assert len(incident) == 8
+    record = next(r for r in caplog.records if incident in r.getMessage())
+    assert record.exc_info and record.exc_info[0] is KeyError  # the log has the traceback
+
+
+def test_fast_requests_do_not_wait_behind_memories(app_weights_dir, monkeypatch, tmp_path):
+    """Memories (patched to wait) fill their two slots and a third waits in line, showing its place; /generate,
+    /upscale and a short clip are answered meanwhile."""
+    import threading
+    import time
+
+    from gradio_client.utils import Status
+
+    from dgf_core.evaluation.bench import free_port
+
+    monkeypatch.setenv("DGF_WEIGHTS_DIR", str(app_weights_dir))
+    import app
+
+    release, started = threading.Event(), []
+
+    def slow_memory(photo, *args):
+        started.append(photo)
+        release.wait(120)
+        raise ValueError("stopped by the test")
+
+    monkeypatch.setattr(app, "make_memory", slow_memory)
+    port = free_port()
+    app.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}", verbose=False, analytics_enabled=False,
+                        download_files=str(tmp_path / "dl"))
+        (tmp_path / "p.png").write_bytes(photo_bytes(seed=12))
+        memories = [client.submit(handle_file(str(tmp_path / "p.png")), True, "tiny-dcgan", api_name="/project")
+                    for _ in range(app.MEMORY_CONCURRENCY + 1)]
+        deadline = time.monotonic() + 60
+        while len(started) < app.MEMORY_CONCURRENCY and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(started) == app.MEMORY_CONCURRENCY
+        t0 = time.monotonic()
+        client.predict(3, "tiny-dcgan", 1.0, api_name="/generate")
+        client.predict(handle_file(str(png_file(tmp_path / "u.png"))), "x2", api_name="/upscale")
+        client.predict("1,2", 2, 8, "tiny-dcgan", api_name="/interpolate")
+        fast = time.monotonic() - t0
+        assert fast < 30 and not any(m.done() for m in memories) and len(started) == app.MEMORY_CONCURRENCY
+        deadline = time.monotonic() + 10  # one of the three waits (which one: the order they reached the server)
+        while not (waiting := [st for m in memories if (st := m.status()).code == Status.IN_QUEUE]) \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(waiting) == 1 and waiting[0].rank == 0 and waiting[0].queue_size >= 1  # its place in line
+    finally:
+        release.set()
+        for m in memories:
+            with pytest.raises(Exception, match="stopped by the test"):
+                m.result(timeout=60)
+        app.demo.close()

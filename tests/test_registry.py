@@ -5,13 +5,14 @@ import json
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from conftest import make_tiny_dcgan
 
 from dgf_core.checkpoint import CheckpointError
 from dgf_core.serving import registry
-from dgf_core.serving.scratch import ScratchDirs
+from dgf_core.serving.scratch import OWNER_FILE, ScratchDirs
 
 
 @pytest.fixture
@@ -144,3 +145,51 @@ def test_card_metrics_show_what_exists(tmp_path):
     assert registry.card_metrics(registry.describe("continued", tmp_path))["images seen"] == "304,000"
     text = registry.card_markdown(registry.describe("full", tmp_path))
     assert text.startswith("**full** (dcgan, 16×16)") and "- memorization ratio: 1.041" in text
+
+
+def test_scratch_cap_evicts_the_oldest_folders_first(tmp_path):
+    scratch = ScratchDirs(prefix="dgf-test-", max_age_s=3600, max_bytes=3000, min_age_s=30, parent=tmp_path)
+    now = time.time()
+    *folders, young = [scratch.new() for _ in range(5)]
+    for i, d in enumerate(folders + [young]):
+        (d / "clip.mp4").write_bytes(b"x" * 1000)
+        os.utime(d, (now - 1000 + i * 100, now - 1000 + i * 100))  # folders[0] is the oldest
+    os.utime(young, (now - 5, now - 5))  # under min_age_s: spared
+    assert scratch.sweep(now) == 2  # 5000 bytes -> 3000: the two oldest go
+    assert [d.exists() for d in folders] == [False, False, True, True] and young.exists()
+    assert scratch.total_bytes() <= 3000 + 200  # plus the owner record
+    (young / "more.mp4").write_bytes(b"x" * 5000)
+    scratch.sweep(now)  # over the cap again: everything old enough goes, the young folder stays
+    assert [d.exists() for d in folders] == [False] * 4 and young.exists()
+    scratch.cleanup()
+
+
+def test_scratch_of_dead_processes_is_removed_at_start_never_a_live_ones(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    code = ("import sys, time; sys.path.insert(0, sys.argv[2]); from dgf_core.serving.scratch import ScratchDirs; "
+            "s = ScratchDirs(prefix='dgf-app-', parent=sys.argv[1]); (s.new() / 'x.gif').write_bytes(b'x'); "
+            "print(s.root, flush=True); time.sleep(float(sys.argv[3]))")
+    repo = str(Path(__file__).resolve().parent.parent)
+    live = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), repo, "60"], stdout=subprocess.PIPE, text=True)
+    dead = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), repo, "60"], stdout=subprocess.PIPE, text=True)
+    try:
+        live_root, dead_root = Path(live.stdout.readline().strip()), Path(dead.stdout.readline().strip())
+        dead.kill()  # SIGKILL: no atexit, its folder stays
+        dead.wait(10)
+        assert dead_root.is_dir() and live_root.is_dir()
+        reused = tmp_path / "dgf-app-reused"  # a recorded PID that is alive now, but a different process
+        reused.mkdir()
+        (reused / "owner.json").write_text(json.dumps({"pid": live.pid, "started": "1"}))
+        foreign = tmp_path / "dgf-app-foreign"  # no owner record: not ours to judge
+        foreign.mkdir()
+        scratch = ScratchDirs(prefix="dgf-app-", parent=tmp_path)
+        assert sorted(scratch.stale_removed) == sorted([dead_root, reused])
+        assert not dead_root.exists() and not reused.exists()
+        assert live_root.is_dir() and (live_root / OWNER_FILE).is_file() and foreign.is_dir()
+        scratch.cleanup()
+    finally:
+        live.kill()
+        live.wait(10)

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from dgf_core.checkpoint import load_model, read_config
 from dgf_core.data import load_image_set
 from dgf_core.training.losses import ema_decay_at
-from dgf_core.training.loop import STATE_FILE, TrainOptions, train
+from dgf_core.training.loop import STATE_FILE, TrainOptions, train, truncate_log
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {"g_channels": 4, "d_channels": 4, "z_dim": 8}
@@ -54,13 +54,106 @@ def test_interrupted_then_resumed_equals_uninterrupted(image_folder, tmp_path):
 
 
 def test_run_folder_guards(image_folder, tmp_path):
-    with pytest.raises(FileNotFoundError, match="--resume"):
-        train(opts(image_folder, tmp_path / "r", resume=True))
     train(opts(image_folder, tmp_path / "r", steps=1, export=False))
     with pytest.raises(FileExistsError, match="--resume"):
         train(opts(image_folder, tmp_path / "r", steps=1))
     with pytest.raises(ValueError, match="batch_size"):
         train(opts(image_folder, tmp_path / "r", steps=2, resume=True, batch_size=4))
+
+
+def test_resume_starts_a_run_where_there_is_none_and_a_failed_start_leaves_no_folder(image_folder, tmp_path):
+    """One command starts or continues a run: --resume on a folder without a state trains from step 0, exactly as a
+    run without --resume would."""
+    train(opts(image_folder, tmp_path / "plain", steps=2, export=False))
+    train(opts(image_folder, tmp_path / "new", steps=2, export=False, resume=True))
+    a, b = load_file(str(tmp_path / "plain" / STATE_FILE)), load_file(str(tmp_path / "new" / STATE_FILE))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        train(opts(image_folder, tmp_path / "never", batch_size=64, resume=True))
+    assert not (tmp_path / "never").exists()  # the folder it made is gone again
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        train(opts(image_folder, tmp_path / "kept", batch_size=64))
+    assert (tmp_path / "kept").is_dir()  # one that was there before stays
+
+
+def test_state_file_has_ordinary_permissions(image_folder, tmp_path):
+    """safetensors writes through a 0600 temporary file of its own; the state ends up 0666 less the umask."""
+    umask = os.umask(0o022)
+    try:
+        train(opts(image_folder, tmp_path / "r", steps=2, export=False))
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "r" / STATE_FILE).stat().st_mode & 0o777 == 0o644
+
+
+KILLED_TRAINER = """
+import json, os, signal, sys, threading
+sys.path.insert(0, sys.argv[4])
+import torch
+import dgf_core.checkpoint as ckpt
+from dgf_core.training.loop import TrainOptions, train
+
+kill_at, where = int(sys.argv[2]), sys.argv[3]
+real, calls = ckpt.save_file, [0]
+
+def save_file(tensors, filename, metadata=None):
+    calls[0] += 1
+    if calls[0] == kill_at:
+        if where == "before-rename":  # our temporary file is complete, the rename never happens
+            real(tensors, filename, metadata=metadata)
+            os.kill(os.getpid(), signal.SIGKILL)
+        folder = os.path.dirname(filename)
+
+        def watch():  # SIGKILL while safetensors writes its own temporary file
+            while True:
+                if any(n.startswith(".tmp") for n in os.listdir(folder)):
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+        threading.Thread(target=watch, daemon=True).start()
+        tensors = {**tensors, "zz_pad": torch.zeros(25_000_000)}  # 100 MB: a write long enough to be caught in it
+    real(tensors, filename, metadata=metadata)
+
+ckpt.save_file = save_file
+train(TrainOptions(**json.loads(sys.argv[1])))
+"""
+
+
+@pytest.mark.parametrize("where", ["in-safetensors-write", "before-rename"])
+def test_sigkill_during_a_checkpoint_write_then_resume(image_folder, tmp_path, where):
+    """A real SIGKILL of a training process while it writes its second state (step 4 of 6): the resumed run starts at
+    the saved step 2, removes the write's leftovers, logs each step once and ends with the uninterrupted weights."""
+    from dgf_core.checkpoint import PARTIAL_WRITE
+
+    run = tmp_path / "run"
+    options = dict(data=[str(image_folder)], out=str(run), resolution=16, batch_size=8, steps=6, model=dict(TINY),
+                   log_every=1, sample_every=100, checkpoint_every=2, progress=False, sample_seeds=4, device="cpu",
+                   export=False, threads=1)
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_TRAINER)
+    r = subprocess.run([sys.executable, str(script), json.dumps(options), "2", where, str(ROOT)], capture_output=True,
+                       text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == -9, r.stderr[-2000:]
+    leftovers = sorted(p.name for p in run.iterdir() if PARTIAL_WRITE.match(p.name))
+    assert any(n.startswith(f".{STATE_FILE}.") for n in leftovers)  # the kill did interrupt a write ...
+    if where == "in-safetensors-write":
+        assert any(n.startswith(".tmp") for n in leftovers)  # ... inside safetensors' own
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [rec["step"] for rec in log if "kind" not in rec] == [1, 2, 3, 4]  # steps 3 and 4 will be redone
+
+    records = []
+    train(TrainOptions(**{**options, "resume": True}), on_step=records.append)
+    assert records[0]["step"] == 3  # continued right after the saved step 2
+    assert [p.name for p in run.iterdir() if PARTIAL_WRITE.match(p.name)] == []
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [rec["step"] for rec in log if "kind" not in rec] == [1, 2, 3, 4, 5, 6]  # each step once
+    assert [rec["step"] for rec in log if rec.get("kind") == "start"] == [0, 2]
+    train(TrainOptions(**{**options, "out": str(tmp_path / "full")}))
+    a, b = load_file(str(tmp_path / "full" / STATE_FILE)), load_file(str(run / STATE_FILE))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (run / STATE_FILE).stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_too_few_images(image_folder, tmp_path):
@@ -433,3 +526,13 @@ def test_compiled_stylegan2_runs_its_r1_penalty_on_the_eager_discriminator(image
         x = torch.ones(2, requires_grad=True)
         (g,) = torch.autograd.grad(_OnceDifferentiable.apply(x).square().sum(), x, create_graph=True)
         g.sum().backward()
+
+
+def test_truncate_log_drops_records_past_the_step_and_a_cut_line(tmp_path):
+    log = tmp_path / "log.jsonl"
+    recs = [{"kind": "start", "step": 0}, {"step": 1}, {"step": 2}, {"kind": "evaluation", "step": 2, "face_rate": 0.5},
+            {"step": 3}, {"kind": "evaluation", "step": 3}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in recs) + '{"step": 4, "d_lo')  # killed mid-line
+    assert truncate_log(log, 2) == 3
+    assert [json.loads(line) for line in log.read_text().splitlines()] == recs[:4]
+    assert truncate_log(log, 2) == 0 and truncate_log(tmp_path / "missing.jsonl", 2) == 0

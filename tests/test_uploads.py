@@ -142,3 +142,95 @@ def test_fit_within_only_shrinks():
     im = gradient(400, 100)
     assert fit_within(im, 200).size == (200, 50)
     assert fit_within(im, 1000) is im
+
+
+# ---- one upload, several requests ---------------------------------------------------------------------------
+
+def test_shared_upload_lives_until_its_last_holder_leaves(tmp_path):
+    from dgf_core.serving.uploads import SharedUploads
+
+    (tmp_path / "cache" / "abc").mkdir(parents=True)
+    upload = tmp_path / "cache" / "abc" / "photo.png"
+    gradient().save(upload)
+    shared = SharedUploads()
+    with shared.held(upload) as copy_a:
+        a = copy_a(tmp_path, "a")
+        with shared.held(upload) as copy_b:
+            b = copy_b(tmp_path, "b")
+            assert shared.holders(upload) == 2
+        assert upload.exists() and a.read_bytes() == b.read_bytes() == upload.read_bytes()
+        b.unlink()
+    assert not upload.exists()  # the last holder deleted it
+    assert a.exists() and open_upload(a).size == (40, 30)  # a request's own link outlives the shared file
+
+
+def test_shared_upload_is_kept_while_a_queued_request_names_it(tmp_path):
+    from dgf_core.serving.uploads import SharedUploads
+
+    upload = tmp_path / "photo.png"
+    gradient().save(upload)
+    for answer, kept in ((True, True), (None, True), (False, False)):  # None: cannot tell -> never deleted
+        shared = SharedUploads(lambda path: answer)
+        with shared.held(upload) as copy:
+            copy(tmp_path, f"own-{answer}")
+        assert upload.exists() == kept
+    with pytest.raises(UploadError, match="no longer on the server"):
+        with SharedUploads().held(upload) as copy:
+            copy(tmp_path, "late")
+
+
+def test_concurrent_holders_of_one_upload_all_read_it(tmp_path):
+    """Eight threads hold one path at once (as eight requests running together): each reads the whole image, and the
+    file goes when the last leaves. (A request that arrives after the last holder left is the queue's case:
+    `wanted_elsewhere`, tested above.)"""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dgf_core.serving.uploads import SharedUploads
+
+    upload = tmp_path / "photo.png"
+    gradient().save(upload)
+    shared, start, all_in = SharedUploads(), threading.Barrier(8), threading.Barrier(8)
+
+    def request(i):
+        start.wait()
+        with shared.held(upload) as copy:
+            all_in.wait()
+            (tmp_path / str(i)).mkdir()
+            return np.asarray(open_upload(copy(tmp_path / str(i), "photo"))).sum()
+
+    with ThreadPoolExecutor(8) as pool:
+        sums = list(pool.map(request, range(8)))
+    assert sums == [np.asarray(gradient()).sum()] * 8 and not upload.exists()
+
+
+def test_a_shared_upload_sent_again_after_it_was_taken_is_left_for_its_request(tmp_path):
+    """Gradio renames each upload into place: the same content uploaded again is a new file under the same path, for
+    a request that may not have started yet; the holders of the old version leave it alone."""
+    import os
+
+    from dgf_core.serving.uploads import SharedUploads
+
+    upload = tmp_path / "photo.png"
+    gradient().save(upload)
+    shared = SharedUploads()
+    with shared.held(upload) as copy:
+        copy(tmp_path, "own")
+        again = tmp_path / "incoming.png"
+        gradient().save(again)
+        os.replace(again, upload)  # the second upload arrives while the first request runs
+    assert upload.exists()
+    with shared.held(upload) as copy:  # its own request takes it, and deletes it at the end
+        copy(tmp_path, "own2")
+    assert not upload.exists()
+
+
+def test_a_holder_that_never_reads_the_upload_still_deletes_it(tmp_path):
+    """A request refused before reading (no consent) leaves nothing behind either."""
+    from dgf_core.serving.uploads import SharedUploads
+
+    upload = tmp_path / "photo.png"
+    gradient().save(upload)
+    with SharedUploads().held(upload):
+        pass
+    assert not upload.exists()

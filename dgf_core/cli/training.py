@@ -122,7 +122,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                    help="also save the run state when this much time passed since the last save")
     p.add_argument("--init-from", default=None, metavar="MODEL",
                    help="start from a shipped generator (name in weights/ or a model folder) instead of from scratch")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out exactly where it stopped; start it there when it has no state yet")
     p.add_argument("--no-progress", action="store_true")
     add_dry_run(p)
 

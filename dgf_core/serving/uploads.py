@@ -1,4 +1,5 @@
-"""Opening user-supplied images safely: `open_upload(bytes | path | file) -> PIL RGB image`.
+"""Opening user-supplied images safely: `open_upload(bytes | path | file) -> PIL RGB image`; `SharedUploads`: one
+upload used by several requests at once, each on its own link of the file.
 
 Limits (documented in the README; an upload over any of them is refused before it is decoded):
 - `MAX_UPLOAD_BYTES` = 20 MB of file;
@@ -17,8 +18,11 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -124,3 +128,82 @@ def fit_within(image: Image.Image, max_side: int) -> Image.Image:
         return image
     s = max_side / max(w, h)
     return image.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+class SharedUploads:
+    """Uploads that several requests may use at once: a server that files identical uploads under one path (Gradio
+    keys its upload folder by the content's hash) hands two users who send the same photo the same file.
+
+    `held(path)` registers the request as a holder of `path` for the duration of a `with` block and yields a function
+    that puts the request's own hard link (a copy where links are impossible) of the upload into a folder of the
+    request's choosing. When the last holder leaves, the shared file is deleted, unless
+    - it is not a version any holder started with or took: the same content was uploaded again since (a new file
+      under the same path, for a request that has not started yet), or
+    - `wanted_elsewhere(path)` says that a request not yet started may still need it (True), or cannot tell (None).
+    What is left is left to the server's own cache expiry. Thread-safe; one instance per server process."""
+
+    def __init__(self, wanted_elsewhere: Callable[[str], bool | None] = lambda path: False):
+        self.wanted_elsewhere = wanted_elsewhere
+        self._lock = threading.Lock()
+        self._holders: dict[str, int] = {}
+        self._taken: dict[str, set[tuple[int, int, int]]] = {}  # versions (device, inode, mtime) the holders linked
+
+    def holders(self, path: str | os.PathLike) -> int:
+        with self._lock:
+            return self._holders.get(os.path.abspath(path), 0)
+
+    @contextmanager
+    def held(self, path: str | os.PathLike) -> Iterator[Callable[[Path], Path]]:
+        key = os.path.abspath(path)
+        with self._lock:
+            self._holders[key] = self._holders.get(key, 0) + 1
+            taken = self._taken.setdefault(key, set())
+            try:  # the version there when the request starts is the one it was sent (read or not: no consent)
+                st = os.stat(key)
+                taken.add((st.st_dev, st.st_ino, st.st_mtime_ns))
+            except FileNotFoundError:
+                pass
+
+        def copy_into(folder: Path, name: str = "upload") -> Path:
+            dst = Path(folder) / name
+            try:
+                try:
+                    os.link(key, dst)
+                    st = os.stat(dst)
+                    version = (st.st_dev, st.st_ino, st.st_mtime_ns)
+                except OSError as e:
+                    if isinstance(e, FileNotFoundError):
+                        raise
+                    st = os.stat(key)
+                    version = (st.st_dev, st.st_ino, st.st_mtime_ns)
+                    shutil.copyfile(key, dst)  # another file system, or links not allowed
+            except FileNotFoundError:
+                raise UploadError("the uploaded file is no longer on the server (it is deleted after use); "
+                                  "upload it again") from None
+            with self._lock:
+                self._taken[key].add(version)
+            return dst
+
+        try:
+            yield copy_into
+        finally:
+            with self._lock:
+                left = self._holders.pop(key) - 1
+                if left:
+                    self._holders[key] = left
+                else:
+                    taken = self._taken.pop(key, set())
+                    try:
+                        st = os.stat(key)
+                        ours = (st.st_dev, st.st_ino, st.st_mtime_ns) in taken
+                    except FileNotFoundError:
+                        ours = False
+                    if ours and self.wanted_elsewhere(key) is False:
+                        _remove_upload(Path(key))
+
+
+def _remove_upload(path: Path) -> None:
+    """Delete an upload. Its folder (Gradio files each upload in a folder named by a seeded hash of its content) stays:
+    removing it could race with a new upload of the same content, which makes that folder and then renames its file
+    into it; the server's cache expiry removes empty folders."""
+    path.unlink(missing_ok=True)

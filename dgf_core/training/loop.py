@@ -13,6 +13,10 @@
   Ctrl-C/SIGTERM; `resume=True` continues exactly: the batch order is a function of (seed, epoch), and all
   per-step randomness (noise, flips, augmentation) comes from a generator seeded with (seed, rank, step),
   so no RNG state must be saved; `init_from` starts a new run from a shipped generator's weights;
+- crash safety: `resume=True` on a folder without a state starts the run (one command starts or continues it);
+  a resumed run removes the temporary files of writes a kill interrupted (by name, in its own folders) and drops
+  the log records past the saved step, which it is about to redo (so the log never counts a step twice); a run
+  that fails before its first step leaves no empty folder behind;
 - data-parallel training under `torchrun` (DDP; NCCL on GPUs, gloo on CPUs): each rank takes its slice
   of every global batch.
 """
@@ -49,7 +53,7 @@ from ..data import (
     to_float,
     to_uint8,
 )
-from ..images import make_grid, save_png
+from ..images import atomic_path, make_grid, save_png
 from ..latent import seeds_to_z
 from ..models import get_family
 from .augment import diff_augment, parse_policy
@@ -361,9 +365,58 @@ def _init_from(run: Run) -> None:
         print(f"initialized the {what} from {src} ({run.lineage['images_seen']:,} images seen before)")
 
 
+def truncate_log(path: Path, step: int) -> int:
+    """Drop the records of `path` (JSONL) past `step`, and a last line cut short by a kill; rewrite it atomically.
+    Return how many lines went."""
+    if not path.is_file():
+        return 0
+    lines = path.read_text().splitlines(keepends=True)
+    kept = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(rec, dict) or not isinstance(rec.get("step", 0), int) or rec.get("step", 0) <= step:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    if len(kept) != len(lines) or "".join(kept) != "".join(lines):
+        dst, tmp = atomic_path(path)
+        try:
+            tmp.write_text("".join(kept))
+            os.replace(tmp, dst)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return len(lines) - len(kept)
+
+
+def recover_run_folder(out: Path, step: int) -> tuple[list[Path], int]:
+    """Before a run continues in `out` from `step`: remove the temporary files of interrupted writes (the run folder,
+    its model, samples and snapshot folders) and the log records past `step`. Returns (files removed, records
+    dropped)."""
+    folders = [out, out / MODEL_DIR, out / "samples"]
+    folders += sorted(p for p in (out / "snapshots").glob("*") if p.is_dir()) if (out / "snapshots").is_dir() else []
+    folders += [out / "snapshots"]
+    removed = [p for f in folders for p in ckpt.remove_partial_writes(f)]
+    return removed, truncate_log(out / LOG_FILE, step)
+
+
 def setup(opts: TrainOptions) -> Run:
-    """Validate, load data, build (or restore) models and optimizers. Raises ValueError/DataError on bad input."""
+    """Validate, load data, build (or restore) models and optimizers. Raises ValueError/DataError on bad input.
+
+    `opts.resume` continues the run in `opts.out` when it holds a state, and starts one there when it does not. A
+    folder this call made is removed again when setup fails (and nothing was written into it)."""
     opts.validate()
+    out = Path(opts.out)
+    made = not out.exists()
+    try:
+        return _setup(opts)
+    except BaseException:
+        if made and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
+def _setup(opts: TrainOptions) -> Run:
     if opts.threads:
         torch.set_num_threads(opts.threads)
     env = _Distributed(opts.device)
@@ -383,12 +436,13 @@ def setup(opts: TrainOptions) -> Run:
         raise ValueError(f"batch size {opts.batch_size} is not divisible by the {env.world} ranks")
 
     state_path = out / STATE_FILE
+    resuming = opts.resume and state_path.exists()
     if env.main:
-        out.mkdir(parents=True, exist_ok=True)
         if state_path.exists() and not opts.resume:
             raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        if opts.resume and not state_path.exists():
-            raise FileNotFoundError(f"--resume: no {STATE_FILE} in {out}")
+        if opts.resume and not resuming:
+            print(f"--resume: no {STATE_FILE} in {out} yet: starting the run")
+        out.mkdir(parents=True, exist_ok=True)
     env.barrier()
 
     aligned_set_card(opts.data)  # mixed framings: a clear error before the data loads
@@ -406,7 +460,7 @@ def setup(opts: TrainOptions) -> Run:
     opt_g = torch.optim.Adam(G.parameters(), lr=opts.lr, betas=opts.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=opts.lr, betas=opts.betas)
     run = Run(opts, env, out, config, data, G, D, G_ema, opt_g, opt_d)
-    if opts.resume:
+    if resuming:
         info = ckpt.load_training_state(state_path, run.modules, run.optimizers)
         _check_resume(info["options"], opts, out)
         run.start_step = info["step"]
@@ -423,6 +477,11 @@ def setup(opts: TrainOptions) -> Run:
                       file=sys.stderr)
     elif opts.init_from:
         _init_from(run)
+    if env.main:  # before anything is written: what an interrupted piece left past the step it saved
+        removed, dropped = recover_run_folder(out, run.start_step)
+        if removed or dropped:
+            print(f"{'resuming' if resuming else 'starting'} at step {run.start_step}: removed {len(removed)} temporary "
+                  f"files of interrupted writes, {dropped} log records past that step")
 
     G_train, D_train = G, D
     if env.world > 1:
