@@ -5,6 +5,14 @@
 Labels n generated samples with the UTKFace attribute classifier, fits the InterFaceGAN boundaries, then
 measures what one unit of each edit does on other samples (age change in years, female-probability change,
 RMS pixel change) and stores that in the file too.
+
+With --motions, adds the motion directions (smile, mouth_open, eyes, yaw, pitch; dgf_core/faces/motion_directions.py)
+to the model's existing directions.json, keeping its age / gender entries:
+
+    nice -n 10 python scripts/compute_directions.py --model weights/stylegan2-celeba64 --motions all
+
+Each kept motion holds vector, motion_amount, effects (per unit) and method; the dropped ones and the measurements
+go under the file's "motions" entry. See docs/motion-directions.md.
 """
 from __future__ import annotations
 
@@ -36,8 +44,16 @@ def main() -> None:
     p.add_argument("--out", default=None, help=f"default: <model folder>/{DIRECTIONS_FILE}")
     p.add_argument("--likeness", default=None, help="identity embedding folder: also measure likeness per unit of edit")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--motions", default=None, help="comma-separated motions, or 'all': add motion directions to the "
+                   "existing directions.json instead of learning age / gender")
+    p.add_argument("--celeba-classifier", default="weights/attributes-celeba")
+    p.add_argument("--judge", default="weights/identity-celeba200-judge")
+    p.add_argument("--n-eval", type=int, default=120, help="with --motions: samples each amount is measured on")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    if a.motions:
+        add_motions(a)
+        return
     model = load_model(a.model)
     clf = load_classifier(a.classifier)
     table = compute_directions(model, clf, n=a.n, seed=a.seed, log=lambda m: print(m, flush=True))
@@ -55,6 +71,47 @@ def main() -> None:
                                 for amt in (1.0, -1.0, 2.0)}
     save_directions(table, out)
     print(json.dumps({k: v for k, v in table.items() if k != "directions"}, indent=1))
+
+
+def add_motions(a) -> None:
+    import time
+
+    from dgf_core.faces.likeness import load_likeness
+    from dgf_core.faces.motion_directions import MOTION_NAMES, compute_motion_directions, verify_motion
+
+    names = list(MOTION_NAMES) if a.motions == "all" else [x.strip() for x in a.motions.split(",") if x.strip()]
+    unknown = [x for x in names if x not in MOTION_NAMES]
+    if unknown:
+        raise SystemExit(f"unknown motions {unknown}; known: {', '.join(MOTION_NAMES)}")
+    model = load_model(a.model)
+    out = Path(a.out) if a.out else Path(model.path) / DIRECTIONS_FILE
+    dirs = load_directions(model, out)  # the age / gender directions this file already holds, for these weights
+    if "age" not in dirs or "gender" not in dirs:
+        raise SystemExit(f"{out} has no age / gender directions; compute them first (without --motions)")
+    table = json.loads(out.read_text())
+    celeba, utk, judge = load_classifier(a.celeba_classifier), load_classifier(a.classifier), load_likeness(a.judge)
+    print(json.dumps({"model": a.model, "motions": names, "n": a.n, "n_eval": a.n_eval, "seed": a.seed, "out": str(out),
+                      "celeba_classifier": a.celeba_classifier, "judge": a.judge}), flush=True)
+    t0 = time.perf_counter()
+    res = compute_motion_directions(model, celeba, utk, judge, dirs["age"], dirs["gender"], n=a.n, n_eval=a.n_eval,
+                                    seed=a.seed, names=names, log=lambda m: print(m, flush=True))
+    verified = {}
+    for name, entry in res["directions"].items():
+        verified[name] = verify_motion(model, entry, name, celeba, utk, judge, n=a.n_eval, seed=a.seed + 2)
+        print(f"{name} at motion_amount {entry['motion_amount']} on fresh samples: {verified[name]}", flush=True)
+    for name in names:
+        table["directions"].pop(name, None)
+    table["directions"].update(res["directions"])
+    table["motions"] = {
+        "method": "dgf_core/faces/motion_directions.py; docs/motion-directions.md",
+        "celeba_classifier_sha256": celeba.sha256, "age_gender_classifier_sha256": utk.sha256, "judge_sha256": judge.sha256,
+        "identity_floor": res["identity_floor"], "learning": res["learning"], "evaluation": res["evaluation"],
+        "kept": sorted(res["directions"]), "dropped": res["dropped"], "at_motion_amount_fresh_samples": verified,
+        "seconds": round(time.perf_counter() - t0), "command": "python " + " ".join(sys.argv)}
+    save_directions(table, out)
+    load_directions(model, out)
+    print(json.dumps({k: {"motion_amount": v["motion_amount"], "effects": v["effects"]} for k, v in res["directions"].items()}, indent=1))
+    print("dropped:", {k: v["reason"] for k, v in res["dropped"].items()})
 
 
 if __name__ == "__main__":
