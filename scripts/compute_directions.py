@@ -89,9 +89,11 @@ def add_motions(a) -> None:
     if "age" not in dirs or "gender" not in dirs:
         raise SystemExit(f"{out} has no age / gender directions; compute them first (without --motions)")
     table = json.loads(out.read_text())
-    celeba, utk, judge = load_classifier(a.celeba_classifier), load_classifier(a.classifier), load_likeness(a.judge)
+    needs_celeba = any(x not in ("yaw", "pitch") for x in names)  # head pose needs landmarks only
+    celeba = load_classifier(a.celeba_classifier) if needs_celeba else None
+    utk, judge = load_classifier(a.classifier), load_likeness(a.judge)
     print(json.dumps({"model": a.model, "motions": names, "n": a.n, "n_eval": a.n_eval, "seed": a.seed, "out": str(out),
-                      "celeba_classifier": a.celeba_classifier, "judge": a.judge}), flush=True)
+                      "celeba_classifier": a.celeba_classifier if needs_celeba else None, "judge": a.judge}), flush=True)
     t0 = time.perf_counter()
     res = compute_motion_directions(model, celeba, utk, judge, dirs["age"], dirs["gender"], n=a.n, n_eval=a.n_eval,
                                     seed=a.seed, names=names, log=lambda m: print(m, flush=True))
@@ -99,15 +101,23 @@ def add_motions(a) -> None:
     for name, entry in res["directions"].items():
         verified[name] = verify_motion(model, entry, name, celeba, utk, judge, n=a.n_eval, seed=a.seed + 2)
         print(f"{name} at motion_amount {entry['motion_amount']} on fresh samples: {verified[name]}", flush=True)
+    table = json.loads(out.read_text())  # again: another run may have added other motions meanwhile
     for name in names:
         table["directions"].pop(name, None)
     table["directions"].update(res["directions"])
-    table["motions"] = {
-        "method": "dgf_core/faces/motion_directions.py; docs/motion-directions.md",
-        "celeba_classifier_sha256": celeba.sha256, "age_gender_classifier_sha256": utk.sha256, "judge_sha256": judge.sha256,
-        "identity_floor": res["identity_floor"], "learning": res["learning"], "evaluation": res["evaluation"],
-        "kept": sorted(res["directions"]), "dropped": res["dropped"], "at_motion_amount_fresh_samples": verified,
-        "seconds": round(time.perf_counter() - t0), "command": "python " + " ".join(sys.argv)}
+    info = table.setdefault("motions", {"method": "dgf_core/faces/motion_directions.py; docs/motion-directions.md",
+                                        "dropped": {}, "at_motion_amount_fresh_samples": {}, "runs": []})
+    for name in names:
+        info["dropped"].pop(name, None)
+        info["at_motion_amount_fresh_samples"].pop(name, None)
+    info["dropped"].update(res["dropped"])
+    info["at_motion_amount_fresh_samples"].update(verified)
+    info["kept"] = sorted(k for k in table["directions"] if k not in ("age", "gender"))
+    info["runs"] = [r for r in info["runs"] if not set(r["motions"]) & set(names)] + [{
+        "motions": names, "celeba_classifier_sha256": celeba.sha256 if celeba else None,
+        "age_gender_classifier_sha256": utk.sha256, "judge_sha256": judge.sha256, "identity_floor": res["identity_floor"],
+        "learning": res["learning"], "evaluation": res["evaluation"], "verification_seed": a.seed + 2,
+        "seconds": round(time.perf_counter() - t0), "command": "python " + " ".join(sys.argv)}]
     save_directions(table, out)
     load_directions(model, out)
     print(json.dumps({k: {"motion_amount": v["motion_amount"], "effects": v["effects"]} for k, v in res["directions"].items()}, indent=1))

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -202,3 +203,38 @@ def test_compute_directions_script_refuses_unknown_motions(tmp_path, monkeypatch
     monkeypatch.setattr(sys, "argv", ["compute_directions.py", "--model", str(tmp_path), "--motions", "smile,wink"])
     with pytest.raises(SystemExit, match="unknown motions \\['wink'\\]; known: smile, mouth_open, eyes, yaw, pitch"):
         module.main()
+
+
+def test_compute_directions_script_adds_motions_and_keeps_age_gender(tmp_path, monkeypatch):
+    """Two --motions runs (head pose, then smile) each add their entries; age / gender stay as they were; a dropped
+    motion is recorded with its reason and leaves no entry."""
+    path = Path(__file__).resolve().parent.parent / "scripts" / "compute_directions.py"
+    spec = importlib.util.spec_from_file_location("script_compute_directions", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    folder = make_tiny_dcgan(tmp_path / "tiny")
+    before = json.loads(write_tiny_directions(folder).read_text())["directions"]
+    import dgf_core.faces.likeness as likeness
+    import dgf_core.faces.motion_directions as md
+
+    def fake_compute(model, celeba, utk, judge, age, gender, *, names, **kw):
+        assert (celeba is None) == (set(names) <= {"yaw", "pitch"})  # head pose needs no CelebA classifier
+        entry = lambda k: {"vector": [0.1 * len(k)] * 16, "motion_amount": 1.5, "effects": {f"{k}_x": 1.0}, "method": "m"}  # noqa: E731
+        return {"directions": {k: entry(k) for k in names if k != "pitch"}, "identity_floor": 0.2,
+                "dropped": {k: {"reason": "too weak"} for k in names if k == "pitch"}, "learning": {}, "evaluation": {}}
+
+    monkeypatch.setattr(md, "compute_motion_directions", fake_compute)
+    monkeypatch.setattr(md, "verify_motion", lambda model, entry, name, *a, **kw: {"amount": entry["motion_amount"]})
+    monkeypatch.setattr(module, "load_classifier", lambda folder: SimpleNamespace(sha256=f"sha of {folder}"))
+    monkeypatch.setattr(likeness, "load_likeness", lambda folder: SimpleNamespace(sha256="judge sha"))
+    for motions in ("yaw,pitch", "smile"):
+        monkeypatch.setattr(sys, "argv", ["compute_directions.py", "--model", str(folder), "--motions", motions])
+        module.main()
+    table = json.loads((folder / "directions.json").read_text())
+    assert table["format"] == "dgf-directions/1" and {k: table["directions"][k] for k in ("age", "gender")} == before
+    assert set(table["directions"]) == {"age", "gender", "yaw", "smile"} and table["directions"]["smile"]["motion_amount"] == 1.5
+    info = table["motions"]
+    assert info["kept"] == ["smile", "yaw"] and info["dropped"] == {"pitch": {"reason": "too weak"}}
+    assert [r["motions"] for r in info["runs"]] == [["yaw", "pitch"], ["smile"]]
+    assert info["runs"][0]["celeba_classifier_sha256"] is None and info["runs"][1]["celeba_classifier_sha256"]
+    assert set(load_directions(load_model(folder))) == {"age", "gender", "yaw", "smile"}

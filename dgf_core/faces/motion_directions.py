@@ -57,14 +57,14 @@ MOTIONS = {
 CELEBA_MEASURES = {"smile": "Smiling", "mouth_open": "Mouth_Slightly_Open", "eyes": "Narrow_Eyes", "glasses": "Eyeglasses"}
 
 
-def measure_faces(images: torch.Tensor, recipe: str, celeba: AttributeClassifier, utk: AttributeClassifier,
+def measure_faces(images: torch.Tensor, recipe: str, celeba: AttributeClassifier | None, utk: AttributeClassifier,
                   pose: bool = True, detector=None) -> dict[str, np.ndarray]:
     """(N, 3, R, R) faces in [-1, 1] in `recipe`'s geometry -> {measure: (N,)}: smile, mouth_open, eyes, glasses
-    (CelebA probabilities), age (years), female (probability), and with `pose` yaw, pitch (degrees; NaN where
-    MTCNN finds no face)."""
+    (CelebA probabilities; none without `celeba`), age (years), female (probability), and with `pose` yaw, pitch
+    (degrees; NaN where MTCNN finds no face)."""
     from .pose import pose_of
 
-    c = celeba.predict(images, recipe)
+    c = celeba.predict(images, recipe) if celeba is not None else {}
     u = utk.predict(images, recipe)
     out = {k: c[label].double().numpy() for k, label in CELEBA_MEASURES.items() if label in c}
     out.update(age=u["age"].double().numpy(), female=u["female"].double().numpy())
@@ -169,7 +169,7 @@ def choose_amount(name: str, ladder: dict[float, dict[str, float]], identity_flo
     return {"amount": round(last, 3), "reason": f"target not reached by {top:g} units", "target_share": round(share, 3)}
 
 
-def compute_motion_directions(model, celeba: AttributeClassifier, utk: AttributeClassifier, judge, age: torch.Tensor,
+def compute_motion_directions(model, celeba: AttributeClassifier | None, utk: AttributeClassifier, judge, age: torch.Tensor,
                               gender: torch.Tensor, *, n: int = 3000, n_eval: int = 300, seed: int = 0, names=MOTION_NAMES,
                               detector=None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Learn, measure and select the motion directions of `model` (a LoadedModel). age / gender: its existing
@@ -185,13 +185,15 @@ def compute_motion_directions(model, celeba: AttributeClassifier, utk: Attribute
     unknown = [x for x in names if x not in MOTIONS]
     if unknown:
         raise EditError(f"unknown motions {unknown}; known: {list(MOTIONS)}")
+    if celeba is None and any(MOTIONS[x].unit != "degrees" for x in names):
+        raise EditError("smile, mouth_open and eyes need the CelebA attribute classifier")
     g = model.generator
     space = "w" if hasattr(g, "synthesis") else "z"
     recipe = model_recipe(model.card)
     t0 = time.perf_counter()
     lat = sample_latents(g, space, n, seed, model.config.z_dim)
     meas = measure_faces(_render(g, lat, space), recipe, celeba, utk, pose=True, detector=detector)
-    log(f"measured {n} samples in {time.perf_counter() - t0:.0f} s: mean p(smile) {_mean(meas['smile']):.2f}, "
+    log(f"measured {n} samples in {time.perf_counter() - t0:.0f} s: mean p(smile) {_mean(meas.get('smile', np.full(1, np.nan))):.2f}, "
         f"yaw sd {np.nanstd(meas['yaw']):.1f} deg, pitch sd {np.nanstd(meas['pitch']):.1f} deg, "
         f"no face {np.isnan(meas['yaw']).mean():.3f}")
     unit = learn_motion_directions(lat, meas, age, gender, names)
@@ -247,7 +249,7 @@ def compute_motion_directions(model, celeba: AttributeClassifier, utk: Attribute
     return result
 
 
-def verify_motion(model, entry: dict[str, Any], name: str, celeba: AttributeClassifier, utk: AttributeClassifier, judge, *,
+def verify_motion(model, entry: dict[str, Any], name: str, celeba: AttributeClassifier | None, utk: AttributeClassifier, judge, *,
                   n: int = 300, seed: int = 2, detector=None) -> dict[str, float]:
     """What `motion_amount` of a stored motion entry does on n fresh samples (seed not used for learning or choosing)."""
     from .alignment import model_recipe
