@@ -49,6 +49,7 @@ def main() -> None:
     p.add_argument("--celeba-classifier", default="weights/attributes-celeba")
     p.add_argument("--judge", default="weights/identity-celeba200-judge")
     p.add_argument("--n-eval", type=int, default=120, help="with --motions: samples each amount is measured on")
+    p.add_argument("--ladder", default="0.25,0.5,1,1.5,2,3", help="with --motions: the positive amounts measured")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     if a.motions:
@@ -95,8 +96,12 @@ def add_motions(a) -> None:
     print(json.dumps({"model": a.model, "motions": names, "n": a.n, "n_eval": a.n_eval, "seed": a.seed, "out": str(out),
                       "celeba_classifier": a.celeba_classifier if needs_celeba else None, "judge": a.judge}), flush=True)
     t0 = time.perf_counter()
+    try:
+        ladder = tuple(float(x) for x in a.ladder.split(","))
+    except ValueError:
+        raise SystemExit(f"--ladder expects comma-separated amounts such as 0.5,1,2,3, got {a.ladder!r}") from None
     res = compute_motion_directions(model, celeba, utk, judge, dirs["age"], dirs["gender"], n=a.n, n_eval=a.n_eval,
-                                    seed=a.seed, names=names, log=lambda m: print(m, flush=True))
+                                    seed=a.seed, names=names, ladder=ladder, log=lambda m: print(m, flush=True))
     verified = {}
     for name, entry in res["directions"].items():
         verified[name] = verify_motion(model, entry, name, celeba, utk, judge, n=a.n_eval, seed=a.seed + 2)

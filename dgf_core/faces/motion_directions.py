@@ -171,11 +171,12 @@ def choose_amount(name: str, ladder: dict[float, dict[str, float]], identity_flo
 
 def compute_motion_directions(model, celeba: AttributeClassifier | None, utk: AttributeClassifier, judge, age: torch.Tensor,
                               gender: torch.Tensor, *, n: int = 3000, n_eval: int = 300, seed: int = 0, names=MOTION_NAMES,
-                              detector=None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                              detector=None, ladder: tuple[float, ...] = LADDER, log: Callable[[str], None] | None = None
+                              ) -> dict[str, Any]:
     """Learn, measure and select the motion directions of `model` (a LoadedModel). age / gender: its existing
     directions. Returns {"directions": {name: entry}, "dropped": {name: reason}, "details": {...}}; each entry
     holds vector (scaled: one unit = one latent std), motion_amount, effects (per unit), method and the
-    measurements it was chosen on."""
+    measurements it was chosen on. `ladder`: the positive amounts measured (1 always, and -1 for the head pose)."""
     from .alignment import model_recipe
     from .mtcnn import load_detector
 
@@ -203,14 +204,16 @@ def compute_motion_directions(model, celeba: AttributeClassifier | None, utk: At
     base_img = _render(g, ev, space)
     base = measure_faces(base_img, recipe, celeba, utk, pose=True, detector=detector)
     floor = float(judge.card["heldout_verification"]["eer_threshold"])  # the judge's same-person threshold
+    if not ladder or min(ladder) <= 0 or max(ladder) > MAX_EDIT:
+        raise EditError(f"ladder amounts must lie in (0, {MAX_EDIT:g}], got {list(ladder)}")
     result: dict[str, Any] = {"directions": {}, "dropped": {}, "identity_floor": floor,
                               "learning": {"n": n, "seed": seed, "measure_sd": {k: round(float(np.nanstd(v)), 4) for k, v in meas.items()},
                                            "no_face_share": round(float(np.isnan(meas["yaw"]).mean()), 4)},
-                              "evaluation": {"n": n_eval, "seed": seed + 1}}
+                              "evaluation": {"n": n_eval, "seed": seed + 1, "ladder": sorted(set(ladder) | {1.0})}}
     for name in names:
         m = MOTIONS[name]
         pose = m.unit == "degrees"
-        steps = sorted(set(LADDER) | ({-1.0} if pose else set()))
+        steps = sorted(set(ladder) | {1.0} | ({-1.0} if pose else set()))
         ladder = {}
         for a in steps:
             img = _render(g, ev + a * vecs[name].to(ev)[None], space)
