@@ -238,3 +238,38 @@ def test_compute_directions_script_adds_motions_and_keeps_age_gender(tmp_path, m
     assert [r["motions"] for r in info["runs"]] == [["yaw", "pitch"], ["smile"]]
     assert info["runs"][0]["celeba_classifier_sha256"] is None and info["runs"][1]["celeba_classifier_sha256"]
     assert set(load_directions(load_model(folder))) == {"age", "gender", "yaw", "smile"}
+
+
+SHIPPED = Path(__file__).resolve().parent.parent / "weights"
+
+
+@pytest.mark.parametrize("model_name", ["stylegan2-celeba64", "dcgan-celeba64"])
+def test_shipped_directions_keep_the_contract(model_name):
+    """The shipped directions.json: age / gender as before, each kept motion with its vector in the model's space,
+    a signed motion_amount inside the edit range whose fresh-sample check moved the named way inside the limits,
+    its per-unit effects and method; every motion is either kept or recorded as dropped."""
+    model = load_model(SHIPPED / model_name)
+    table = json.loads((SHIPPED / model_name / "directions.json").read_text())
+    dirs = load_directions(model)
+    assert {"age", "gender"} <= set(dirs) and table["format"] == "dgf-directions/1"
+    info = table["motions"]
+    motions = [k for k in table["directions"] if k not in ("age", "gender")]
+    assert set(motions) <= set(MOTION_NAMES) and sorted(motions) == info["kept"]
+    assert not set(motions) & set(info["dropped"])
+    for name in motions:
+        e = table["directions"][name]
+        assert dirs[name].shape == dirs["age"].shape and 0 < abs(e["motion_amount"]) <= 3.0, name
+        assert {"age_years", "female_prob", "identity_cosine"} < set(e["effects"]) and e["method"]
+        check = info["at_motion_amount_fresh_samples"][name]
+        assert check["own_change"] > 0 and abs(check["age_years_change"]) <= 3.5 and abs(check["female_prob_change"]) <= 0.15
+        assert check["identity_cosine"] > 0.195  # the judge's same-person threshold
+
+
+def test_shipped_celeba_classifier_card():
+    clf = load_classifier(SHIPPED / "attributes-celeba")
+    card = clf.card
+    assert {"Smiling", "Mouth_Slightly_Open", "Narrow_Eyes"} <= set(clf.net.cfg.labels)
+    assert "non-commercial" in card["licence"] and card["heldout"]["n"] > 100
+    for label in clf.net.cfg.labels:
+        assert card["heldout"][label]["roc_auc"] > 0.6, label
+    assert card["heldout"]["Smiling"]["accuracy"] > card["heldout"]["Smiling"]["majority_accuracy"]
