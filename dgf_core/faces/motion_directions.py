@@ -193,22 +193,22 @@ def compute_motion_directions(model, celeba: AttributeClassifier | None, utk: At
     recipe = model_recipe(model.card)
     t0 = time.perf_counter()
     lat = sample_latents(g, space, n, seed, model.config.z_dim)
-    meas = measure_faces(_render(g, lat, space), recipe, celeba, utk, pose=True, detector=detector)
-    log(f"measured {n} samples in {time.perf_counter() - t0:.0f} s: mean p(smile) {_mean(meas.get('smile', np.full(1, np.nan))):.2f}, "
-        f"yaw sd {np.nanstd(meas['yaw']):.1f} deg, pitch sd {np.nanstd(meas['pitch']):.1f} deg, "
-        f"no face {np.isnan(meas['yaw']).mean():.3f}")
+    need_pose = any(MOTIONS[x].unit == "degrees" for x in names)  # landmarks only for the head pose
+    meas = measure_faces(_render(g, lat, space), recipe, celeba, utk, pose=need_pose, detector=detector)
+    log(f"measured {n} samples in {time.perf_counter() - t0:.0f} s: "
+        + ", ".join(f"{k} sd {np.nanstd(v):.3g}" for k, v in meas.items()))
     unit = learn_motion_directions(lat, meas, age, gender, names)
     vecs = {k: scaled(lat, d) for k, d in unit.items()}
     # measure on other samples
     ev = sample_latents(g, space, n_eval, seed + 1, model.config.z_dim)
     base_img = _render(g, ev, space)
-    base = measure_faces(base_img, recipe, celeba, utk, pose=True, detector=detector)
+    base = measure_faces(base_img, recipe, celeba, utk, pose=need_pose, detector=detector)
     floor = float(judge.card["heldout_verification"]["eer_threshold"])  # the judge's same-person threshold
     if not ladder or min(ladder) <= 0 or max(ladder) > MAX_EDIT:
         raise EditError(f"ladder amounts must lie in (0, {MAX_EDIT:g}], got {list(ladder)}")
     result: dict[str, Any] = {"directions": {}, "dropped": {}, "identity_floor": floor,
                               "learning": {"n": n, "seed": seed, "measure_sd": {k: round(float(np.nanstd(v)), 4) for k, v in meas.items()},
-                                           "no_face_share": round(float(np.isnan(meas["yaw"]).mean()), 4)},
+                                           **({"no_face_share": round(float(np.isnan(meas["yaw"]).mean()), 4)} if need_pose else {})},
                               "evaluation": {"n": n_eval, "seed": seed + 1, "ladder": sorted(set(ladder) | {1.0})}}
     for name in names:
         m = MOTIONS[name]
