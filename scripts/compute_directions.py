@@ -60,6 +60,11 @@ def main() -> None:
     table = compute_directions(model, clf, n=a.n, seed=a.seed, log=lambda m: print(m, flush=True))
     table["command"] = "python " + " ".join(sys.argv)
     out = Path(a.out) if a.out else Path(model.path) / DIRECTIONS_FILE
+    old = json.loads(out.read_text()).get("directions", {}) if out.is_file() else {}
+    gone = sorted(k for k in old if k not in table["directions"])
+    if gone:  # motions are orthogonal to the old age / gender: they go with them
+        print(f"note: {out} held {', '.join(gone)}, learnt against the previous age / gender directions; they are "
+              "removed; add them again with --motions", flush=True)
     save_directions(table, out)
     dirs = load_directions(model, out)
     like = None
