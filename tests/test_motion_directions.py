@@ -87,13 +87,16 @@ def test_learnt_motions_follow_their_measures_apart_from_age_gender_and_each_oth
     lat = torch.randn(4000, 12, generator=g)
     basis = torch.linalg.qr(torch.randn(12, 12, generator=g))[0].T  # orthonormal rows
     age, gender = basis[0], basis[1]
-    true = {"smile": basis[2] + 0.5 * age, "mouth_open": basis[3] + 0.8 * basis[2], "eyes": basis[4],
+    true = {"smile": basis[2] + 0.5 * age, "mouth_open": basis[3] + 0.8 * basis[2], "eyes": basis[4] + 0.5 * basis[3],
             "yaw": basis[5], "pitch": basis[6] + 0.5 * basis[5]}
     dirs = learn_motion_directions(lat, _planted_measures(lat, true), age * 3, gender)
     assert set(dirs) == set(MOTION_NAMES)
     for name, d in dirs.items():
         assert abs(float(d @ age)) < 1e-5 and abs(float(d @ gender)) < 1e-5, name
     assert abs(float(dirs["mouth_open"] @ dirs["smile"])) < 1e-5 and abs(float(dirs["pitch"] @ dirs["yaw"])) < 1e-5
+    assert abs(float(dirs["eyes"] @ dirs["smile"])) < 1e-5 and abs(float(dirs["eyes"] @ dirs["mouth_open"])) < 1e-5
+    alone = learn_motion_directions(lat, _planted_measures(lat, true), age * 3, gender, names=("eyes", "pitch"))
+    assert set(alone) == {"eyes", "pitch"} and torch.allclose(alone["eyes"], dirs["eyes"]) and torch.allclose(alone["pitch"], dirs["pitch"])
     for name, carrier in (("smile", basis[2]), ("mouth_open", basis[3]), ("eyes", basis[4]), ("yaw", basis[5]), ("pitch", basis[6])):
         assert float(dirs[name] @ carrier) > 0.9, (name, float(dirs[name] @ carrier))
 

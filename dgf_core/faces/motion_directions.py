@@ -8,8 +8,8 @@ What each one is learnt from, on n generated samples of the model (its own crop 
 - yaw, pitch: degrees of head pose estimated from MTCNN's five landmarks (`pose.py`).
 The direction is the latent pattern of a least-squares regression of that measure on the latents
 (`edits.covariance_direction`: cov(latents, measure)), made orthogonal to the age and gender directions and to the
-motions listed in `Motion.apart_from` (conditional manipulation: a talking mouth that does not also smile; a nod that
-does not also turn), and scaled like age / gender: one unit = one standard deviation of the sampled latents along it.
+motions listed in `Motion.apart_from` (conditional manipulation: a talking mouth that does not also smile, eyes
+that narrow without the mouth, a nod that does not also turn), and scaled like age / gender: one unit = one standard deviation of the sampled latents along it.
 
 What each one does is then measured on other samples (another seed) at a ladder of amounts: the change of its own
 measure, of age (years, UTKFace classifier), of p(female) and the identity judge's cosine between each edited face
@@ -50,7 +50,7 @@ START_BELOW = 0.3  # probability motions are judged on faces whose probability s
 MOTIONS = {
     "smile": Motion("smile", "p(Smiling)", 0.75, (), "smiling (CelebA Smiling)"),
     "mouth_open": Motion("mouth_open", "p(Mouth_Slightly_Open)", 0.75, ("smile",), "mouth opening, not smiling (CelebA Mouth_Slightly_Open)"),
-    "eyes": Motion("eyes", "p(Narrow_Eyes)", 0.75, ("smile",), "eyes narrowing towards closed (CelebA Narrow_Eyes)"),
+    "eyes": Motion("eyes", "p(Narrow_Eyes)", 0.75, ("smile", "mouth_open"), "eyes narrowing towards closed (CelebA Narrow_Eyes)"),
     "yaw": Motion("yaw", "degrees", 15.0, (), "the face turns towards the image's right (landmark yaw)"),
     "pitch": Motion("pitch", "degrees", 10.0, ("yaw",), "chin down, a nod (landmark pitch)"),
 }
@@ -81,20 +81,25 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 def learn_motion_directions(latents: torch.Tensor, measures: dict[str, np.ndarray], age: torch.Tensor,
                             gender: torch.Tensor, names=MOTION_NAMES) -> dict[str, torch.Tensor]:
-    """Unit directions (D,) for the motions, from latents (N, D) and their measures. age / gender: the model's
-    existing directions (any scale); every motion is made orthogonal to both and to its `apart_from` motions."""
-    out: dict[str, torch.Tensor] = {}
-    for name in names:
-        m = MOTIONS[name]
-        y = measures[m.measure]
-        y = y if m.unit == "degrees" else _logit(y)
-        ok = np.isfinite(y)
-        d = covariance_direction(latents[torch.from_numpy(ok)], torch.from_numpy(y[ok]))
-        basis = [age, gender] + [out[a] for a in m.apart_from if a in out]
-        q, _ = torch.linalg.qr(torch.stack([b.double() / b.double().norm() for b in basis], 1))  # orthonormal basis
-        d = d.double() - q @ (q.T @ d.double())
-        out[name] = (d / d.norm()).float()
-    return out
+    """Unit directions (D,) for the motions `names`, from latents (N, D) and their measures. age / gender: the
+    model's existing directions (any scale); every motion is made orthogonal to both and to its `apart_from`
+    motions, which are learnt for that even when not asked for (so a motion is the same learnt alone or with others)."""
+    done: dict[str, torch.Tensor] = {}
+
+    def learn(name: str) -> torch.Tensor:
+        if name not in done:
+            m = MOTIONS[name]
+            y = measures[m.measure]
+            y = y if m.unit == "degrees" else _logit(y)
+            ok = np.isfinite(y)
+            d = covariance_direction(latents[torch.from_numpy(ok)], torch.from_numpy(y[ok])).double()
+            basis = [age, gender] + [learn(a) for a in m.apart_from]
+            q, _ = torch.linalg.qr(torch.stack([b.double() / b.double().norm() for b in basis], 1))  # orthonormal basis
+            d = d - q @ (q.T @ d)
+            done[name] = (d / d.norm()).float()
+        return done[name]
+
+    return {name: learn(name) for name in names}
 
 
 def scaled(latents: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
