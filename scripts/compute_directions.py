@@ -83,7 +83,12 @@ def add_motions(a) -> None:
     import time
 
     from dgf_core.faces.likeness import load_likeness
-    from dgf_core.faces.motion_directions import MOTION_NAMES, compute_motion_directions, verify_motion
+    from dgf_core.faces.motion_directions import (
+        MOTION_NAMES,
+        compute_motion_directions,
+        verification_failures,
+        verify_motion,
+    )
 
     names = list(MOTION_NAMES) if a.motions == "all" else [x.strip() for x in a.motions.split(",") if x.strip()]
     unknown = [x for x in names if x not in MOTION_NAMES]
@@ -108,9 +113,15 @@ def add_motions(a) -> None:
     res = compute_motion_directions(model, celeba, utk, judge, dirs["age"], dirs["gender"], n=a.n, n_eval=a.n_eval,
                                     seed=a.seed, names=names, ladder=ladder, log=lambda m: print(m, flush=True))
     verified = {}
-    for name, entry in res["directions"].items():
+    for name, entry in list(res["directions"].items()):
         verified[name] = verify_motion(model, entry, name, celeba, utk, judge, n=a.n_eval, seed=a.seed + 2)
         print(f"{name} at motion_amount {entry['motion_amount']} on fresh samples: {verified[name]}", flush=True)
+        broken = verification_failures(verified[name], res["identity_floor"])
+        if broken:  # chosen on one set of samples, it does not hold on another: not kept
+            res["dropped"][name] = {"reason": "at motion_amount on fresh samples " + "; ".join(broken),
+                                    "effects": entry["effects"], "motion_amount": entry["motion_amount"],
+                                    "measured": entry.get("measured")}
+            del res["directions"][name]
     table = json.loads(out.read_text())  # again: another run may have added other motions meanwhile
     for name in names:
         table["directions"].pop(name, None)

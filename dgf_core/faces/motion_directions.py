@@ -34,6 +34,7 @@ MOTION_NAMES = ("smile", "mouth_open", "eyes", "yaw", "pitch")
 LADDER = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)  # amounts at which each direction is measured (and -1 for the head pose)
 MIN_TARGET_SHARE = 0.5  # a kept direction reaches at least this share of its target at motion_amount
 KEEP_LIMITS = {"age_years": 3.0, "female_prob": 0.1}  # |mean change| allowed at motion_amount (issue 24's limits)
+VERIFY_TOLERANCE = 1.5  # the fresh-sample check may exceed KEEP_LIMITS by this factor (sampling noise of a few dozen faces)
 PROB_CLAMP = 1e-3  # classifier probabilities are clamped to [PROB_CLAMP, 1 - PROB_CLAMP] before the logit
 
 
@@ -255,6 +256,20 @@ def compute_motion_directions(model, celeba: AttributeClassifier | None, utk: At
         else:
             result["directions"][name] = entry
     return result
+
+
+def verification_failures(check: dict[str, float], identity_floor: float) -> list[str]:
+    """What a fresh-sample check at motion_amount (`verify_motion`) breaks: side effects past KEEP_LIMITS times
+    VERIFY_TOLERANCE, the judge's cosine below identity_floor, or the motion going the wrong way."""
+    out = []
+    if not check["own_change"] > 0:
+        out.append(f"its own measure moved by {check['own_change']:+.3g}")
+    for key, limit in (("age_years", KEEP_LIMITS["age_years"]), ("female_prob", KEEP_LIMITS["female_prob"])):
+        if not abs(check[f"{key}_change"]) <= limit * VERIFY_TOLERANCE:
+            out.append(f"{key} changed by {check[f'{key}_change']:+.3g} (limit {limit:g})")
+    if not check["identity_cosine"] >= identity_floor:
+        out.append(f"judge cosine {check['identity_cosine']:.3f} < {identity_floor:g}")
+    return out
 
 
 def verify_motion(model, entry: dict[str, Any], name: str, celeba: AttributeClassifier | None, utk: AttributeClassifier, judge, *,
