@@ -134,7 +134,9 @@ def add_motions(a) -> None:
     info["dropped"].update(res["dropped"])
     info["at_motion_amount_fresh_samples"].update(verified)
     info["kept"] = sorted(k for k in table["directions"] if k not in ("age", "gender"))
-    info["runs"] = [r for r in info["runs"] if not set(r["motions"]) & set(names)] + [{
+    for r in info["runs"]:  # an earlier run's record keeps the motions this run did not redo
+        r["motions"] = [x for x in r["motions"] if x not in names]
+    info["runs"] = [r for r in info["runs"] if r["motions"]] + [{
         "motions": names, "celeba_classifier_sha256": celeba.sha256 if celeba else None,
         "age_gender_classifier_sha256": utk.sha256, "judge_sha256": judge.sha256, "identity_floor": res["identity_floor"],
         "learning": res["learning"], "evaluation": res["evaluation"], "verification_seed": a.seed + 2,

@@ -232,8 +232,8 @@ def test_compute_directions_script_adds_motions_and_keeps_age_gender(tmp_path, m
     monkeypatch.setattr(md, "verify_motion", lambda model, entry, name, *a, **kw: {**fresh, "amount": entry["motion_amount"]})
     monkeypatch.setattr(module, "load_classifier", lambda folder: SimpleNamespace(sha256=f"sha of {folder}"))
     monkeypatch.setattr(likeness, "load_likeness", lambda folder: SimpleNamespace(sha256="judge sha"))
-    for motions in ("yaw,pitch", "smile", "mouth_open"):
-        if motions == "mouth_open":  # fine where it was chosen, not on fresh samples: dropped
+    for motions in ("yaw,pitch", "smile,eyes", "mouth_open,eyes"):
+        if motions == "mouth_open,eyes":  # fine where they were chosen, not on fresh samples: dropped
             fresh["female_prob_change"] = -0.2
         monkeypatch.setattr(sys, "argv", ["compute_directions.py", "--model", str(folder), "--motions", motions])
         module.main()
@@ -243,9 +243,11 @@ def test_compute_directions_script_adds_motions_and_keeps_age_gender(tmp_path, m
     info = table["motions"]
     assert info["kept"] == ["smile", "yaw"] and info["dropped"]["pitch"] == {"reason": "too weak"}
     assert "female_prob changed by -0.2 (limit 0.1)" in info["dropped"]["mouth_open"]["reason"]
-    assert [r["motions"] for r in info["runs"]] == [["yaw", "pitch"], ["smile"], ["mouth_open"]]
+    assert "female_prob" in info["dropped"]["eyes"]["reason"]  # redone by the last run
+    assert [r["motions"] for r in info["runs"]] == [["yaw", "pitch"], ["smile"], ["mouth_open", "eyes"]]
     assert info["runs"][0]["celeba_classifier_sha256"] is None and info["runs"][1]["celeba_classifier_sha256"]
     assert set(load_directions(load_model(folder))) == {"age", "gender", "yaw", "smile"}
+    assert set(info["at_motion_amount_fresh_samples"]) == {"yaw", "smile", "mouth_open", "eyes"}
 
 
 SHIPPED = Path(__file__).resolve().parent.parent / "weights"
