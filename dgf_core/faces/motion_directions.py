@@ -16,7 +16,9 @@ measure, of age (years, UTKFace classifier), of p(female) and the identity judge
 and its unedited self (`likeness.py`, `weights/identity-celeba200-judge`). `motion_amount` is the amount that reaches
 the motion's full natural extent (`Motion.target`: a clear smile, an open mouth, narrowed eyes, 15 degrees of yaw,
 10 of pitch), or less where the side effects reach their limits first (KEEP_LIMITS); a direction is kept only when at
-its motion_amount it still reaches at least MIN_TARGET_SHARE of its target inside those limits.
+its motion_amount it still reaches at least MIN_TARGET_SHARE of its target inside those limits, and
+(`verify_motion`, `verification_failures`; scripts/compute_directions.py) when on fresh samples at motion_amount its
+side effects stay within VERIFY_TOLERANCE times those limits. Method and measurements: docs/motion-directions.md.
 """
 from __future__ import annotations
 
