@@ -23,7 +23,7 @@ def test_known_poses_are_read_back():
 def test_another_face_shape_reads_nearly_the_same_pose():
     """A face with other proportions (eyes wider apart, a shorter nose, a wider mouth: the fit cannot know them)
     still reads its yaw and pitch within a few degrees over +-30 / +-20 degrees."""
-    face = mean_face() * [1.0, 1.0, 1.0]
+    face = mean_face()
     face[[0, 1], 0] *= 1.08
     face[2, 1] *= 0.92
     face[[3, 4], 0] *= 1.1

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..data import to_uint8
-from .edits import AttributeClassifier, EditError, MAX_EDIT, _render, covariance_direction, orthogonalize, sample_latents
+from .edits import MAX_EDIT, AttributeClassifier, EditError, _render, covariance_direction, sample_latents
 
 MOTION_NAMES = ("smile", "mouth_open", "eyes", "yaw", "pitch")
 LADDER = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)  # amounts at which each direction is measured (and -1 for the head pose)
