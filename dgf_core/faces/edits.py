@@ -86,16 +86,17 @@ class AttributeClassifier:
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, recipe: str, batch_size: int = 256) -> dict[str, torch.Tensor]:
-        """(N, 3, R, R) faces in [-1, 1] in the crop geometry `recipe` -> {"age": years (N,), "female": prob (N,)}."""
-        ages, fem = [], []
+        """(N, 3, R, R) faces in [-1, 1] in the crop geometry `recipe` -> {"age": years (N,), "female": prob (N,)},
+        or for a classifier of binary labels {label: probability (N,)}."""
+        outs = []
         dev = next(self.net.parameters()).device
         for i in range(0, len(images), batch_size):
             x = images[i : i + batch_size].to(dev).float()
-            x = recipe_warp(x, recipe, self.net.cfg.recipe, self.net.cfg.resolution)
-            out = self.net(x)
-            ages.append(self.net.age_years(out).cpu())
-            fem.append(torch.sigmoid(out[:, 1]).cpu())
-        return {"age": torch.cat(ages), "female": torch.cat(fem)}
+            outs.append(self.net(recipe_warp(x, recipe, self.net.cfg.recipe, self.net.cfg.resolution)).cpu())
+        out = torch.cat(outs) if outs else torch.zeros(0, self.net.cfg.n_outputs)
+        if self.net.cfg.labels:
+            return {name: torch.sigmoid(out[:, j]) for j, name in enumerate(self.net.cfg.labels)}
+        return {"age": self.net.age_years(out), "female": torch.sigmoid(out[:, 1])}
 
 
 def save_classifier(folder: str | os.PathLike, net: AttributeNet, card: dict[str, Any]) -> Path:
@@ -200,6 +201,56 @@ def train_attribute_classifier(
     return net, card
 
 
+def train_label_classifier(
+    faces: torch.Tensor, labels: torch.Tensor, names: Sequence[str], *, cfg: AttributeConfig | None = None,
+    steps: int = 4000, minutes: float | None = None, batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
+    val: tuple[torch.Tensor, torch.Tensor] | None = None, log: Callable[[str], None] | None = None,
+) -> tuple[AttributeNet, dict[str, Any]]:
+    """Train binary labels (e.g. CelebA's Smiling) on faces already in the classifier's geometry: faces (N, 3, r, r)
+    in [-1, 1] (r = cfg.resolution, recipe cfg.recipe), labels (N, K) in {0, 1}, K = len(names). The loss weighs
+    each label's positives by its negatives / positives, so rare labels (Narrow_Eyes: about 1 in 9) are learnt.
+    Returns the net (eval mode) and a card; with `val` = (faces, labels) the card holds, per label, held-out
+    accuracy, balanced accuracy, ROC AUC and the majority-class accuracy to read them against."""
+    names = tuple(names)
+    cfg = AttributeConfig(**{**asdict(cfg or AttributeConfig()), "labels": names})
+    assert faces.shape[1:] == (3, cfg.resolution, cfg.resolution), tuple(faces.shape)
+    assert labels.shape == (len(faces), len(names)), (tuple(labels.shape), len(names))
+    y = labels.float()
+    pos = y.mean(0).clamp(1e-3, 1 - 1e-3)
+    pos_weight = ((1 - pos) / pos).clamp(max=10.0)
+    torch.manual_seed(seed)
+    net = AttributeNet(cfg)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    g = torch.Generator().manual_seed(seed)
+
+    def batch_loss() -> torch.Tensor:
+        idx = torch.randint(0, len(faces), (batch_size,), generator=g)
+        return F.binary_cross_entropy_with_logits(net(_augment(faces[idx], g)), y[idx], pos_weight=pos_weight)
+
+    card: dict[str, Any] = {**fit_on_cpu_budget(net, opt, batch_loss, steps=steps, minutes=minutes, lr=lr, log=log),
+                            "n_train": len(faces), "train_positive_share": {n: round(float(p), 4) for n, p in zip(names, pos)}}
+    if val is not None:
+        with torch.no_grad():
+            prob = torch.sigmoid(torch.cat([net(val[0][i : i + 512]) for i in range(0, len(val[0]), 512)]))
+        card["heldout"] = {"n": len(val[0]), **{n: binary_scores(prob[:, j], val[1][:, j]) for j, n in enumerate(names)}}
+    return net, card
+
+
+def binary_scores(prob: torch.Tensor, label: torch.Tensor) -> dict[str, float]:
+    """Accuracy at 0.5, balanced accuracy, ROC AUC (rank statistic) and the majority-class accuracy. prob, label: (N,)."""
+    y = label.bool()
+    pred = prob > 0.5
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    out = {"accuracy": round(float((pred == y).float().mean()), 4),
+           "majority_accuracy": round(max(n_pos, n_neg) / max(1, len(y)), 4), "positives": n_pos}
+    if n_pos and n_neg:
+        ranks = torch.empty(len(prob), dtype=torch.float64)
+        ranks[torch.argsort(prob.double())] = torch.arange(1, len(prob) + 1, dtype=torch.float64)
+        out["roc_auc"] = round(float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)), 4)
+        out["balanced_accuracy"] = round(float((pred[y].float().mean() + (~pred[~y]).float().mean()) / 2), 4)
+    return out
+
+
 # ---- directions ------------------------------------------------------------------------------------------
 
 def learn_direction(latents: torch.Tensor, labels: torch.Tensor, l2: float = 1e-3, iters: int = 200) -> torch.Tensor:
@@ -236,6 +287,18 @@ def pattern_direction(latents: torch.Tensor, normal: torch.Tensor) -> torch.Tens
     if not float(p.norm()) > 0:
         raise EditError("pattern_direction: the latents do not vary along the boundary's normal")
     return (p / p.norm()).float()
+
+
+def covariance_direction(latents: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Unit latent pattern of a least-squares regression of a continuous `target` (N,) on latents (N, D):
+    cov(latents) @ w = cov(latents, target), normalised (D,): the way latents differ along the target (a measured
+    head pose, a classifier's logit), the regression's counterpart of `pattern_direction`."""
+    x = latents.double() - latents.double().mean(0)
+    t = target.double() - target.double().mean()
+    if len(t) < 3 or not float(t.std()) > 0:
+        raise EditError("covariance_direction needs a target that varies over at least 3 samples")
+    c = x.T @ t / (len(t) - 1)
+    return (c / c.norm()).float()
 
 
 def orthogonalize(d: torch.Tensor, against: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,10 @@
-"""A small face-attribute classifier (age, gender) for labelling generated faces, trained on UTKFace.
+"""A small face-attribute classifier for labelling generated faces: age and gender (trained on UTKFace), or a
+set of binary labels (`labels`, e.g. CelebA's Smiling, Mouth_Slightly_Open, Narrow_Eyes).
 
 Input: (N, 3, R, R) in [-1, 1], faces in the UTKFace chip geometry (`alignment` recipe "utkface-chip").
-Output: (N, 2): [normalized log-age, gender logit] (gender: UTKFace's coding, 1 = female).
+Output without `labels`: (N, 2): [normalized log-age, gender logit] (gender: UTKFace's coding, 1 = female).
 Age in years = exp(out[:, 0] * age_std + age_mean) - 1, with the statistics stored in the config.
+Output with `labels`: (N, len(labels)) logits, one per label, in that order.
 """
 from __future__ import annotations
 
@@ -19,12 +21,20 @@ class AttributeConfig:
     age_mean: float = 3.2  # of log(1 + age) on the training set (set by training)
     age_std: float = 0.9
     recipe: str = "utkface-chip"  # the face geometry the classifier expects
+    labels: tuple[str, ...] = ()  # binary labels (one logit each) instead of the age/gender head
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.labels) if self.labels else 2
 
     def __post_init__(self) -> None:
         if self.resolution < 16 or self.resolution % 8:
             raise ValueError(f"resolution must be a multiple of 8 >= 16, got {self.resolution}")
         if self.channels < 1:
             raise ValueError(f"channels must be positive, got {self.channels}")
+        self.labels = tuple(str(x) for x in self.labels)
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"labels must be distinct, got {list(self.labels)}")
 
 
 def _block(c_in: int, c_out: int) -> list[nn.Module]:
@@ -38,10 +48,10 @@ class AttributeNet(nn.Module):
         self.cfg = cfg
         c = cfg.channels
         self.features = nn.Sequential(*_block(3, c), *_block(c, 2 * c), *_block(2 * c, 4 * c))  # R -> R/8
-        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(4 * c, 2))
+        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(4 * c, cfg.n_outputs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (N, 3, R, R) in [-1, 1] -> (N, 2): normalized log-age, gender logit."""
+        """x: (N, 3, R, R) in [-1, 1] -> (N, 2): normalized log-age, gender logit; with labels (N, len(labels)) logits."""
         assert x.ndim == 4 and x.shape[1:] == (3, self.cfg.resolution, self.cfg.resolution), \
             f"expected (N, 3, {self.cfg.resolution}, {self.cfg.resolution}), got {tuple(x.shape)}"
         return self.head(self.features(x).mean((2, 3)))
