@@ -158,11 +158,15 @@ def load_image_set(
     if not good:
         raise DataError(f"none of the {len(paths)} image files under {roots} could be decoded")
     images = torch.from_numpy(np.stack(good)).permute(0, 3, 1, 2).contiguous()  # (N, 3, R, R) uint8
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        save_file({"images": images, "keep": torch.tensor(keep, dtype=torch.uint8)}, str(tmp))
-        os.replace(tmp, cache)
+    if cache is not None:  # a temporary file of its own: two runs may decode the same set at once
+        from .images import atomic_path
+
+        cache, tmp = atomic_path(cache)
+        try:
+            save_file({"images": images, "keep": torch.tensor(keep, dtype=torch.uint8)}, str(tmp))
+            os.replace(tmp, cache)
+        finally:
+            tmp.unlink(missing_ok=True)
     ok = [p for p, k in zip(paths, keep) if k]
     bad = [p for p, k in zip(paths, keep) if not k]
     return ImageSet(images.to(device), ok, bad)

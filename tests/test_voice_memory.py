@@ -85,3 +85,36 @@ def test_cli_voice_memory(tmp_path, capsys):
                         "--voice-consent"]) == 0
     assert read_clip_recipe(out)["voice"]["mouth_follows_voice"] is True and audio_stream_seconds(out) > 1.3
     assert audio_stream_seconds(gif) is None and read_clip_recipe(gif)["voice"]["used"]  # a GIF: no sound
+
+
+def test_sync_finds_the_lag_of_a_shifted_curve():
+    from dgf_core.evaluation.voice_sync import sync
+
+    rng = np.random.default_rng(0)
+    env = np.convolve(rng.random(80), np.ones(4) / 4, mode="same")
+    late = np.concatenate([np.zeros(2), env[:-2]])  # the mouth 2 frames after the sound
+    res = sync(late, env, fps=24)
+    assert res["best_lag_frames"] == 2 and res["best_lag_ms"] == pytest.approx(83.3, abs=0.1)
+    assert res["correlation_at_best_lag"] > 0.99 > res["correlation"]
+
+
+@pytest.mark.parametrize("model_name, seed", [("stylegan2-celeba64", 3), ("dcgan-celeba64", 5)])
+def test_the_mouth_of_a_shipped_model_follows_the_voice(tmp_path, model_name, seed):
+    """Issue 26's sync target on the shipped weights: the classifier's mouth opening of the frames follows the
+    loudness envelope of syllable-like bursts (correlation >= 0.5, lag <= 80 ms)."""
+    from dgf_core.evaluation.voice_sync import measure_voice_sync
+    from dgf_core.latent import seed_to_z
+
+    model = load_model(model_name)
+    z = seed_to_z(seed, model.config.z_dim)[None]
+    g = model.generator
+    if hasattr(g, "mapped"):
+        with torch.no_grad():
+            latent, space = g.mapped(z, 0.7), "w"
+    else:
+        latent, space = 0.7 * z, "z"
+    pcm, _ = syllables(4.0, 16000, seed=2)
+    rec = load_recording(write_wav(tmp_path / "v.wav", pcm, 16000))
+    res = measure_voice_sync(model, latent, space, rec, fps=12)
+    assert res["frames"] == 48
+    assert res["correlation"] >= 0.5 and abs(res["best_lag_ms"]) <= 80, res
