@@ -16,7 +16,7 @@ API (gradio_client; the UI's own events):
                 -> MP4 of both models walking the same keyframes side by side; recipe names both models
   /upscale      (image file, factor "x2" | "x4") -> PNG with the upscaler and its weights hash in text chunks
   /project      (photo file, consent, model[, steps, align, age, gender, frames, fps, mark, upscale, tune_steps, motion,
-                render, gif]) ->
+                render, gif, voice file, voice_consent, mouth_follows_voice]) ->
                 looping MP4 memory of the face in the photo (motion: "alive", "smile,blink", ...: docs/motion.md;
                 render "photo", the default: the photo itself at its resolution up to 1024 px, moved by the model;
                 "model": the model's frames; gif=True also writes a GIF): projection, then pivotal tuning of a private copy of the
@@ -47,6 +47,7 @@ import os
 import secrets
 import shutil
 import signal
+from contextlib import nullcontext
 from pathlib import Path
 
 import gradio as gr
@@ -66,6 +67,7 @@ from dgf_core.faces.memory import memory_from_photo as core_memory_from_photo
 from dgf_core.faces.projection import DEFAULT_STEPS, ProjectionOptions
 from dgf_core.faces.tuning import DEFAULT_TUNE_STEPS, MAX_TUNE_STEPS, TuningOptions, default_tuning
 from dgf_core.generation import compare, upscale, video
+from dgf_core.generation.audio import load_recording
 from dgf_core.generation.motion import PRESETS as MOTIONS
 from dgf_core.generation.upscale import check_factor
 from dgf_core.images import save_png, to_pil
@@ -90,6 +92,7 @@ UPSCALERS = registry.UpscalerCache()
 PROJECTORS = registry.ModelCache(max_models=2, kind="projection")  # generators with their discriminators
 MAX_PROJECTION_STEPS = 1000  # the app's budget per photo (the CLI allows more)
 CONSENT = "I have the right to use this photo"
+VOICE_CONSENT = "I have the right to use this recording"
 UPSCALE_CHOICES = ["off", "x2", "x4"]
 SCRATCH = ScratchDirs(prefix="dgf-app-", max_bytes=int(float(os.environ.get("DGF_SCRATCH_MB", "256")) * 2**20))
 log = logging.getLogger("dgf.app")
@@ -537,25 +540,36 @@ def memory_from_photo(photo: dict | str | None, consent: bool, model: str, steps
                       align: bool = True, age: float = 0.0, gender: float = 0.0, frames: float = 48, fps: float = 24,
                       mark: bool = True, upscale: str = "off", tune_steps: float | None = None,
                       motion: str | list[str] = "", render: str = "photo", gif: bool = False,
+                      voice: dict | str | None = None, voice_consent: bool = False, mouth_follows_voice: bool = True,
                       progress=gr.Progress()) -> tuple[str, dict]:
     """Photo -> aligned face -> pivot latent -> pivotal tuning (tune_steps; 0: off, None: the model's default) -> looping memory clip (MP4,
     GIF, recipe with the latent): `dgf_core.faces.memory.memory_from_photo`, after the checks that belong to the app.
 
     Registered with preprocess=False: Gradio's own input checks would refuse a bad value before this runs and
     leave the upload in its cache, so every input is checked here, after the upload is in hand. `photo` is
-    Gradio's file payload ({"path": ...} in its upload folder; Gradio has checked the path)."""
+    Gradio's file payload ({"path": ...} in its upload folder; Gradio has checked the path). `voice`: the person's
+    own recording, the same kind of payload (optional; needs `voice_consent`), decoded into memory and deleted with the
+    photo."""
     path = photo.get("path") if isinstance(photo, dict) else photo
+    voice_path = voice.get("path") if isinstance(voice, dict) else voice
     if not path:
         raise ValueError("upload a photo with one face, seen from the front" if consent is True else
                          f"tick \"{CONSENT}\" to use a photo; nothing was read")
     private = SCRATCH.new()
     try:
-        with UPLOADS.held(path) as copy_into:  # deleted from Gradio's cache after the last request that uses it
+        # both uploads are deleted from Gradio's cache after the last request that uses them
+        with UPLOADS.held(path) as copy_into, (UPLOADS.held(voice_path) if voice_path else nullcontext()) as voice_into:
             try:
                 if consent is not True:
                     raise ValueError(f"tick \"{CONSENT}\" to use a photo; nothing was read")
+                recording = None
+                if voice_path:
+                    if voice_consent is not True:
+                        raise ValueError(f"tick \"{VOICE_CONSENT}\" to use the recording; nothing was read")
+                    recording = load_recording(voice_into(private, "voice"))  # checked before any slow work
                 return make_memory(copy_into(private, "photo"), model, steps, align, age, gender, frames, fps, mark,
-                                   upscale, tune_steps, motion, render, gif, progress)
+                                   upscale, tune_steps, motion, render, gif, progress, recording,
+                                   _flag("mouth_follows_voice", mouth_follows_voice))
             finally:
                 _FINISHED.append(_current_event())
     finally:
@@ -563,9 +577,9 @@ def memory_from_photo(photo: dict | str | None, consent: bool, model: str, steps
 
 
 def make_memory(photo: Path, model: str, steps, align, age, gender, frames, fps, mark, upscale, tune_steps, motion,
-                render, gif, progress) -> tuple[str, dict]:
+                render, gif, progress, voice=None, mouth_follows_voice: bool = True) -> tuple[str, dict]:
     """The checks that belong to the app, then `dgf_core.faces.memory.memory_from_photo` on this request's own link of
-    the photo."""
+    the photo (and the recording, decoded, when there is one: the clip then lasts as long)."""
     picture = uploads.open_upload(photo)
     m = PROJECTORS.get(model)
     up, factor = upscaler_for(upscale)
@@ -586,7 +600,7 @@ def make_memory(photo: Path, model: str, steps, align, age, gender, frames, fps,
     res = core_memory_from_photo(
         m, picture, spec, outs, projection=options, tuning=tuning,
         align=align, detector=face_detector() if align else None, likeness=likeness_model(),
-        upscaler=up, render=spec.render,
+        upscaler=up, render=spec.render, voice=voice, mouth_follows_voice=mouth_follows_voice,
         progress=lambda phase, frac, text: progress(overall_progress(phase, frac, tuning.steps != 0), desc=text))
     del picture
     write_json_atomic(res.recipe, folder / f"{stem}.recipe.json")
@@ -709,7 +723,16 @@ def memory_tab(model: gr.Dropdown, demo: gr.Blocks) -> None:
                 motion_look = gr.HTML(elem_id="motion-preview")
                 mark = gr.Checkbox(True, label="Visible \"SYNTHETIC\" mark")
                 upscale = upscale_radio("memory-upscale")
-                gif = gr.Checkbox(False, label="Also make a GIF", elem_id="memory-gif")
+                gif = gr.Checkbox(False, label="Also make a GIF (a GIF has no sound)", elem_id="memory-gif")
+                with gr.Accordion("A voice: the person's own recording (optional)", open=False):
+                    gr.Markdown("A voicemail or a video message the person left (WAV, MP3, M4A, OGG, FLAC, WebM; up to "
+                                "60 s). The clip lasts as long as the recording, the MP4 carries it as sound, and the "
+                                "mouth follows it. It is used for this request only and deleted with it. This project "
+                                "never makes up a voice.")
+                    voice_consent = gr.Checkbox(False, label=VOICE_CONSENT, elem_id="voice-consent")
+                    voice = gr.File(label="Recording", file_types=["audio", ".webm", ".m4a"], type="filepath",
+                                    elem_id="voice")
+                    mouth = gr.Checkbox(True, label="Mouth follows the voice", elem_id="mouth-follows")
                 button = gr.Button("Make the memory", variant="primary", elem_id="memory-btn")
             with gr.Column(scale=1):
                 clip = gr.Video(label="Memory (MP4, synthetic, loops)", autoplay=True, loop=True, buttons=["download"],
@@ -731,7 +754,8 @@ def memory_tab(model: gr.Dropdown, demo: gr.Blocks) -> None:
         # memories wait in a line of their own (MEMORY_CONCURRENCY at once), so generate, upscale and clips never
         # wait behind one; while waiting, the clip box shows the request's place in that line
         made = button.click(memory_from_photo, [photo, consent, model, steps, align, age, gender, frames, fps, mark,
-                                                upscale, tune_steps, motion, render, gif], [clip, files],
+                                                upscale, tune_steps, motion, render, gif, voice, voice_consent,
+                                                mouth], [clip, files],
                             api_name="project", preprocess=False, concurrency_limit=MEMORY_CONCURRENCY,
                             concurrency_id="memory", show_progress="full")
         made.success(show_memory, files, [preview, mp4_dl, gif_dl, recipe], api_visibility="private")

@@ -16,6 +16,7 @@ from dgf_core.faces.memory import (
     motion_preview,
     overall_progress,
 )
+from dgf_core.generation.audio import load_recording
 from dgf_core.generation.motion import PRESETS
 from dgf_core.faces.projection import DEFAULT_STEPS, ProjectionOptions
 from dgf_core.faces.tuning import MAX_TUNE_STEPS, TuningOptions, default_tuning
@@ -25,6 +26,8 @@ from dgf_core.serving import uploads
 from streamlit_shared import NOTICE, model_picker, projection_model, upscale_option
 
 CONSENT = "I have the right to use this photo"
+VOICE_CONSENT = "I have the right to use this recording"
+VOICE_TYPES = ["wav", "mp3", "m4a", "aac", "ogg", "oga", "opus", "flac", "webm", "mp4"]
 MAX_STEPS = 1000
 
 
@@ -95,6 +98,13 @@ frames = frames_col.slider("Frames in the loop", 2, MAX_MEMORY_FRAMES, 48, key="
 fps = fps_col.slider("Frames per second", 1, MAX_FPS, 24, key="fps")
 mark = st.checkbox('Visible "SYNTHETIC" mark', True, key="mark")
 up, factor = upscale_option()
+with st.expander("A voice: the person's own recording (optional)"):
+    st.caption("A voicemail or a video message the person left (up to 60 s). The clip lasts as long as the recording, "
+               "the MP4 carries it as sound, and the mouth follows it. It is used for this request only and deleted "
+               "with it; a GIF has no sound. This project never makes up a voice.")
+    voice_consent = st.checkbox(VOICE_CONSENT, key="voice_consent")
+    voice_file = st.file_uploader("Recording", type=VOICE_TYPES, key="voice", disabled=not voice_consent)
+    mouth = st.checkbox("Mouth follows the voice", True, key="mouth")
 
 if st.button("Make the memory", type="primary", key="make", disabled=not consent or source is None):
     st.session_state.pop("memory", None)
@@ -106,10 +116,16 @@ if st.button("Make the memory", type="primary", key="make", disabled=not consent
         spec = MemorySpec(frames=frames, fps=fps, edit=edit, upscale=factor, mark=mark, motion=",".join(motion),
                           render=render)
         with tempfile.TemporaryDirectory() as d:
+            recording = None
+            if voice_file is not None and voice_consent:  # decoded into memory; its file goes with the folder
+                (Path(d) / "voice").write_bytes(voice_file.getvalue())
+                recording = load_recording(Path(d) / "voice")
+                (Path(d) / "voice").unlink()
             res = memory_from_photo(
                 m, picture, spec, [Path(d) / "m.mp4", Path(d) / "m.gif"], projection=ProjectionOptions(steps=steps),
                 tuning=tuning, align=align, detector=face_detector() if align else None, likeness=likeness_model(),
-                directions=directions if edit else None, upscaler=up, render=render,
+                directions=directions if edit else None, upscaler=up, render=render, voice=recording,
+                mouth_follows_voice=mouth,
                 progress=lambda phase, frac, text: bar.progress(overall_progress(phase, frac, tuning.steps > 0), text=text))
             mp4, gif = (Path(d) / "m.mp4").read_bytes(), (Path(d) / "m.gif").read_bytes()
         del picture
@@ -128,7 +144,7 @@ memory = st.session_state.get("memory")
 if memory:
     for n in memory["notices"]:
         st.info(n)
-    st.video(memory["mp4"], format="video/mp4", loop=True, autoplay=True, muted=True)
+    st.video(memory["mp4"], format="video/mp4", loop=True, autoplay=True, muted="voice" not in memory["recipe"])
     def likeness_text(key: str) -> str:
         return f", likeness {memory[key]:.2f}" if memory.get(key) is not None else ""
 

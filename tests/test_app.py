@@ -396,6 +396,39 @@ def test_project_makes_a_looping_memory_and_keeps_no_photo(client, gradio_app, a
     assert "tuning" not in recipe
 
 
+def test_project_with_the_persons_recording(client, gradio_app, tmp_path):
+    """A voice memory through the API: its own consent, one-line refusals, the sound in the MP4, nothing kept."""
+    from test_audio import syllables, write_wav
+
+    from dgf_core.generation.audio import audio_stream_seconds
+
+    data = photo_bytes(seed=7)
+    (tmp_path / "p7.png").write_bytes(data)
+    pcm, _ = syllables(1.5, 16000, seed=4)
+    voice = write_wav(tmp_path / "grandpa-voicemail.wav", pcm, 16000)
+    recording = voice.read_bytes()
+    args = (True, "tiny-dcgan", 10, False, 0.0, 0.0, 4, 8, False, "off", 0, "", "model", False)
+    with pytest.raises(AppError, match='tick "I have the right to use this recording"'):
+        client.predict(handle_file(str(tmp_path / "p7.png")), *args, handle_file(str(voice)), False, True,
+                       api_name="/project")
+    with pytest.raises(AppError, match="no mouth_open direction"):  # the tiny model cannot move its mouth
+        client.predict(handle_file(str(tmp_path / "p7.png")), *args, handle_file(str(voice)), True, True,
+                       api_name="/project")
+    (tmp_path / "not-audio.wav").write_bytes(b"RIFF....WAVEfmt garbage" * 10)
+    with pytest.raises(AppError, match="not a readable audio recording|no audio track"):
+        client.predict(handle_file(str(tmp_path / "p7.png")), *args, handle_file(str(tmp_path / "not-audio.wav")),
+                       True, False, api_name="/project")
+    path = client.predict(handle_file(str(tmp_path / "p7.png")), *args, handle_file(str(voice)), True, False,
+                          api_name="/project")
+    frames, fps = video.read_clip(path)
+    assert len(frames) == 12 and fps == 8  # as long as the recording: 1.5 s at 8 fps
+    assert abs(audio_stream_seconds(path) - 1.5) <= 1 / 8
+    recipe = video.read_clip_recipe(path)
+    assert recipe["voice"]["used"] and recipe["voice"]["seconds"] == 1.5 and "grandpa" not in json.dumps(recipe)
+    assert left_on_disk(gradio_app, recording, "grandpa-voicemail.wav") == []
+    assert left_on_disk(gradio_app, data, "p7.png") == []
+
+
 def test_project_renders_at_the_photo_size_with_a_motion(client, gradio_app, tmp_path):
     data = photo_bytes(size=(42, 52), seed=5)
     (tmp_path / "p5.png").write_bytes(data)

@@ -307,6 +307,34 @@ def test_memory_page_makes_a_clip_from_the_latent(app_weights, tmp_path):
     assert [b.label for b in at.get("download_button")] == ["Download MP4", "Download GIF", "Download recipe (JSON)"]
 
 
+def test_memory_page_with_the_persons_recording(app_weights, tmp_path):
+    from test_audio import syllables, write_wav
+
+    from dgf_core.generation.audio import audio_stream_seconds
+
+    pcm, _ = syllables(1.5, 16000, seed=5)
+    voice = write_wav(tmp_path / "v.wav", pcm, 16000).read_bytes()
+    at = page("pages/5_Memory.py").run()
+    assert at.file_uploader(key="voice").disabled  # until its own consent box is ticked
+    at.checkbox(key="consent").check()
+    at.checkbox(key="align").uncheck()
+    at.slider(key="steps").set_value(10)
+    at.slider(key=f"tune_steps-{at.session_state['model']}").set_value(0)
+    at.slider(key="fps").set_value(8)
+    at.checkbox(key="voice_consent").check()
+    at.run()
+    at.file_uploader(key="photo").set_value(("me.png", png_of((40, 48)), "image/png"))
+    at.file_uploader(key="voice").set_value(("v.wav", voice, "audio/wav")).run()
+    at.button(key="make").click().run()
+    assert at.error and "no mouth_open direction" in at.error[0].value  # the tiny model cannot move its mouth
+    at.checkbox(key="mouth").uncheck().run()
+    at.button(key="make").click().run()
+    assert not at.exception and not at.error
+    (tmp_path / "m.mp4").write_bytes(at.session_state["memory"]["mp4"])
+    assert len(video.read_clip(tmp_path / "m.mp4")[0]) == 12 and abs(audio_stream_seconds(tmp_path / "m.mp4") - 1.5) <= 0.125
+    assert video.read_clip_recipe(tmp_path / "m.mp4")["voice"]["seconds"] == 1.5
+
+
 def test_memory_page_previews_motions_and_renders_the_model_frames(app_weights, tmp_path):
     at = page("pages/5_Memory.py").run()
     at.multiselect(key="motion").set_value(["blink"]).run()
