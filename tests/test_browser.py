@@ -130,3 +130,45 @@ def test_memory_motion_choice_shows_a_preview(page):
     assert preview.get_attribute("src").startswith("data:image/gif;base64,")
     assert "age on the model's own face" in page.locator("#motion-preview").inner_text()
     assert page.locator("#render input[value=photo]").is_checked()
+
+
+def test_a_voice_memory_plays_with_sound_in_chromium(page, tmp_path):
+    """The MP4 of a voice memory: chromium decodes its audio track (Web Audio) to the recording's length within one
+    frame, and a <video> of it reports the same duration and decodes audio while it plays."""
+    import base64
+
+    import torch
+
+    from conftest import make_tiny_dcgan
+    from test_audio import syllables, write_wav
+
+    from dgf_core.checkpoint import load_model
+    from dgf_core.faces.memory import MemorySpec, make_memory, voice_spec
+    from dgf_core.generation.audio import load_recording
+
+    model = load_model(make_tiny_dcgan(tmp_path / "tiny"))
+    pcm, _ = syllables(2.0, 16000, seed=6)
+    rec = load_recording(write_wav(tmp_path / "v.wav", pcm, 16000))
+    spec = voice_spec(MemorySpec(fps=8, radius=0.05), rec)
+    make_memory(model, torch.zeros(1, 16), "z", spec, [tmp_path / "m.mp4"], voice=rec, mouth_follows_voice=False)
+    data = base64.b64encode((tmp_path / "m.mp4").read_bytes()).decode("ascii")
+    result = page.evaluate("""async (b64) => {
+        const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+        const ctx = new OfflineAudioContext(1, 48000, 48000);
+        const audio = await ctx.decodeAudioData(bytes.buffer.slice(0));
+        let peak = 0;
+        for (const x of audio.getChannelData(0)) peak = Math.max(peak, Math.abs(x));
+        const v = document.createElement('video');
+        v.muted = true;
+        v.src = URL.createObjectURL(new Blob([bytes], {type: 'video/mp4'}));
+        document.body.appendChild(v);
+        await new Promise((ok, bad) => { v.onloadedmetadata = ok; v.onerror = () => bad(new Error('video error')); });
+        await v.play();
+        await new Promise(ok => setTimeout(ok, 1200));
+        const decoded = v.webkitAudioDecodedByteCount;
+        v.pause(); v.remove();
+        return {audioSeconds: audio.duration, peak, videoSeconds: v.duration, decoded};
+    }""", data)
+    assert abs(result["audioSeconds"] - 2.0) <= 1 / 8 and result["peak"] > 0.05, result
+    assert abs(result["videoSeconds"] - 2.0) <= 1 / 8 and result["decoded"] > 0, result
+
