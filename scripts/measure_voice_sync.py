@@ -19,23 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dgf_core.checkpoint import load_model, write_json_atomic  # noqa: E402
 from dgf_core.evaluation.voice_sync import measure_voice_sync  # noqa: E402
-from dgf_core.generation.audio import SAMPLE_RATE, Recording  # noqa: E402
+from dgf_core.generation.audio import syllable_bursts  # noqa: E402
 from dgf_core.latent import seed_to_z  # noqa: E402
-
-
-def bursts(seconds: float, seed: int) -> Recording:
-    """Syllable-like bursts (a 140 Hz voice with harmonics and noise, 120-260 ms, eased) with 80-300 ms pauses."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * SAMPLE_RATE)
-    env, t = np.zeros(n), 0.1
-    while t < seconds - 0.3:
-        dur = rng.uniform(0.12, 0.26)
-        a, b = int(t * SAMPLE_RATE), int((t + dur) * SAMPLE_RATE)
-        env[a:b] = np.sin(np.linspace(0, np.pi, b - a)) ** 0.5 * rng.uniform(0.6, 1.0)
-        t += dur + rng.uniform(0.08, 0.3)
-    time = np.arange(n) / SAMPLE_RATE
-    voice = 0.6 * np.sin(2 * np.pi * 140 * time) + 0.3 * np.sin(2 * np.pi * 280 * time) + 0.1 * rng.standard_normal(n)
-    return Recording((np.clip(0.5 * env * voice, -1, 1) * 32767).astype(np.int16))
 
 
 def main() -> int:
@@ -54,7 +39,7 @@ def main() -> int:
             z = seed_to_z(seed, model.config.z_dim)[None]
             with torch.no_grad():
                 latent, space = (g.mapped(z, 0.7), "w") if hasattr(g, "mapped") else (0.7 * z, "z")
-            rows.append({"seed": seed, **measure_voice_sync(model, latent, space, bursts(a.seconds, seed), a.fps)})
+            rows.append({"seed": seed, **measure_voice_sync(model, latent, space, syllable_bursts(a.seconds, seed), a.fps)})
             print(name, rows[-1], flush=True)
         corr = [r["correlation"] for r in rows]
         lag = [abs(r["best_lag_ms"]) for r in rows]

@@ -80,3 +80,6 @@ def test_memory_benchmark_times_projection_and_tuning(tmp_path):
     photo = res["photo_memory"]  # tiny-dcgan has no motion directions: the drift, at 512 px
     assert photo["motion"] == "drift" and photo["size"] == [512, 512] and photo["frames"] == 12
     assert photo["render_and_encode_s"] > 0 and photo["target_met"] is None
+    voice = res["voice_memory"]  # 2 s of syllables at 24 fps; no mouth_open direction: the mouth stays
+    assert voice["frames"] == 48 and voice["mouth_follows_voice"] is False and voice["size"] == [512, 512]
+    assert voice["total_s"] > voice["render_encode_mux_s"] > 0 and voice["target_met"] is None
