@@ -130,7 +130,7 @@ def memory_latents(latent: torch.Tensor, space: str, spec: MemorySpec, *, coord_
     if spec.motion:
         try:
             check_motion(spec.motion, directions)
-            curves = motion_curves(spec.motion, spec.frames, spec.fps)
+            curves = motion_curves(spec.motion, spec.frames, spec.fps, available=directions or {})
         except MotionError as e:
             raise MemoryClipError(str(e)) from None
     if mouth is not None:

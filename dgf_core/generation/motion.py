@@ -142,6 +142,8 @@ PRESETS: dict[str, tuple[Preset, str]] = {
     "drift": (_drift, "today's memory: a small random walk around the face"),
 }
 KNOWN = tuple(PRESETS)
+# parts of a preset that a model may lack: `alive` without a blink is still alive (the StyleGAN2 ships no eyes direction)
+OPTIONAL: dict[str, tuple[str, ...]] = {"alive": ("eyes",)}
 
 
 def parse_motion(text: str | None) -> tuple[str, ...]:
@@ -159,10 +161,11 @@ def parse_motion(text: str | None) -> tuple[str, ...]:
     return names
 
 
-def motion_curves(names: str | tuple[str, ...], frames: int, fps: int) -> dict[str, np.ndarray]:
+def motion_curves(names: str | tuple[str, ...], frames: int, fps: int, available=None) -> dict[str, np.ndarray]:
     """Per-frame amounts {direction: (frames,) float64} of the composed motions, in units of each direction's
     extent (DRIFT: the walk's radius scale). Frame i is at t = i / fps; the clip lasts frames / fps seconds and
-    every curve has the same value at t = 0 and t = frames / fps (0, except DRIFT's constant scale)."""
+    every curve has the same value at t = 0 and t = frames / fps (0, except DRIFT's constant scale).
+    `available`: the model's directions (names); an OPTIONAL part of a preset that it lacks is left out."""
     names = parse_motion(names) if isinstance(names, str) else tuple(names)
     if frames < 2 or fps < 1:
         raise MotionError(f"a motion needs at least 2 frames and 1 fps, got {frames} frames at {fps} fps")
@@ -171,14 +174,16 @@ def motion_curves(names: str | tuple[str, ...], frames: int, fps: int) -> dict[s
     out: dict[str, np.ndarray] = {}
     for name in names:
         for key, curve in PRESETS[name][0](t, d).items():
+            if available is not None and key in OPTIONAL.get(name, ()) and key not in available:
+                continue
             out[key] = out.get(key, 0.0) + curve
     return out
 
 
 def needed_directions(names: str | tuple[str, ...]) -> list[str]:
-    """The model directions a motion moves (sorted), DRIFT excluded."""
+    """The model directions a motion needs (sorted): those it moves, DRIFT and its OPTIONAL parts excluded."""
     names = parse_motion(names) if isinstance(names, str) else names
-    return sorted({k for n in names for k in PRESETS[n][0](np.zeros(1), 4.0) if k != DRIFT})
+    return sorted({k for n in names for k in PRESETS[n][0](np.zeros(1), 4.0) if k != DRIFT and k not in OPTIONAL.get(n, ())})
 
 
 def check_motion(names: str | tuple[str, ...], directions: dict[str, torch.Tensor] | None) -> None:
