@@ -71,6 +71,7 @@ with app_server(weights_dir={str(app_weights_dir)!r}, timeout=300) as srv:
     path = client.predict(handle_file({str(SCENE)!r}), True, "tiny-dcgan", 2, True, 0.0, 0.0, 4, 8, False,
                           api_name="/project")
     recipe = video.read_clip_recipe(path)
-    print(video.read_clip(path)[0].shape, recipe["kind"], recipe["model"])
+    print(video.read_clip(path)[0].shape, recipe["kind"], recipe["model"], recipe["render"])
 """, timeout=900)
-    assert out.strip().endswith("(4, 16, 16, 3) memory tiny-dcgan")
+    # rendered at the photo's own size (the default, render "photo": OpenCV's flow from requirements.txt alone)
+    assert out.strip().endswith("(4, 160, 224, 3) memory tiny-dcgan photo")
