@@ -500,6 +500,7 @@ def wanted_elsewhere(path: str) -> bool | None:
         queue = demo._queue
         events = [e for q in queue.event_queue_per_concurrency_id.values() for e in q.queue]
         events += [e for job in queue.active_jobs if job for e in job]
+        events += list(getattr(queue, "event_ids_to_events", {}).values())  # joined, perhaps not yet in a queue
         for e in events:
             if e._id == me or e._id in finished or e.data is None:
                 continue
@@ -512,7 +513,10 @@ def wanted_elsewhere(path: str) -> bool | None:
         return None
 
 
-UPLOADS = SharedUploads(wanted_elsewhere)
+# A client uploads a file, then joins the queue: the deletion waits DGF_UPLOAD_GRACE_S (10 s) after the last request
+# that used the file, so that a second sender of the same photo (Gradio files it under the same path) between those two
+# steps still finds it.
+UPLOADS = SharedUploads(wanted_elsewhere, grace_s=float(os.environ.get("DGF_UPLOAD_GRACE_S", "10")))
 
 
 def data_uri(image_u8) -> str:

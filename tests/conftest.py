@@ -126,7 +126,7 @@ def gradio_app(app_weights_dir, tmp_path_factory):
     # its own temporary folders (Gradio's cache, the scratch folders), so tests can check what is left on disk
     tmp = tmp_path_factory.mktemp("app-tmp")
     (tmp / "gradio").mkdir()
-    env = {"TMPDIR": str(tmp), "GRADIO_TEMP_DIR": str(tmp / "gradio")}
+    env = {"TMPDIR": str(tmp), "GRADIO_TEMP_DIR": str(tmp / "gradio"), "DGF_UPLOAD_GRACE_S": "3"}
     with app_server(weights_dir=app_weights_dir, timeout=180, env=env, log=tmp_path_factory.mktemp("app") / "app.log") as srv:
         srv.tmp = tmp
         yield srv

@@ -352,10 +352,23 @@ def photo_bytes(size=(40, 48), seed=3) -> bytes:
     return buf.getvalue()
 
 
-def left_on_disk(gradio_app, data: bytes, name: str) -> list[str]:
-    """Files under the app's temporary folders (Gradio's cache, scratch) holding these bytes or named like the upload."""
-    return [str(p) for p in gradio_app.tmp.rglob("*")
-            if p.is_file() and (p.name == name or p.stat().st_size == len(data) and p.read_bytes() == data)]
+def left_on_disk(gradio_app, data: bytes, name: str, wait: float = 10.0) -> list[str]:
+    """Files under the app's temporary folders (Gradio's cache, scratch) holding these bytes or named like the upload,
+    after waiting up to `wait` s for them to go (the app deletes a shared upload after a grace period: 3 s here)."""
+    import time
+
+    deadline = time.monotonic() + wait
+    while True:
+        found = []
+        for p in gradio_app.tmp.rglob("*"):
+            try:
+                if p.is_file() and (p.name == name or p.stat().st_size == len(data) and p.read_bytes() == data):
+                    found.append(str(p))
+            except FileNotFoundError:  # deleted while we looked
+                pass
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
 
 
 def test_project_needs_consent_and_keeps_nothing(client, gradio_app, tmp_path):
@@ -369,7 +382,7 @@ def test_project_needs_consent_and_keeps_nothing(client, gradio_app, tmp_path):
     control = photo_bytes(seed=9)
     (tmp_path / "control.png").write_bytes(control)
     client.predict(handle_file(str(tmp_path / "control.png")), "x2", api_name="/upscale")
-    assert left_on_disk(gradio_app, control, "control.png")
+    assert left_on_disk(gradio_app, control, "control.png", wait=0)
 
 
 def test_project_makes_a_looping_memory_and_keeps_no_photo(client, gradio_app, app_weights_dir, tmp_path):

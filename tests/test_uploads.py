@@ -234,3 +234,39 @@ def test_a_holder_that_never_reads_the_upload_still_deletes_it(tmp_path):
     with SharedUploads().held(upload):
         pass
     assert not upload.exists()
+
+
+def test_a_grace_period_keeps_the_upload_for_a_sender_who_has_not_joined_yet(tmp_path):
+    """A client uploads, then joins the queue: with a grace period, a request that arrives just after the last holder
+    left still finds the file, and its own exit starts a new grace period; the file goes once one runs out."""
+    import time
+
+    from dgf_core.serving.uploads import SharedUploads
+
+    upload = tmp_path / "photo.png"
+    gradient().save(upload)
+    shared = SharedUploads(grace_s=0.3)
+    with shared.held(upload) as copy:
+        copy(tmp_path, "first")
+    assert upload.exists() and shared.pending() == 1  # the first request is done; the file waits out the grace
+    time.sleep(0.2)
+    with shared.held(upload) as copy:  # the late sender joins within the grace
+        copy(tmp_path, "late")
+        time.sleep(0.3)  # the first grace period runs out while it holds the file: nothing happens
+        assert upload.exists()
+    deadline = time.monotonic() + 5
+    while upload.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not upload.exists() and shared.pending() == 0
+
+
+def test_a_holders_exception_passes_through(tmp_path):
+    from dgf_core.serving.uploads import SharedUploads
+
+    upload = tmp_path / "photo.png"
+    gradient().save(upload)
+    for grace in (0, 0.1):
+        shared = SharedUploads(grace_s=grace)
+        with pytest.raises(KeyError):
+            with shared.held(upload), shared.held(upload):
+                raise KeyError("the request failed")

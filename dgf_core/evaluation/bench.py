@@ -764,7 +764,12 @@ def bench_app_load(ctx: BenchContext) -> dict[str, Any]:
                     outcomes.append(f"{type(e).__name__}: {e}")
         burst_s = time.perf_counter() - t0
         data = photo.read_bytes()
-        photo_left = [str(p) for p in (tmp / "gradio").rglob("*") if p.is_file() and p.read_bytes() == data]
+        deadline = time.monotonic() + float(os.environ.get("DGF_UPLOAD_GRACE_S", "10")) + 5  # the app's grace period
+        while True:
+            photo_left = [str(p) for p in (tmp / "gradio").rglob("*") if p.is_file() and p.read_bytes() == data]
+            if not photo_left or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         scratch_mb = sum(p.stat().st_size for p in (tmp / "scratch").rglob("*") if p.is_file()) / 2**20
     within = {k: loaded[k] <= 2 * idle[k] for k in idle if k.endswith("p95_ms")}
     return {"model": folder.name, "upscaler": has_upscaler, "round_trips_each": n, "memory_options": memory,

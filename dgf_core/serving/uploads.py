@@ -140,13 +140,20 @@ class SharedUploads:
     - it is not a version any holder started with or took: the same content was uploaded again since (a new file
       under the same path, for a request that has not started yet), or
     - `wanted_elsewhere(path)` says that a request not yet started may still need it (True), or cannot tell (None).
-    What is left is left to the server's own cache expiry. Thread-safe; one instance per server process."""
+    What is left is left to the server's own cache expiry. Thread-safe; one instance per server process.
 
-    def __init__(self, wanted_elsewhere: Callable[[str], bool | None] = lambda path: False):
+    With `grace_s` > 0 the deletion waits that long after the last holder leaves, and the checks above run then: a
+    client uploads a file and joins the queue in two steps, and a request that finishes in between cannot see the
+    newcomer (it has not joined yet). A holder arriving in the grace period keeps the file, and its own exit starts a
+    new one."""
+
+    def __init__(self, wanted_elsewhere: Callable[[str], bool | None] = lambda path: False, grace_s: float = 0.0):
         self.wanted_elsewhere = wanted_elsewhere
+        self.grace_s = float(grace_s)
         self._lock = threading.Lock()
         self._holders: dict[str, int] = {}
         self._taken: dict[str, set[tuple[int, int, int]]] = {}  # versions (device, inode, mtime) the holders linked
+        self._generation: dict[str, int] = {}  # bumped by each last exit: only the newest pending deletion acts
 
     def holders(self, path: str | os.PathLike) -> int:
         with self._lock:
@@ -187,19 +194,40 @@ class SharedUploads:
         try:
             yield copy_into
         finally:
-            with self._lock:
+            with self._lock:  # (no `return` in here: it would swallow the request's exception)
                 left = self._holders.pop(key) - 1
                 if left:
                     self._holders[key] = left
+                    generation = None
                 else:
-                    taken = self._taken.pop(key, set())
-                    try:
-                        st = os.stat(key)
-                        ours = (st.st_dev, st.st_ino, st.st_mtime_ns) in taken
-                    except FileNotFoundError:
-                        ours = False
-                    if ours and self.wanted_elsewhere(key) is False:
-                        _remove_upload(Path(key))
+                    generation = self._generation[key] = self._generation.get(key, 0) + 1
+            if generation is not None and self.grace_s > 0:
+                timer = threading.Timer(self.grace_s, self._release, (key, generation))
+                timer.daemon = True
+                timer.start()
+            elif generation is not None:
+                self._release(key, generation)
+
+    def pending(self) -> int:
+        """Uploads whose last holder has left and whose deletion is still waiting out the grace period."""
+        with self._lock:
+            return sum(1 for key in self._taken if key not in self._holders)
+
+    def _release(self, key: str, generation: int) -> None:
+        """Delete the upload `key` if no request holds it or has left it since (`generation`), the file there is a
+        version a holder had, and no queued request names it."""
+        with self._lock:
+            if key in self._holders or self._generation.get(key) != generation:
+                return  # held again: the newest exit decides
+            self._generation.pop(key, None)
+            taken = self._taken.pop(key, set())
+            try:
+                st = os.stat(key)
+                ours = (st.st_dev, st.st_ino, st.st_mtime_ns) in taken
+            except FileNotFoundError:
+                ours = False
+            if ours and self.wanted_elsewhere(key) is False:
+                _remove_upload(Path(key))
 
 
 def _remove_upload(path: Path) -> None:
