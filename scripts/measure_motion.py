@@ -25,7 +25,13 @@ Per photo and motion, on the frames the user gets:
 - background: mean absolute frame-to-frame change (0..255) outside the feathered face ellipse;
 - seam: mean gradient magnitude in the feather ring (where the motion fades out) in each frame after the first over
   the photo's, the largest and the mean over frames (1: no edge added; a doubled edge raises it);
+- smile / eyes / mouth: the CelebA attribute classifier's (weights/attributes-celeba) Smiling, Narrow_Eyes and
+  Mouth_Slightly_Open probabilities: frame 0's and the largest rise over the clip (the `smile` target: a rise of
+  >= 0.4 on photos that start below 0.3; `blink`: the eyes close measurably);
 - seconds: align, projection, tuning (once per photo) and rendering (per motion).
+
+--resume keeps the photos already in --json (same model and motions) and measures only the rest, so a long run can
+be stopped and continued.
 """
 from __future__ import annotations
 
@@ -133,6 +139,7 @@ def main(argv=None) -> int:
     p.add_argument("--x4", action="store_true", help="also measure today's x4-upscaled model clip's sharpness")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", required=True)
+    p.add_argument("--resume", action="store_true", help="keep the photos already measured in --json")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     model = load_projection_model(a.model, "cpu")
@@ -143,6 +150,7 @@ def main(argv=None) -> int:
     judge = load_likeness(default_weights_dir() / "identity-celeba200-judge")
     judge_thr = float(judge.card["heldout_verification"]["eer_threshold"])
     classifier = load_classifier(default_weights_dir() / "attributes-utkface")
+    celeba_attrs = load_classifier(default_weights_dir() / "attributes-celeba")
     upscaler = None
     if a.x4:
         from dgf_core.generation.upscale import Upscaler
@@ -153,6 +161,15 @@ def main(argv=None) -> int:
               if a.utkface else [])
     motions = [m.strip() for m in a.motions.split(",") if m.strip()]
     rows, skipped, failures = [], {}, []
+    if a.resume and Path(a.json).exists():
+        before = json.loads(Path(a.json).read_text())
+        if before.get("model") != model.name or before["args"].get("motions") != a.motions:
+            raise SystemExit(f"--resume: {a.json} measured {before.get('model')} with motions "
+                             f"{before['args'].get('motions')}, not {model.name} with {a.motions}")
+        rows, skipped, failures = before["photos"], before["skipped_motions"], before["failures"]
+        done = {r["photo"] for r in rows} | {f["photo"] for f in failures}
+        photos = [ph for ph in photos if ph[1].name not in done]
+        print(f"resuming: {len(done)} photos already measured, {len(photos)} to go", flush=True)
     for source, path, other in photos:
         print(f"{path.name} ...", flush=True)
         photo = open_upload(path)
@@ -224,6 +241,7 @@ def main(argv=None) -> int:
             with torch.no_grad():
                 cos = (judge.embed(faces, recipe) @ photo_emb[0]).numpy()
                 attrs = classifier.predict(faces, recipe)
+                expr = celeba_attrs.predict(faces, recipe)
             m = {"render_seconds": round(render_s, 2), "frame0_psnr_db": psnr(frames[0], canvas),
                  "sharpness_ratio": round(float(np.mean([laplacian_var(f[by0:by1, bx0:bx1]) for f in frames]))
                                           / max(photo_lap, 1e-9), 3),
@@ -237,6 +255,9 @@ def main(argv=None) -> int:
                  if ring.any() else None,
                  "seam_gradient_ratio_mean": round(float(np.mean([grad_mag(f)[ring].mean() / photo_ring for f in frames[1:]])), 3)
                  if ring.any() else None}
+            for label, key in (("Smiling", "smile"), ("Narrow_Eyes", "eyes_narrow"), ("Mouth_Slightly_Open", "mouth_open")):
+                m[f"{key}_prob_frame0"] = round(float(expr[label][0]), 3)
+                m[f"{key}_prob_rise_max"] = round(float((expr[label] - expr[label][0]).max()), 3)
             if other_emb is not None:
                 m["judge_frames_to_other_photo_min"] = round(float((judge.embed(faces, recipe) @ other_emb[0]).min()), 4)
             offs = yaw_offsets(frames, detector)
@@ -262,12 +283,23 @@ def write_results(a, model, judge_thr: float, motions: list[str], rows: list, sk
                                if isinstance(ms[0][k], (int, float)) and all(isinstance(x.get(k), (int, float)) for x in ms)}
             summary[motion]["n"] = len(ms)
             summary[motion]["frame0_psnr_db_min"] = min(x["frame0_psnr_db"] for x in ms)
+            summary[motion]["judge_share_above_threshold_min"] = min(x["judge_share_above_threshold"] for x in ms)
+            yaw = [x["yaw_degrees_range"] for x in ms if "yaw_degrees_range" in x]
+            if yaw:  # the share of clips that turn the head at least 10 degrees each way
+                summary[motion]["yaw_10_degrees_both_ways_share"] = round(
+                    sum(lo <= -10 and hi >= 10 for lo, hi in yaw) / len(yaw), 3)
+            low = [x for x in ms if x.get("smile_prob_frame0", 1.0) < 0.3]
+            if low:  # the smile target: photos that start below 0.3
+                summary[motion]["smile_rise_on_low_start_mean"] = round(
+                    statistics.mean(x["smile_prob_rise_max"] for x in low), 3)
+                summary[motion]["smile_rise_on_low_start_n"] = len(low)
     out = {"what": "photo memories (render photo) on held-out photos: scripts/measure_motion.py", "model": model.name,
            "weights_sha256": model.weights_sha256, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "args": vars(a), "judge_threshold": judge_thr, "targets": {
                "frame0_psnr_db": ">= 38", "sharpness_ratio": ">= 0.8", "judge": "every frame above the threshold",
                "yaw_degrees_range (look-around)": "at least -10 and +10", "background_change_mean": "< 0.5",
-               "age_change_years_max (not age)": "<= 3", "female_prob_change_max (not gender)": "<= 0.1"},
+               "age_change_years_max (not age)": "<= 3", "female_prob_change_max (not gender)": "<= 0.1",
+               "smile_rise_on_low_start_mean (smile)": ">= 0.4"},
            "summary": summary, "skipped_motions": skipped, "failures": failures, "photos": rows,
            "threads": torch.get_num_threads()}
     write_json_atomic(out, a.json)
