@@ -43,7 +43,6 @@ def interpolate(seeds: str, frames_per_transition: float, fps: float, model: str
                       progress, gif=_flag("gif", gif))
 
 
-
 def show_clip_files(files: dict):
     return (gr.DownloadButton(value=files["mp4"], interactive=True), gif_button(files["gif"]),
             gr.DownloadButton(value=files["recipe_path"], interactive=True), files["gif"], files["recipe"])
