@@ -31,6 +31,7 @@ RUN pip install --extra-index-url "${TORCH_INDEX}" -r requirements.txt
 
 COPY dgf_core/ dgf_core/
 COPY weights/ weights/
+COPY ui/ ui/
 COPY app.py ./
 
 USER app

@@ -576,9 +576,10 @@ def test_the_same_photo_sent_at_once_by_several_clients_all_succeed(gradio_app, 
 def test_the_api_clip_writes_no_gif_unless_asked(tiny_weights_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("DGF_WEIGHTS_DIR", str(tiny_weights_dir))
     import app
+    import ui.common
     from dgf_core.serving.scratch import ScratchDirs
 
-    monkeypatch.setattr(app, "SCRATCH", ScratchDirs(prefix="dgf-test-", parent=tmp_path))
+    monkeypatch.setattr(ui.common, "SCRATCH", ScratchDirs(prefix="dgf-test-", parent=tmp_path))  # where the tabs look
     mp4, files = app.interpolate("1,2", 2, 8, "tiny-dcgan", progress=lambda *a, **k: None)
     assert files["gif"] is None and sorted(p.suffix for p in Path(mp4).parent.iterdir()) == [".json", ".mp4"]
     mp4, files = app.interpolate("1,2", 2, 8, "tiny-dcgan", gif=True, progress=lambda *a, **k: None)
@@ -617,6 +618,7 @@ def test_fast_requests_do_not_wait_behind_memories(app_weights_dir, monkeypatch,
 
     monkeypatch.setenv("DGF_WEIGHTS_DIR", str(app_weights_dir))
     import app
+    import ui.memory
 
     release, started = threading.Event(), []
 
@@ -625,7 +627,7 @@ def test_fast_requests_do_not_wait_behind_memories(app_weights_dir, monkeypatch,
         release.wait(120)
         raise ValueError("stopped by the test")
 
-    monkeypatch.setattr(app, "make_memory", slow_memory)
+    monkeypatch.setattr(ui.memory, "make_memory", slow_memory)  # the /project handler lives in ui/memory.py
     port = free_port()
     app.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:

@@ -38,7 +38,7 @@ def copied() -> list[str]:
 
 def test_dockerfile_copies_files_that_exist():
     sources = copied()
-    assert {"requirements.txt", "dgf_core/", "weights/", "app.py"} <= set(sources)
+    assert {"requirements.txt", "dgf_core/", "ui/", "weights/", "app.py"} <= set(sources)
     missing = [s for s in sources if not (ROOT / s).exists()]
     assert not missing, f"the Dockerfile copies {missing}, which are not in the repository"
 

@@ -22,7 +22,7 @@ LAYERS = [
     {"__main__"},
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
-UI_MODULES = {"app", "gradio", "streamlit", "streamlit_shared", "pages"}
+UI_MODULES = {"app", "ui", "gradio", "streamlit", "streamlit_shared", "pages"}
 
 
 def modules() -> dict[str, Path]:

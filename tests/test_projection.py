@@ -11,17 +11,15 @@ from PIL import Image
 
 from dgf_core.checkpoint import load_model, save_model
 from dgf_core.cli import main
+from dgf_core.faces.losses import discriminator_features, multiscale_pixel_loss, psnr_rgb
 from dgf_core.faces.projection import (
     ProjectionError,
     ProjectionOptions,
     ZSpace,
     check_latent_model,
-    discriminator_features,
     load_latent,
-    multiscale_pixel_loss,
     project,
     project_model,
-    psnr_rgb,
     save_latent,
 )
 from dgf_core.latent import synthesize

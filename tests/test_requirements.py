@@ -1,5 +1,5 @@
-"""requirements.txt against the code a Space runs: every third-party package that app.py, the Streamlit entry and
-pages, and dgf_core import is pinned there (a Space installs requirements.txt and nothing else), every pin is
+"""requirements.txt against the code a Space runs: every third-party package that app.py and ui/, the Streamlit entry
+and pages, and dgf_core import is pinned there (a Space installs requirements.txt and nothing else), every pin is
 either imported or says on its line why it is there, and no system package is needed beyond what the pins bring
 (packages.txt lists Debian packages when one is)."""
 from __future__ import annotations
@@ -11,12 +11,13 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCAL = {"dgf_core", "app", "streamlit_shared", "streamlit_app", "pages"}
+LOCAL = {"dgf_core", "app", "ui", "streamlit_shared", "streamlit_app", "pages"}
 
 
 def space_sources() -> list[Path]:
     return ([ROOT / "app.py", ROOT / "streamlit_app.py", ROOT / "streamlit_shared.py"]
-            + sorted((ROOT / "pages").glob("*.py")) + sorted((ROOT / "dgf_core").rglob("*.py")))
+            + sorted((ROOT / "ui").glob("*.py")) + sorted((ROOT / "pages").glob("*.py"))
+            + sorted((ROOT / "dgf_core").rglob("*.py")))
 
 
 def _optional(node: ast.Try) -> bool:

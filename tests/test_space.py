@@ -33,7 +33,8 @@ def test_the_repository_is_ready_for_a_space(capsys):
     """The real checkout: every shipped model folder goes up, the card becomes README.md, nothing is refused."""
     files = space.space_files(ROOT)
     paths = {f.path_in_repo for f in files}
-    assert {"README.md", "app.py", "requirements.txt", "dgf_core/serving/space.py", "pages/5_Memory.py"} <= paths
+    assert {"README.md", "app.py", "ui/__init__.py", "ui/memory.py", "requirements.txt", "dgf_core/serving/space.py",
+            "pages/5_Memory.py"} <= paths
     for model in (ROOT / "weights").iterdir():
         assert f"weights/{model.name}/model.safetensors" in paths
     assert not any("__pycache__" in p or p.startswith(("tests/", "docs/", "scripts/")) for p in paths)

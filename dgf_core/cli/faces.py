@@ -6,8 +6,15 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .common import add_device, add_dry_run, add_seed, add_threads, set_threads
+
+if TYPE_CHECKING:  # the command imports them when it runs, so that `--help` stays fast
+    from ..faces.memory import MemorySpec
+    from ..faces.projection import ProjectionOptions
+    from ..faces.tuning import TuningOptions
+    from ..generation.audio import Recording
 
 
 def add_project(sub: argparse._SubParsersAction) -> None:
@@ -56,20 +63,26 @@ def add_project(sub: argparse._SubParsersAction) -> None:
     add_dry_run(p)
 
 
-def cmd_project(a: argparse.Namespace) -> int:
-    import time
+@dataclasses.dataclass
+class _ProjectPlan:
+    """What `project` will do, checked before any slow work: the projection and tuning options, the memory clip's
+    spec (None without --save-memory), the decoded recording (None without --voice) and whether tuning is skipped
+    because nothing would use the tuned generator."""
+    opts: ProjectionOptions
+    tuning: TuningOptions
+    spec: MemorySpec | None
+    voice: Recording | None
+    skip_tuning: bool
 
+
+def _check_project_options(a: argparse.Namespace) -> _ProjectPlan:
+    """Validate every option (the recording is decoded here too) before the photo or the model is read."""
     from ..faces.edits import parse_edits
-    from ..faces.memory import MemorySpec, memory_from_photo
-    from ..faces.projection import (
-        ProjectionOptions,
-        load_projection_model,
-        save_latent,
-    )
+    from ..faces.memory import MemorySpec
+    from ..faces.projection import ProjectionOptions
     from ..faces.tuning import TuningOptions
     from ..generation.video import check_outputs
     from ..latent import check_seed
-    from ..serving.uploads import open_upload
 
     opts = ProjectionOptions(steps=a.steps, seed=check_seed(a.seed), space=a.space)
     opts.validate()
@@ -102,23 +115,28 @@ def cmd_project(a: argparse.Namespace) -> int:
     skip_tuning = tuning.steps != 0 and not (a.save_memory or a.save_reconstruction)
     if skip_tuning:
         tuning = TuningOptions(steps=0)
-    set_threads(a.threads)
-    image = open_upload(a.photo)
-    model = load_projection_model(a.model, a.device)
-    from ..faces.projection import space_name
+    return _ProjectPlan(opts, tuning, spec, voice, skip_tuning)
 
-    tuning = tuning.resolved(space_name(model.generator, opts.space))  # the space's defaults, printed below
+
+def _print_project_config(a: argparse.Namespace, plan: _ProjectPlan, model, image) -> None:
+    """The resolved configuration, as JSON on stdout (also what --dry-run shows)."""
+    spec, voice = plan.spec, plan.voice
     print(json.dumps({"project": {"model": model.name, "path": str(model.path), "photo_size": list(image.size),
-                                  "align": not a.no_align, **dataclasses.asdict(opts), "discriminator": model.discriminator is not None,
-                                  "tuning": dataclasses.asdict(tuning), "memory": a.save_memory,
+                                  "align": not a.no_align, **dataclasses.asdict(plan.opts),
+                                  "discriminator": model.discriminator is not None,
+                                  "tuning": dataclasses.asdict(plan.tuning), "memory": a.save_memory,
                                   "edit": spec.edit if spec else {}, "motion": spec.motion if spec else "",
                                   "render": spec.render if spec else None,
                                   "voice_seconds": round(voice.seconds, 2) if voice else None,
                                   "mouth_follows_voice": bool(voice) and not a.no_mouth_follow,
                                   "out": a.out, "device": a.device}}, indent=2))
-    if a.dry_run:
-        return 0
-    t0, last = time.perf_counter(), {}
+
+
+def _progress_printer(t0: float):
+    """progress(phase, fraction, text): one line on stderr per tenth of each phase, with the seconds since t0."""
+    import time
+
+    last = {}
 
     def progress(phase: str, frac: float, text: str) -> None:
         tenth = int(frac * 10)
@@ -126,9 +144,17 @@ def cmd_project(a: argparse.Namespace) -> int:
             last[phase] = tenth
             print(f"{text} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
 
+    return progress
+
+
+def _run_project(a: argparse.Namespace, plan: _ProjectPlan, model, image, progress):
+    """Project the photo (tuned when asked; the memory clip too with --save-memory): one core call ->
+    (projected, notices, reconstruction uint8 (3, H, W), its PSNR)."""
     from ..data import to_uint8
     from ..faces.likeness import default_likeness
+    from ..faces.memory import memory_from_photo
 
+    opts, tuning, spec = plan.opts, plan.tuning, plan.spec
     likeness = default_likeness() if tuning.steps else None
     detector = None
     if not a.no_align:
@@ -138,39 +164,68 @@ def cmd_project(a: argparse.Namespace) -> int:
     if a.save_memory:
         res = memory_from_photo(model, image, spec, a.save_memory, projection=opts, tuning=tuning, align=not a.no_align,
                                 detector=detector, likeness=likeness, render=spec.render, progress=progress,
-                                voice=voice, mouth_follows_voice=not a.no_mouth_follow)
-        projected, notices, recon, psnr = res.projected, res.notices, res.reconstruction, res.psnr
-    else:
-        from ..faces.projection import prepare_target, project_model
+                                voice=plan.voice, mouth_follows_voice=not a.no_mouth_follow)
+        return res.projected, res.notices, res.reconstruction, res.psnr
+    from ..faces.projection import prepare_target, project_model
 
-        target, notices = prepare_target(image, model, align=not a.no_align, detector=detector)  # aligned once
-        projected = project_model(model, target, opts, progress=lambda step, total, loss: progress(
-            "project", step / total, f"projection step {step}/{total} loss {loss:.4f}"))
-        recon, psnr = to_uint8(projected.image)[0], projected.psnr
-        if tuning.steps:
-            from ..faces.alignment import model_recipe
-            from ..faces.tuning import tune
+    target, notices = prepare_target(image, model, align=not a.no_align, detector=detector)  # aligned once
+    projected = project_model(model, target, opts, progress=lambda step, total, loss: progress(
+        "project", step / total, f"projection step {step}/{total} loss {loss:.4f}"))
+    recon, psnr = to_uint8(projected.image)[0], projected.psnr
+    if tuning.steps:
+        from ..faces.alignment import model_recipe
+        from ..faces.tuning import tune
 
-            tuned = tune(model.generator, projected.latent, projected.space, target, tuning,
-                         discriminator=model.discriminator, likeness=likeness, recipe=model_recipe(model.card),
-                         progress=lambda step, total, loss: progress("tune", step / total, f"tuning step {step}/{total}"))
-            recon, psnr = to_uint8(tuned.image)[0], tuned.psnr
-            del tuned
-        del target
-    del image
-    if skip_tuning:
-        notices = [*notices, "no tuning: the tuned generator is never saved, and neither --save-memory nor "
-                             "--save-reconstruction asked for what it makes"]
-    for note in notices:
-        print(f"note: {note}", file=sys.stderr)
+        tuned = tune(model.generator, projected.latent, projected.space, target, tuning,
+                     discriminator=model.discriminator, likeness=likeness, recipe=model_recipe(model.card),
+                     progress=lambda step, total, loss: progress("tune", step / total, f"tuning step {step}/{total}"))
+        recon, psnr = to_uint8(tuned.image)[0], tuned.psnr
+        del tuned
+    del target
+    return projected, notices, recon, psnr
+
+
+def _write_project_outputs(a: argparse.Namespace, plan: _ProjectPlan, projected, recon, psnr, t0: float) -> None:
+    """The latent .npz, the reconstruction PNG when asked, and the one-line summary (seconds since t0)."""
+    import time
+
+    from ..faces.projection import save_latent
+
     save_latent(a.out, projected)
     if a.save_reconstruction:
         from ..images import save_png
 
         save_png(recon, a.save_reconstruction, {"Description": "Synthetic image: a generator's reconstruction"
-                                                               + (" (pivotal-tuned)" if tuning.steps else ""),
+                                                               + (" (pivotal-tuned)" if plan.tuning.steps else ""),
                                                 "Software": "Deeply Good Fakes"})
     print(f"wrote {a.out} (space {projected.space}, projection PSNR {projected.psnr:.2f} dB"
-          + (f", tuned PSNR {psnr:.2f} dB" if tuning.steps else "") + f", {time.perf_counter() - t0:.1f} s)"
+          + (f", tuned PSNR {psnr:.2f} dB" if plan.tuning.steps else "") + f", {time.perf_counter() - t0:.1f} s)"
           + (f" and {', '.join(a.save_memory)}" if a.save_memory else ""))
+
+
+def cmd_project(a: argparse.Namespace) -> int:
+    """Check the options, read the photo and the model, print the resolved configuration, then project (and tune,
+    and make the memory clip) and write what was asked."""
+    import time
+
+    from ..faces.projection import load_projection_model, space_name
+    from ..serving.uploads import open_upload
+
+    plan = _check_project_options(a)
+    set_threads(a.threads)
+    image = open_upload(a.photo)
+    model = load_projection_model(a.model, a.device)
+    plan.tuning = plan.tuning.resolved(space_name(model.generator, plan.opts.space))  # the space's defaults, printed
+    _print_project_config(a, plan, model, image)
+    if a.dry_run:
+        return 0
+    t0 = time.perf_counter()
+    projected, notices, recon, psnr = _run_project(a, plan, model, image, _progress_printer(t0))
+    del image
+    if plan.skip_tuning:
+        notices = [*notices, "no tuning: the tuned generator is never saved, and neither --save-memory nor "
+                             "--save-reconstruction asked for what it makes"]
+    for note in notices:
+        print(f"note: {note}", file=sys.stderr)
+    _write_project_outputs(a, plan, projected, recon, psnr, t0)
     return 0

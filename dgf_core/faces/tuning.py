@@ -7,11 +7,11 @@ regularizer keeps its output unchanged for latents at a fixed distance from the 
 so walks and age/gender edits around the pivot stay natural and the rest of the model stays the model.
 
 Losses, all without downloaded weights:
-- pixels: multi-scale MSE + L1 (`projection.multiscale_pixel_loss`) between the tuned image at the pivot and
+- pixels: multi-scale MSE + L1 (`losses.multiscale_pixel_loss`) between the tuned image at the pivot and
   the photo;
 - identity: 1 - cosine of the project's identity embedding (`likeness.Likeness`, weights/identity-celeba200)
   between the tuned image and the photo, when a likeness model is given;
-- discriminator features (`projection.feature_matching_loss`), when the model ships its discriminator;
+- discriminator features (`losses.feature_matching_loss`), when the model ships its discriminator;
 - locality: the same pixel loss between the tuned and the original generator at the locality latents.
 
 The tuned copy lives only in the caller's memory: `tune` never writes a file, and nothing here caches it. A clip
@@ -30,15 +30,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..latent import synthesize
-from .projection import (
+from .losses import (
     ProjectionError,
     discriminator_features,
     feature_matching_loss,
-    latent_space,
     multiscale_pixel_loss,
     psnr_rgb,
-    space_name,
 )
+from .projection import latent_space, space_name
 
 MAX_TUNE_STEPS = 1000
 # Defaults by latent space, each measured (scripts/measure_memory.py --mix; docs/results/memory-*.json): the loss mix

@@ -1,10 +1,10 @@
 """Deploy the app to a Hugging Face Space through the Hub's upload API (no git push, no git history).
 
-`space_files(root)` decides what goes up: the Gradio app, the Streamlit entry and pages, the core package, the
-shipped weights, `requirements.txt` (and `packages.txt` when there is one), and the Space card `space/README.md`
-as the Space's `README.md` (its front matter: sdk, sdk_version, app_file). `check_files` says what a Space would
-refuse or break on, one line per problem; `deploy` uploads the checked files in one commit and removes files the
-Space holds that are no longer part of it.
+`space_files(root)` decides what goes up: the Gradio app (app.py and its tabs, ui/), the Streamlit entry and pages,
+the core package, the shipped weights, `requirements.txt` (and `packages.txt` when there is one), and the Space card
+`space/README.md` as the Space's `README.md` (its front matter: sdk, sdk_version, app_file). `check_files` says what
+a Space would refuse or break on, one line per problem; `deploy` uploads the checked files in one commit and removes
+files the Space holds that are no longer part of it.
 
 Why the API: a `git push` to the Hub refuses any file over 10 MB that is not in Git LFS (a shipped checkpoint is
 12.7 MB) and carries the whole history (older weights included); `create_commit` stores large and binary files
@@ -22,7 +22,7 @@ from ..checkpoint import CONFIG_FILE, PICKLE_SUFFIXES, WEIGHTS_FILE, file_sha256
 
 SPACE_CARD = "space/README.md"
 FILES = ("app.py", "streamlit_app.py", "streamlit_shared.py", "requirements.txt", "packages.txt")
-FOLDERS = ("dgf_core", "pages", "weights")
+FOLDERS = ("dgf_core", "ui", "pages", "weights")
 REQUIRED = ("app.py", "requirements.txt", "README.md", "dgf_core/__init__.py")
 SKIPPED_PARTS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
 SKIPPED_SUFFIXES = {".pyc", ".pyo"}

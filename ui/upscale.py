@@ -1,0 +1,68 @@
+"""The Upscale tab: an uploaded image, 2x or 4x larger through the weights folder's upscaler (/upscale)."""
+from __future__ import annotations
+
+import json
+
+import gradio as gr
+from PIL import Image
+
+from dgf_core.generation import compare, upscale
+from dgf_core.images import save_png
+from dgf_core.serving import registry, uploads
+from dgf_core.serving.uploads import open_upload
+
+from . import common
+from .common import RENDER_CONCURRENCY, UPSCALE_CHOICES, upscaler_for, user_errors
+
+
+@user_errors
+def upscale_image(image: str | None, factor: str = "x4") -> str:
+    """An uploaded image (checked by dgf_core.serving.uploads) -> PNG `factor` times larger, naming the upscaler and its
+    weights hash in its text chunks (never the uploaded file's name)."""
+    if not image:
+        raise ValueError("upload an image to upscale")
+    up, f = upscaler_for(factor)
+    if up is None:
+        raise ValueError("choose x2 or x4")
+    return str(compare.upscaled_picture(up, open_upload(image), f).save(common.SCRATCH.new()))
+
+
+@user_errors
+def upscale_preview(image: str | None) -> str | None:
+    """The upload as it will be read (first frame, RGB, EXIF-rotated), or nothing: the 'before' image."""
+    if not image:
+        return None
+    return str(save_png(open_upload(image), common.SCRATCH.new() / "before.png"))
+
+
+def upscale_recipe_of(path: str) -> tuple[gr.DownloadButton, dict]:
+    with Image.open(path) as im:
+        recipe = json.loads(im.text["dgf_upscale"])
+    return gr.DownloadButton(value=path, interactive=True), recipe
+
+
+def upscale_tab() -> None:
+    name = registry.default_upscaler()
+    with gr.Tab("Upscale"):
+        gr.Markdown(f"Enlarge a face 2x or 4x with the upscaler GAN. Images: PNG, JPEG, WebP, BMP or GIF (first frame), "
+                    f"at most {uploads.MAX_UPLOAD_BYTES // 2**20} MB and {upscale.MAX_INPUT_SIDE} px a side. "
+                    + (f"Upscaler: **{name}**." if name else
+                       f"**No upscaler in the weights folder** ({registry.default_weights_dir()}): put an upscaler model "
+                       "folder there (see README) to use this tab."))
+        with gr.Row():
+            with gr.Column(scale=1):
+                source = gr.File(label="Image to upscale", file_types=["image"], type="filepath", elem_id="upscale-input")
+                factor = gr.Radio(UPSCALE_CHOICES[1:], value="x4", label="Factor", interactive=name is not None)
+                button = gr.Button("Upscale", variant="primary", interactive=name is not None, elem_id="upscale-btn")
+                recipe = gr.JSON(label="Recipe (in the PNG's text chunks)", max_height=200)
+            with gr.Column(scale=2):
+                with gr.Row():
+                    before = gr.Image(label="Before", type="filepath", format="png", height=320, elem_id="upscale-before",
+                                      elem_classes="pixelated")
+                    after = gr.Image(label="After", type="filepath", format="png", height=320, elem_id="upscale-after",
+                                     buttons=["download", "fullscreen"])
+                png_btn = gr.DownloadButton("Download PNG", interactive=False, elem_id="upscale-dl")
+        source.change(upscale_preview, source, before, api_visibility="private", show_progress="hidden")
+        button.click(upscale_image, [source, factor], after, api_name="upscale", concurrency_limit=RENDER_CONCURRENCY,
+                     concurrency_id="render").success(upscale_recipe_of, after, [png_btn, recipe],
+                                                      api_visibility="private")
