@@ -11,6 +11,7 @@ import streamlit as st
 
 from dgf_core.checkpoint import CheckpointError, LoadedModel
 from dgf_core.generation.pipeline import FacePipeline
+from dgf_core.generation import compare
 from dgf_core.generation.upscale import Upscaler, check_factor
 from dgf_core.serving import registry
 
@@ -67,16 +68,25 @@ def no_upscaler_note() -> str:
             "(see README) or set DGF_WEIGHTS_DIR.")
 
 
-def upscale_option(key: str = "upscale") -> tuple[Upscaler | None, int]:
+def upscale_option(key: str = "upscale", auto_for: int | None = None) -> tuple[Upscaler | None, int]:
     """The upscale radio (off / x2 / x4, with the weights folder's upscaler) -> (upscaler or None, factor).
-    Without an upscaler it is shown disabled at "off", with a note saying why."""
+    Without an upscaler it is shown disabled at "off", with a note saying why. With `auto_for` (the model's
+    resolution) it also offers "auto", the default, as the Gradio app does: a 128-px model's faces at 256 px,
+    smaller ones at their own pixels (`compare.display_factor`); "off" then reads "original pixels"."""
     name = registry.default_upscaler()
     if name is None:
         st.radio("Upscale", UPSCALE_CHOICES[:1], key=key, horizontal=True, disabled=True)
         st.caption(f"Upscaling is off. {no_upscaler_note()}")
         return None, 1
-    factor = check_factor(st.radio("Upscale", UPSCALE_CHOICES, key=key, horizontal=True,
-                                   help=f"a GAN upscaler ({name}) enlarges each face"))
+    if auto_for is not None:
+        choice = st.radio("Upscale", ["auto", *UPSCALE_CHOICES], key=key, horizontal=True,
+                          format_func=lambda c: "original pixels" if c == "off" else c,
+                          help=f"a GAN upscaler ({name}) enlarges each face; auto: a model of 128 px or more at "
+                               f"{compare.DISPLAY_SIDE} px, a 64-px one at its own pixels")
+        factor = compare.display_factor(auto_for, True) if choice == "auto" else check_factor(choice)
+    else:
+        factor = check_factor(st.radio("Upscale", UPSCALE_CHOICES, key=key, horizontal=True,
+                                       help=f"a GAN upscaler ({name}) enlarges each face"))
     return (upscaler(name) if factor > 1 else None), factor
 
 

@@ -36,7 +36,7 @@ next_col.button("Next ▶", key="next", on_click=step, args=(1,), width="stretch
 random_col.button("🎲 Random", key="random", on_click=pick_random, width="stretch")
 psi = st.slider("Truncation ψ", 0.0, 1.0, 1.0, 0.05, key="truncation",
                 help="lower: more typical faces, less variety; 1 = none")
-up, factor = upscale_option()
+up, factor = upscale_option(auto_for=pipe.resolution)
 
 picture = compare.face_picture(pipe, seed, psi, up, factor)  # (3, S, S) uint8, S = R * factor, and its recipe
 side = pipe.resolution * factor

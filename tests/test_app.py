@@ -52,7 +52,8 @@ def test_api_names_and_signatures(client):
     params = [p["parameter_name"] for p in api["/interpolate"]["parameters"]]
     assert params[:4] == ["seeds", "frames_per_transition", "fps", "model"] and params[-2:] == ["upscale", "gif"]
     assert all(p["parameter_has_default"] for p in api["/interpolate"]["parameters"][4:])
-    assert api["/generate"]["parameters"][3]["parameter_default"] == "off"
+    # "auto": what "off" gave for every model below 128 px; a 128-px model's face comes at 256 px
+    assert api["/generate"]["parameters"][3]["parameter_default"] == "auto"
     assert [p["parameter_name"] for p in api["/compare"]["parameters"]] == ["seeds", "model_a", "model_b", "truncation", "upscale"]
     assert [p["parameter_name"] for p in api["/upscale"]["parameters"]] == ["image", "factor"]
     assert [r["component"] for r in api["/generate"]["returns"]] == ["Image"]
@@ -254,7 +255,7 @@ BAD_INPUTS = [
     ("/generate", (1.5, "tiny-dcgan", 1.0), "got 1.5"),
     ("/generate", ("abc", "tiny-dcgan", 1.0), "got 'abc'"),
     ("/generate", (1, "nope", 1.0), "unknown model 'nope'; available: tiny-dcgan, tiny-stylegan2"),
-    ("/generate", (1, "tiny-dcgan", 1.0, "x3"), "'x3' (type: <class 'str'>) is not in the list of choices: ['off', 'x2', 'x4']"),
+    ("/generate", (1, "tiny-dcgan", 1.0, "x3"), "'x3' (type: <class 'str'>) is not in the list of choices: ['auto', 'off', 'x2', 'x4']"),
     ("/compare", ("1,2", "tiny-dcgan", "nope"), "unknown model 'nope'"),
     ("/compare", ("0-16", "tiny-dcgan", "tiny-stylegan2"), "too many seeds: at most 16"),
     ("/compare", ("", "tiny-dcgan", "tiny-stylegan2"), "no seeds given"),
@@ -657,3 +658,31 @@ def test_fast_requests_do_not_wait_behind_memories(app_weights_dir, monkeypatch,
             with pytest.raises(Exception, match="stopped by the test"):
                 m.result(timeout=60)
         app.demo.close()
+
+
+def test_a_128_px_model_is_shown_at_256_px_by_default_and_compare_says_each_size(app_weights_dir, monkeypatch,
+                                                                                  tmp_path):
+    """Generate's "auto": a 128-px model's face through the upscaler at 256 px, a smaller model's at its own pixels;
+    "off" (shown as "original pixels") keeps the model's pixels. Compare says what size each model makes."""
+    from conftest import make_tiny_stylegan2
+
+    from dgf_core.generation.compare import display_factor
+    from dgf_core.serving.scratch import ScratchDirs
+
+    assert [display_factor(r, True) for r in (16, 64, 128, 256)] == [1, 1, 2, 1]
+    assert display_factor(128, False) == 1  # no upscaler: the model's own pixels
+    weights = tmp_path / "weights"
+    shutil.copytree(app_weights_dir, weights)
+    make_tiny_stylegan2(weights / "tiny-sg128", resolution=128)
+    monkeypatch.setenv("DGF_WEIGHTS_DIR", str(weights))
+    import app  # noqa: F401  (builds the Blocks)
+    from ui import common, compare, generate
+
+    monkeypatch.setattr(common, "SCRATCH", ScratchDirs(prefix="dgf-test-", parent=tmp_path))
+    sizes = {(model, up): Image.open(generate.generate(5, model, 1.0, up)).size
+             for model in ("tiny-sg128", "tiny-dcgan") for up in ("auto", "off")}
+    assert sizes == {("tiny-sg128", "auto"): (256, 256), ("tiny-sg128", "off"): (128, 128),
+                     ("tiny-dcgan", "auto"): (16, 16), ("tiny-dcgan", "off"): (16, 16)}
+    *_, note = compare.model_cards("tiny-dcgan", "tiny-sg128")
+    assert "A: 16 px, B: 128 px" in note and "same display height" in note
+    assert "Both models make 16-px faces" in compare.model_cards("tiny-dcgan", "tiny-dcgan")[2]

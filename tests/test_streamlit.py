@@ -163,7 +163,9 @@ def test_without_an_upscaler_the_option_is_disabled_with_a_note(weights):
 
 def test_generate_page_upscales(app_weights):
     at = page("pages/1_Generate.py").run()
-    assert at.radio(key="upscale").options == ["off", "x2", "x4"] and not at.radio(key="upscale").disabled
+    assert at.radio(key="upscale").options == ["auto", "original pixels", "x2", "x4"]
+    assert at.radio(key="upscale").value == "auto" and not at.radio(key="upscale").disabled
+    assert "upscale" not in json.loads(at.json[0].value)  # auto: a 16-px face at its own pixels (128 px: x2)
     at.radio(key="upscale").set_value("x4").run()
     assert not at.exception and not at.error
     recipe = json.loads(at.json[0].value)

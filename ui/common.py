@@ -13,6 +13,7 @@ import secrets
 import gradio as gr
 
 from dgf_core.checkpoint import write_json_atomic
+from dgf_core.generation import compare
 from dgf_core.generation.upscale import check_factor
 from dgf_core.images import to_pil
 from dgf_core.serving import registry
@@ -26,6 +27,9 @@ MODELS = registry.PipelineCache()
 UPSCALERS = registry.UpscalerCache()
 PROJECTORS = registry.ModelCache(max_models=2, kind="projection")  # generators with their discriminators
 UPSCALE_CHOICES = ["off", "x2", "x4"]
+# Generate and Interpolate: "auto" shows a 128-px model's faces at 256 px through the upscaler, smaller ones at
+# their own pixels (compare.display_factor); "off" is shown as "original pixels"
+DISPLAY_CHOICES = [("auto", "auto"), ("original pixels", "off"), ("x2", "x2"), ("x4", "x4")]
 # the tabs look SCRATCH up here when they run (common.SCRATCH), so one replacement reaches every tab
 SCRATCH = ScratchDirs(prefix="dgf-app-", max_bytes=int(float(os.environ.get("DGF_SCRATCH_MB", "256")) * 2**20))
 log = logging.getLogger("dgf.app")
@@ -89,8 +93,13 @@ def refresh_models(current: str | None):
     return gr.Dropdown(choices=names, value=value)
 
 
-def upscaler_for(upscale: str):
-    """'off' | 'x2' | 'x4' -> (the weights folder's upscaler or None, factor); ValueError if there is none to use."""
+def upscaler_for(upscale: str, resolution: int | None = None):
+    """'off' | 'x2' | 'x4' -> (the weights folder's upscaler or None, factor); ValueError if there is none to use.
+    'auto' (with the model's `resolution`): the factor `compare.display_factor` picks, never an error."""
+    if isinstance(upscale, str) and upscale.strip().lower() == "auto":
+        name = registry.default_upscaler()
+        factor = compare.display_factor(int(resolution or 0), name is not None)
+        return (UPSCALERS.get(name) if factor > 1 else None), factor
     factor = check_factor(upscale)
     if factor == 1:
         return None, 1
@@ -101,13 +110,16 @@ def upscaler_for(upscale: str):
     return UPSCALERS.get(name), factor
 
 
-def upscale_radio(elem_id: str) -> gr.Radio:
-    """The upscale option: off / x2 / x4 with the weights folder's upscaler; disabled, with a note, without one."""
+def upscale_radio(elem_id: str, auto: bool = False) -> gr.Radio:
+    """The upscale option: off / x2 / x4 with the weights folder's upscaler; disabled, with a note, without one.
+    With `auto`, also "auto" (the default: a 128-px model's faces at 256 px, smaller ones at their own pixels)."""
     name = registry.default_upscaler()
     info = (f"a GAN upscaler ({name}) enlarges each face" if name else
             "disabled: no upscaler in the weights folder (put an upscaler model folder there, see README)")
-    return gr.Radio(UPSCALE_CHOICES, value="off", label="Upscale", info=info, interactive=name is not None,
-                    elem_id=elem_id)
+    if auto and name:
+        info += f"; auto: a model of 128 px or more at {compare.DISPLAY_SIDE} px, a 64-px one at its own pixels"
+    return gr.Radio(DISPLAY_CHOICES if auto else UPSCALE_CHOICES, value="auto" if auto else "off", label="Upscale",
+                    info=info, interactive=name is not None, elem_id=elem_id)
 
 
 # ---- clip files (Interpolate, Compare, Memory) --------------------------------------------------------------

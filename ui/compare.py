@@ -26,8 +26,18 @@ def compare_images(seeds: str, model_a: str, model_b: str, truncation: float = 1
 
 
 @user_errors
-def model_cards(model_a: str, model_b: str) -> tuple[str, str]:
-    return registry.card_markdown(registry.describe(model_a)), registry.card_markdown(registry.describe(model_b))
+def model_cards(model_a: str, model_b: str) -> tuple[str, str, str]:
+    """Both model cards, and a line on the sizes: each model at its own resolution, shown at the same height."""
+    return (registry.card_markdown(registry.describe(model_a)), registry.card_markdown(registry.describe(model_b)),
+            resolution_note(MODELS.get(model_a).resolution, MODELS.get(model_b).resolution))
+
+
+def resolution_note(res_a: int, res_b: int) -> str:
+    if res_a == res_b:
+        return f"Both models make {res_a}-px faces, shown pixel for pixel at the same size."
+    return (f"Each model at its own resolution (A: {res_a} px, B: {res_b} px), scaled to the same display height: "
+            f"the {min(res_a, res_b)}-px faces are enlarged {max(res_a, res_b) // min(res_a, res_b)}x, pixel for "
+            "pixel (an upscale enlarges both by the same factor).")
 
 
 @user_errors
@@ -65,6 +75,7 @@ def compare_tab(demo: gr.Blocks) -> None:
                 image = gr.Image(label="A | B, one row per seed (PNG, synthetic)", type="filepath", format="png",
                                  height=420, buttons=["download", "fullscreen"], elem_id="compare-image",
                                  elem_classes="pixelated")
+                sizes = gr.Markdown(elem_id="compare-sizes")
                 with gr.Row():
                     card_a = gr.Markdown(elem_id="card-a")
                     card_b = gr.Markdown(elem_id="card-b")
@@ -86,7 +97,7 @@ def compare_tab(demo: gr.Blocks) -> None:
         files = gr.State()
         gr.on([compare_btn.click, demo.load], compare_images, [seeds, model_a, model_b, truncation, upscale], image,
               api_name="compare")
-        gr.on([model_a.change, model_b.change, demo.load], model_cards, [model_a, model_b], [card_a, card_b],
+        gr.on([model_a.change, model_b.change, demo.load], model_cards, [model_a, model_b], [card_a, card_b, sizes],
               api_visibility="private", show_progress="hidden")
         clip_btn.click(compare_clip, [keyframes, frames, fps, model_a, model_b, loop, truncation, scale, upscale],
                        [clip, files], api_name="compare_clip", concurrency_limit=RENDER_CONCURRENCY,

@@ -19,10 +19,12 @@ MAX_GRID = 64
 
 
 @user_errors
-def generate(seed: float, model: str, truncation: float, upscale: str = "off") -> str:
-    """One face (upscaled x2/x4 if asked) as a PNG file carrying its recipe (text chunks)."""
-    up, factor = upscaler_for(upscale)
-    picture = compare.face_picture(MODELS.get(model), check_seed(seed), truncation, up, factor)
+def generate(seed: float, model: str, truncation: float, upscale: str = "auto") -> str:
+    """One face (upscaled x2/x4 if asked; "auto": a 128-px model's at 256 px, a smaller one's at its own pixels) as a
+    PNG file carrying its recipe (text chunks)."""
+    pipe = MODELS.get(model)
+    up, factor = upscaler_for(upscale, pipe.resolution)
+    picture = compare.face_picture(pipe, check_seed(seed), truncation, up, factor)
     return str(picture.save(common.SCRATCH.new()))
 
 
@@ -69,7 +71,7 @@ def generate_tab(model: gr.Dropdown, demo: gr.Blocks) -> None:
                     random_btn = gr.Button("Random", elem_id="random", scale=1)
                 truncation = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Truncation ψ",
                                        info="lower: more typical faces, less variety; 1 = none")
-                upscale = upscale_radio("generate-upscale")
+                upscale = upscale_radio("generate-upscale", auto=True)
                 recipe = gr.JSON(label="Recipe (also in the PNG's text chunks)", max_height=240)
             with gr.Column(scale=1):
                 image = gr.Image(label="Face (PNG, synthetic)", type="filepath", format="png", height=320,

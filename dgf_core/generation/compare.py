@@ -116,6 +116,22 @@ class Picture:
         return png_bytes(self.image, self.text)
 
 
+DISPLAY_SIDE = 256  # the side a face is shown at by default when the upscaler can bring it there from 128 px or more
+
+
+def display_factor(resolution: int, has_upscaler: bool) -> int:
+    """The upscale factor for showing a face by default (the app's and the pages' "auto"): a model of 128 px or more
+    is shown at DISPLAY_SIDE px through the upscaler (x2 for 128 px, none from 256 px); a smaller face keeps its own
+    pixels (the x4 upscaler makes a 64-px face larger, not sharper: ask for it), and so does every face when there is
+    no upscaler."""
+    if not has_upscaler or resolution < 128:
+        return 1
+    factor = 1
+    while factor < 4 and resolution * factor * 2 <= DISPLAY_SIDE:
+        factor *= 2
+    return factor
+
+
 def face_picture(pipe: FacePipeline, seed: int, truncation: float = 1.0, upscaler: Upscaler | None = None,
                  factor: int | str = 1) -> Picture:
     """seed -> one face (upscaled x2 / x4 when asked) with its recipe."""
