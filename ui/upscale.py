@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 from PIL import Image
 
 from dgf_core.generation import compare, upscale
@@ -24,7 +26,7 @@ def upscale_image(image: str | None, factor: str = "x4") -> str:
     up, f = upscaler_for(factor)
     if up is None:
         raise ValueError("choose x2 or x4")
-    return str(compare.upscaled_picture(up, open_upload(image), f).save(common.SCRATCH.new()))
+    return str(compare.upscaled_picture(up, read_or_drop(image), f).save(common.SCRATCH.new()))
 
 
 @user_errors
@@ -32,7 +34,21 @@ def upscale_preview(image: str | None) -> str | None:
     """The upload as it will be read (first frame, RGB, EXIF-rotated), or nothing: the 'before' image."""
     if not image:
         return None
-    return str(save_png(open_upload(image), common.SCRATCH.new() / "before.png"))
+    return str(save_png(read_or_drop(image), common.SCRATCH.new() / "before.png"))
+
+
+def read_or_drop(path: str) -> Image.Image:
+    """The upload as an image. One that cannot be used (not an image, corrupt, too large) is deleted from Gradio's
+    upload folder at once, not left there for the cache's hour: nothing can be made of it. A good upload stays for
+    the tab's next click (another factor, the same image)."""
+    try:
+        return open_upload(path)
+    except uploads.UploadError:
+        folder = Path(get_upload_folder()).resolve()
+        p = Path(path).resolve()
+        if p.is_relative_to(folder) and p != folder:
+            p.unlink(missing_ok=True)
+        raise
 
 
 def upscale_recipe_of(path: str) -> tuple[gr.DownloadButton, dict]:
