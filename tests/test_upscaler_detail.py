@@ -3,6 +3,7 @@ CLI's --detail, the GAN phase started from L1 weights, and the export of its GAN
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +159,147 @@ def test_cli_upscale_bad_detail(tmp_path, detail_weights, capsys, model, detail,
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o.png").exists()
+
+
+# ---- training the GAN end and exporting it ------------------------------------------------------------------
+
+def test_relativistic_losses():
+    from dgf_core.training.losses import d_relativistic_loss, g_relativistic_loss
+
+    real, fake = torch.tensor([[3.0, 2.0]]), torch.tensor([[-2.0, -3.0]])
+    # D right by a margin of 5: small loss for D, large for G; swapping the sets swaps them
+    assert d_relativistic_loss(real, fake) < 0.01 < 4.9 < g_relativistic_loss(real, fake)
+    assert torch.isclose(d_relativistic_loss(fake, real), g_relativistic_loss(real, fake))
+    same = torch.zeros(1, 4)
+    assert torch.isclose(d_relativistic_loss(same, same), torch.tensor(math.log(2)))
+
+
+def gan_end_options(tmp_path: Path, data: Path, **kw):
+    from dgf_core.training.upscaler import UpscalerTrainOptions
+
+    return UpscalerTrainOptions(data=[str(data)], out=str(tmp_path / "run"), patch=16, batch_size=2, gan_steps=2,
+                                init_from=str(save_tiny_upscaler(tmp_path / "up")), gan_loss="relativistic",
+                                pixel_weight=0.1, fm_weight=1.0, adv_weight=0.05, eval_faces=2, eval_every=2,
+                                checkpoint_every=100, checkpoint_minutes=1e-6, log_every=1, threads=1, **kw)
+
+
+def test_gan_phase_from_l1_weights_runs_resumes_and_exports(tmp_path):
+    from dgf_core.checkpoint import read_training_info
+    from dgf_core.training.upscaler import export_detail, train_upscaler
+
+    data = make_hr_folder(tmp_path / "faces")
+    opts = gan_end_options(tmp_path, data)
+    lines: list[str] = []
+    train_upscaler(opts, log=lines.append)
+    assert any("initialized the generator and discriminator" in x for x in lines) and not any("l1 done" in x for x in lines)
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2] and all(r["phase"] == "gan" for r in log)
+    assert {"d", "adv", "fm", "l1"} <= set(log[0]) and "sharpness_ratio" in log[-1]
+    info = read_training_info(tmp_path / "run" / "state.safetensors")
+    assert info["step"] == 2 and info["phase_start"]["gan"] == 0 and info["done"] == ["l1", "gan"]
+    # the generator moved away from the L1 weights it started from
+    started = Upscaler.from_pretrained(tmp_path / "up")
+    trained = Upscaler.from_pretrained(tmp_path / "run" / "gan")
+    x = smooth_faces(1, 16)
+    assert not torch.equal(started.upscale(x, 4), trained.upscale(x, 4))
+    # the same command with --resume and more steps continues at step 2 (not from the L1 weights again)
+    opts.gan_steps, opts.resume = 3, True
+    lines.clear()
+    train_upscaler(opts, log=lines.append)
+    assert any("resumed at step 2" in x for x in lines) and not any("initialized" in x for x in lines)
+    assert [json.loads(x)["step"] for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+    # export: the run's EMA becomes the folder's detail end, and detail 1 reproduces the run's own EMA model
+    path = export_detail(tmp_path / "run", tmp_path / "up", log=lines.append)
+    assert path == tmp_path / "up" / DETAIL_FILE
+    card = json.loads((tmp_path / "up" / "config.json").read_text())["detail"]["card"]
+    assert card["steps"] == 3 and card["images_seen"] == 6 and "relativistic" in card["loss"]
+    assert card["quick_eval_heldout_128"]["step"] == 3 and {"minutes", "date", "machine"} <= set(card)
+    up = Upscaler.from_pretrained(tmp_path / "up")
+    assert torch.equal(up.upscale(x, 4, 0), started.upscale(x, 4))
+    assert torch.equal(up.upscale(x, 4, 1), Upscaler.from_pretrained(tmp_path / "run" / "gan").upscale(x, 4))
+
+
+def test_resume_drops_log_lines_past_the_state(tmp_path):
+    from dgf_core.training.upscaler import train_upscaler
+
+    data = make_hr_folder(tmp_path / "faces")
+    opts = gan_end_options(tmp_path, data)
+    train_upscaler(opts, log=lambda *_: None)
+    with (tmp_path / "run" / "log.jsonl").open("a") as f:  # as a kill after a log line, before the next state write
+        f.write(json.dumps({"step": 3, "phase": "gan"}) + "\n" + '{"step": 4, "pha')
+    opts.gan_steps, opts.resume = 3, True
+    lines: list[str] = []
+    train_upscaler(opts, log=lines.append)
+    assert any("dropped 2 log lines" in x for x in lines)
+    assert [json.loads(x)["step"] for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_gan_end_options_validation(tmp_path):
+    from dgf_core.training.upscaler import UpscalerTrainOptions
+
+    for kw, message in [({"gan_loss": "hinge"}, "--gan-loss"), ({"pixel_weight": -1.0}, "--pixel-weight"),
+                        ({"checkpoint_minutes": 0.0}, "--checkpoint-minutes"),
+                        ({"init_from": "x", "gan_steps": 0}, "--gan-steps >= 1")]:
+        with pytest.raises(ValueError, match=message):
+            UpscalerTrainOptions(data=["x"], out="y", **kw).validate()
+    folder = save_tiny_upscaler(tmp_path / "up")
+    assert UpscalerTrainOptions(data=[], out="", init_from=str(folder)).config().channels == TINY["channels"]
+    with pytest.raises(ValueError, match="differs from the --model overrides"):
+        UpscalerTrainOptions(data=[], out="", init_from=str(folder), model={"channels": 16}).config()
+
+
+def test_export_refuses_a_run_without_gan_steps(tmp_path):
+    from dgf_core.training.upscaler import UpscalerTrainOptions, export_detail, train_upscaler
+
+    data = make_hr_folder(tmp_path / "faces")
+    train_upscaler(UpscalerTrainOptions(data=[str(data)], out=str(tmp_path / "run"), model=TINY, patch=16, batch_size=2,
+                                        l1_steps=1, gan_steps=0, eval_faces=2, threads=1), log=lambda *_: None)
+    with pytest.raises(ValueError, match="no GAN-phase steps"):
+        export_detail(tmp_path / "run", save_tiny_upscaler(tmp_path / "up"))
+    with pytest.raises(CheckpointError, match="no state.safetensors"):
+        export_detail(tmp_path / "nothing", tmp_path / "up")
+
+
+def test_cli_train_gan_end_dry_run_and_export(tmp_path, detail_weights, capsys):
+    data = make_hr_folder(tmp_path / "faces", 1, 0)
+    run = tmp_path / "run"
+    assert main(["train-upscaler", "--data", str(data), "--out", str(run), "--init-from", "one-ended", "--resume",
+                 "--gan-loss", "relativistic", "--pixel-weight", "0.1", "--checkpoint-minutes", "5", "--dry-run"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["config"]["channels"] == TINY["channels"] and printed["train_upscaler"]["gan_loss"] == "relativistic"
+    assert not run.exists()
+    assert main(["train-upscaler", "--data", str(data), "--out", str(run), "--init-from", "nope"]) == 2
+    assert "no model folder" in capsys.readouterr().err
+    assert main(["export-upscaler-detail", "--run", str(run), "--into", "one-ended"]) == 2
+    assert "no state.safetensors" in capsys.readouterr().err
+
+
+def test_cli_evaluate_upscaler_reports_detail(tmp_path, detail_weights, capsys):
+    data = make_hr_folder(tmp_path / "faces", 0, 2)
+    out = tmp_path / "eval.json"
+    assert main(["evaluate-upscaler", "--model", "two-ended", "--model", "one-ended", "--data", str(data), "--faces", "2",
+                 "--clip-frames", "8", "--detail", "0", "--detail", "1", "--json", str(out)]) == 0
+    entry = json.loads(out.read_text())["folders"][str(data)]
+    two, one = entry["two-ended"]["detail"], entry["one-ended"]["detail"]
+    assert two["0.0"]["psnr_y"] == pytest.approx(entry["two-ended"]["x4_clean"]["psnr_y"])
+    assert two["0.0"]["psnr_y"] != two["1.0"]["psnr_y"] and two["1.0"]["sharpness_ratio"] > 0
+    assert one["1.0"] == {"skipped": "no detail weights"} and one["0.0"]["n"] == 2
+    assert main(["evaluate-upscaler", "--model", "two-ended", "--data", str(data), "--c2st"]) == 2
+    assert "--c2st needs --detail" in capsys.readouterr().err
+
+
+def test_sharpness_and_detail_report_with_c2st():
+    from dgf_core.evaluation.sr_metrics import detail_report, laplacian_variance, sharpness_ratio
+
+    flat = torch.full((2, 3, 16, 16), 128, dtype=torch.uint8)
+    noisy = random_faces(2, 16)
+    assert laplacian_variance(flat).tolist() == [0.0, 0.0] and sharpness_ratio(noisy, noisy) == 1.0
+    assert sharpness_ratio(smooth_faces(2, 16), noisy) < 0.2
+    hr = smooth_faces(20, 32)
+    from dgf_core.training.sr_data import bicubic_down, quantize
+    from dgf_core.data import to_float, to_uint8
+
+    lr = to_uint8(quantize(bicubic_down(to_float(hr), 4)))
+    rep = detail_report(Upscaler.bicubic(), lr, hr, (0, 1), c2st=True)
+    assert rep["1.0"] == {"skipped": "no detail weights"}
+    assert 0 <= rep["0.0"]["c2st"]["accuracy"] <= 1 and rep["0.0"]["c2st"]["n_per_class"] == 20

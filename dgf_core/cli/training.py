@@ -167,6 +167,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def add_train_upscaler(sub: argparse._SubParsersAction) -> None:
+    from ..training.upscaler import GAN_LOSSES
     from ..training.upscaler import UpscalerTrainOptions as O
 
     p = sub.add_parser("train-upscaler", help="train the face upscaler (L1 phase, then adversarial fine-tune)")
@@ -182,17 +183,24 @@ def add_train_upscaler(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gan-lr", type=float, default=O.gan_lr)
     p.add_argument("--d-lr", type=float, default=O.d_lr)
     p.add_argument("--adv-weight", type=float, default=O.adv_weight)
-    p.add_argument("--fm-weight", type=float, default=O.fm_weight)
+    p.add_argument("--fm-weight", type=float, default=O.fm_weight, help="feature matching on D's activations")
+    p.add_argument("--pixel-weight", type=float, default=O.pixel_weight, help="weight of the pixel loss in the GAN phase")
+    p.add_argument("--gan-loss", choices=GAN_LOSSES, default=O.gan_loss, help="relativistic: relativistic average GAN (ESRGAN)")
+    p.add_argument("--init-from", default=None, metavar="MODEL",
+                   help="start the GAN phase from this upscaler (name in weights/ or a folder), skipping the L1 phase: "
+                        "how its GAN end (detail weights) is trained; with --resume, a run that has a state resumes it")
     p.add_argument("--max-blur", type=float, default=O.max_blur, help="HR Gaussian blur sigma, HR pixels")
     p.add_argument("--max-noise", type=float, default=O.max_noise, help="LR noise std, fraction of [0, 1]")
     p.add_argument("--every", type=int, default=O.every, help="use every n-th training file")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--eval-every", type=int, default=O.eval_every)
     p.add_argument("--checkpoint-every", type=int, default=O.checkpoint_every)
+    p.add_argument("--checkpoint-minutes", type=float, default=None, help="also save the state this often (minutes)")
+    p.add_argument("--log-every", type=int, default=O.log_every, help="a log line every this many steps")
     add_seed(p)
     add_threads(p)
     add_model_overrides(p, "channels=48")
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out where its state stopped")
     add_dry_run(p)
 
 
@@ -204,7 +212,8 @@ def cmd_train_upscaler(a: argparse.Namespace) -> int:
         gan_steps=a.gan_steps, l1_minutes=a.l1_minutes, gan_minutes=a.gan_minutes, lr=a.lr, gan_lr=a.gan_lr,
         d_lr=a.d_lr, adv_weight=a.adv_weight, fm_weight=a.fm_weight, max_blur=a.max_blur, max_noise=a.max_noise,
         every=a.every, limit=a.limit, eval_every=a.eval_every, checkpoint_every=a.checkpoint_every, seed=a.seed,
-        threads=a.threads, resume=a.resume,
+        threads=a.threads, resume=a.resume, pixel_weight=a.pixel_weight, gan_loss=a.gan_loss, init_from=a.init_from,
+        checkpoint_minutes=a.checkpoint_minutes, log_every=a.log_every,
     )
     opts.validate()
     for d in opts.data:
@@ -215,4 +224,26 @@ def cmd_train_upscaler(a: argparse.Namespace) -> int:
     if a.dry_run:
         return 0
     print(f"model written to {train_upscaler(opts)}")
+    return 0
+
+
+def add_export_upscaler_detail(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export-upscaler-detail",
+                       help="write a train-upscaler run's GAN-end EMA weights as an upscaler's detail.safetensors")
+    p.add_argument("--run", required=True, help="train-upscaler run folder (its state.safetensors), during or after the run")
+    p.add_argument("--into", required=True, help="upscaler folder (or name in weights/) whose GAN end this becomes")
+    add_dry_run(p)
+
+
+def cmd_export_upscaler_detail(a: argparse.Namespace) -> int:
+    from ..checkpoint import read_training_info, resolve_model_path
+    from ..training.upscaler import export_detail
+
+    into = resolve_model_path(a.into)
+    info = read_training_info(Path(a.run) / "state.safetensors") if (Path(a.run) / "state.safetensors").is_file() else {}
+    print(json.dumps({"export_upscaler_detail": {"run": a.run, "into": str(into), "step": info.get("step"),
+                                                 "gan_phase_start": (info.get("phase_start") or {}).get("gan")}}, indent=2))
+    if a.dry_run:
+        return 0
+    export_detail(a.run, into)
     return 0
