@@ -177,7 +177,7 @@ def test_relativistic_losses():
 def gan_end_options(tmp_path: Path, data: Path, **kw):
     from dgf_core.training.upscaler import UpscalerTrainOptions
 
-    return UpscalerTrainOptions(data=[str(data)], out=str(tmp_path / "run"), patch=16, batch_size=2, gan_steps=2,
+    return UpscalerTrainOptions(data=[str(data)], out=str(tmp_path / "run"), patch=16, batch_size=2, l1_steps=0, gan_steps=2,
                                 init_from=str(save_tiny_upscaler(tmp_path / "up")), gan_loss="relativistic",
                                 pixel_weight=0.1, fm_weight=1.0, adv_weight=0.05, eval_faces=2, eval_every=2,
                                 checkpoint_every=100, checkpoint_minutes=1e-6, log_every=1, threads=1, **kw)
@@ -239,11 +239,12 @@ def test_gan_end_options_validation(tmp_path):
 
     for kw, message in [({"gan_loss": "hinge"}, "--gan-loss"), ({"pixel_weight": -1.0}, "--pixel-weight"),
                         ({"checkpoint_minutes": 0.0}, "--checkpoint-minutes"),
-                        ({"init_from": "x", "gan_steps": 0}, "--gan-steps >= 1")]:
+                        ({"init_from": "x", "gan_steps": 0, "l1_steps": 3}, "--gan-steps >= 1"),
+                        ({"init_from": "x", "l1_steps": 5}, "--l1-steps 0")]:
         with pytest.raises(ValueError, match=message):
             UpscalerTrainOptions(data=["x"], out="y", **kw).validate()
     folder = save_tiny_upscaler(tmp_path / "up")
-    assert UpscalerTrainOptions(data=[], out="", init_from=str(folder)).config().channels == TINY["channels"]
+    assert UpscalerTrainOptions(data=[], out="", l1_steps=0, init_from=str(folder)).config().channels == TINY["channels"]
     with pytest.raises(ValueError, match="differs from the --model overrides"):
         UpscalerTrainOptions(data=[], out="", init_from=str(folder), model={"channels": 16}).config()
 
@@ -267,6 +268,7 @@ def test_cli_train_gan_end_dry_run_and_export(tmp_path, detail_weights, capsys):
                  "--gan-loss", "relativistic", "--pixel-weight", "0.1", "--checkpoint-minutes", "5", "--dry-run"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["config"]["channels"] == TINY["channels"] and printed["train_upscaler"]["gan_loss"] == "relativistic"
+    assert printed["train_upscaler"]["l1_steps"] == 0
     assert not run.exists()
     assert main(["train-upscaler", "--data", str(data), "--out", str(run), "--init-from", "nope"]) == 2
     assert "no model folder" in capsys.readouterr().err

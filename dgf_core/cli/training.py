@@ -175,7 +175,7 @@ def add_train_upscaler(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run folder: state.safetensors, log.jsonl, l1/, gan/")
     p.add_argument("--patch", type=int, default=O.patch, help="HR patch side (LR is patch/4)")
     p.add_argument("--batch-size", type=int, default=O.batch_size)
-    p.add_argument("--l1-steps", type=int, default=O.l1_steps)
+    p.add_argument("--l1-steps", type=int, default=None, help=f"default {O.l1_steps}; 0 with --init-from")
     p.add_argument("--gan-steps", type=int, default=O.gan_steps)
     p.add_argument("--l1-minutes", type=float, default=None, help="time budget of the L1 phase")
     p.add_argument("--gan-minutes", type=float, default=None, help="time budget of the GAN phase")
@@ -208,7 +208,8 @@ def cmd_train_upscaler(a: argparse.Namespace) -> int:
     from ..training.upscaler import UpscalerTrainOptions, train_upscaler
 
     opts = UpscalerTrainOptions(
-        data=a.data, out=a.out, model=dict(a.model), patch=a.patch, batch_size=a.batch_size, l1_steps=a.l1_steps,
+        data=a.data, out=a.out, model=dict(a.model), patch=a.patch, batch_size=a.batch_size,
+        l1_steps=a.l1_steps if a.l1_steps is not None else 0 if a.init_from else UpscalerTrainOptions.l1_steps,
         gan_steps=a.gan_steps, l1_minutes=a.l1_minutes, gan_minutes=a.gan_minutes, lr=a.lr, gan_lr=a.gan_lr,
         d_lr=a.d_lr, adv_weight=a.adv_weight, fm_weight=a.fm_weight, max_blur=a.max_blur, max_noise=a.max_noise,
         every=a.every, limit=a.limit, eval_every=a.eval_every, checkpoint_every=a.checkpoint_every, seed=a.seed,

@@ -118,8 +118,9 @@ class UpscalerTrainOptions:
             raise ValueError(f"--gan-loss must be one of {', '.join(GAN_LOSSES)}, got {self.gan_loss!r}")
         if self.checkpoint_minutes is not None and not self.checkpoint_minutes > 0:
             raise ValueError(f"--checkpoint-minutes must be > 0, got {self.checkpoint_minutes}")
-        if self.init_from and self.gan_steps < 1:
-            raise ValueError("--init-from starts the GAN phase from trained weights: give --gan-steps >= 1")
+        if self.init_from and (self.gan_steps < 1 or self.l1_steps):
+            raise ValueError("--init-from starts the GAN phase from trained weights: give --gan-steps >= 1 and "
+                             "--l1-steps 0")
         Degradation(self.max_blur, self.max_noise)  # raises on bad values
 
     def config(self) -> UpscalerConfig:
@@ -393,7 +394,7 @@ def train_upscaler(opts: UpscalerTrainOptions, log=print) -> Path:
     with (out / "log.jsonl").open("a") as logf:
         for phase, n_steps, minutes in (("l1", opts.l1_steps, opts.l1_minutes), ("gan", opts.gan_steps, opts.gan_minutes)):
             extend = bool(st.done) and st.done[-1] == phase and st.step < (st.phase_start[phase] or 0) + n_steps
-            if n_steps == 0 or (phase in st.done and not extend) or (phase == "l1" and opts.init_from):
+            if n_steps == 0 or (phase in st.done and not extend):  # finished, unless more steps are asked
                 continue
             run_phase(st, phase, n_steps, minutes, faces, held, opts, deg, state_path, logf, log)
             result = finish_phase(st, phase, out, cfg, faces, held, opts, state_path, log)
