@@ -92,9 +92,9 @@ def compare_png_text(pipes: Sequence[FacePipeline], seeds: Sequence[int], trunca
 
 def upscaled_png_text(upscaler: Upscaler, factor: int, input_size: tuple[int, int], detail: float = 0.0) -> dict[str, str]:
     """PNG tEXt chunks of an upscaled image (an upload, not a generated face): a notice that the added detail is
-    invented, and the recipe naming the upscaler, its weights hash(es), the factor and the detail (never the upload's
-    file name)."""
-    recipe = upscaler.recipe(factor=factor, detail=detail, input_size=list(input_size))
+    invented, and the recipe naming the upscaler, its weights hash(es), the factor, the detail when above 0 (a recipe
+    without one is detail 0, as every recipe before the detail control) and never the upload's file name."""
+    recipe = upscaler.recipe(factor=factor, **({"detail": detail} if detail else {}), input_size=list(input_size))
     return {"Description": f"Upscaled x{factor} by a neural network ({upscaler.name}, Deeply Good Fakes): the added "
                            "detail is invented by the model.", "Software": "Deeply Good Fakes",
             "dgf_upscale": json.dumps(recipe)}
