@@ -305,3 +305,27 @@ def test_sharpness_and_detail_report_with_c2st():
     rep = detail_report(Upscaler.bicubic(), lr, hr, (0, 1), c2st=True)
     assert rep["1.0"] == {"skipped": "no detail weights"}
     assert 0 <= rep["0.0"]["c2st"]["accuracy"] <= 1 and rep["0.0"]["c2st"]["n_per_class"] == 20
+
+
+def test_sigterm_saves_the_state_and_stops_without_finishing_the_phase(tmp_path):
+    import os
+    import signal
+
+    from dgf_core.checkpoint import read_training_info
+    from dgf_core.training.upscaler import train_upscaler
+
+    data = make_hr_folder(tmp_path / "faces")
+    opts = gan_end_options(tmp_path, data, resume=True)
+    opts.gan_steps, opts.checkpoint_minutes = 5, None
+
+    def log(line: str) -> None:
+        if line.startswith('{"step": 2,'):
+            os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` while the run trains
+
+    assert train_upscaler(opts, log=log) == tmp_path / "run"
+    info = read_training_info(tmp_path / "run" / "state.safetensors")
+    assert info["step"] == 2 and info["done"] == ["l1"] and not (tmp_path / "run" / "gan").exists()
+    lines: list[str] = []
+    assert train_upscaler(opts, log=lines.append) == tmp_path / "run" / "gan"  # the same call resumes and finishes
+    assert any("resumed at step 2" in x for x in lines)
+    assert read_training_info(tmp_path / "run" / "state.safetensors")["step"] == 5

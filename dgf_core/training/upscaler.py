@@ -16,8 +16,9 @@
   schedule follows the larger of the two fractions, so a time-limited phase still decays to its end;
 - every `eval_every` steps: PSNR (Y) of the EMA model vs bicubic and its sharpness ratio on held-out faces, one
   JSON line in the log (a line every `log_every` steps in between);
-- the state is written every `checkpoint_every` steps and every `checkpoint_minutes`; a resumed run removes
-  interrupted writes and the log lines past its state's step;
+- the state is written every `checkpoint_every` steps, every `checkpoint_minutes` and on Ctrl-C / SIGTERM (the
+  step finishes, the state is saved, the run stops without finishing its phase); a resumed run removes interrupted
+  writes and the log lines past its state's step;
 - out/: `state.safetensors` (resume), `log.jsonl`, `l1/` and `gan/` (model folders written at the end of
   each phase, EMA weights, with a model card).
 """
@@ -27,6 +28,7 @@ import copy
 import dataclasses
 import json
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -60,6 +62,7 @@ from .losses import (
     g_nonsaturating_loss,
     g_relativistic_loss,
 )
+from .loop import stop_signals, truncate_log
 from .sr_data import Degradation, bicubic_down, load_hr_faces, quantize, sr_batch
 
 LICENCE = "CelebA and UTKFace: non-commercial research only"
@@ -256,8 +259,6 @@ def setup(opts: UpscalerTrainOptions, cfg: UpscalerConfig, state_path: Path, log
                       opt_d=torch.optim.Adam(d.parameters(), lr=opts.d_lr, betas=(0.5, 0.99)),
                       gen=torch.Generator().manual_seed(opts.seed))
     if opts.resume and state_path.exists():
-        from .loop import truncate_log
-
         st.restore(state_path)
         dropped = truncate_log(state_path.parent / "log.jsonl", st.step)
         removed = remove_partial_writes(state_path.parent)
@@ -323,10 +324,11 @@ def train_step(st: SRTrainState, faces: torch.Tensor, opts: UpscalerTrainOptions
 
 
 def run_phase(st: SRTrainState, phase: str, n_steps: int, minutes: float | None, faces: torch.Tensor,
-              held: torch.Tensor, opts: UpscalerTrainOptions, deg: Degradation, state_path: Path, logf, log=print) -> None:
+              held: torch.Tensor, opts: UpscalerTrainOptions, deg: Degradation, state_path: Path, logf, log=print,
+              stop: threading.Event | None = None) -> bool:
     """Train one phase up to its step count or time budget; logs every `log_every` steps and at each evaluation,
     writes the state every `checkpoint_every` steps and every `checkpoint_minutes`. The learning rate follows the
-    larger of the step and time fractions."""
+    larger of the step and time fractions. Returns False when `stop` was set (the state saved, the phase unfinished)."""
     if st.phase_start[phase] is None:
         st.phase_start[phase] = st.step
     start = st.phase_start[phase]
@@ -337,6 +339,10 @@ def run_phase(st: SRTrainState, phase: str, n_steps: int, minutes: float | None,
     tick = time.time() - st.phase_time[phase]
     last_save = time.time()
     while st.step < start + n_steps:
+        if stop is not None and stop.is_set():
+            st.save(state_path, opts)
+            log(f"{phase}: stopped at step {st.step}, state saved; the same command with --resume continues")
+            return False
         elapsed = time.time() - tick
         if elapsed >= budget:
             log(f"{phase}: time budget of {minutes} min reached at step {st.step}")
@@ -359,6 +365,7 @@ def run_phase(st: SRTrainState, phase: str, n_steps: int, minutes: float | None,
                 opts.checkpoint_minutes and time.time() - last_save >= opts.checkpoint_minutes * 60):
             st.save(state_path, opts)
             last_save = time.time()
+    return True
 
 
 def finish_phase(st: SRTrainState, phase: str, out: Path, cfg: UpscalerConfig, faces: torch.Tensor, held: torch.Tensor,
@@ -391,12 +398,13 @@ def train_upscaler(opts: UpscalerTrainOptions, log=print) -> Path:
     state_path = out / "state.safetensors"
     st = setup(opts, cfg, state_path, log)
     result = out
-    with (out / "log.jsonl").open("a") as logf:
+    with (out / "log.jsonl").open("a") as logf, stop_signals() as stop:
         for phase, n_steps, minutes in (("l1", opts.l1_steps, opts.l1_minutes), ("gan", opts.gan_steps, opts.gan_minutes)):
             extend = bool(st.done) and st.done[-1] == phase and st.step < (st.phase_start[phase] or 0) + n_steps
             if n_steps == 0 or (phase in st.done and not extend):  # finished, unless more steps are asked
                 continue
-            run_phase(st, phase, n_steps, minutes, faces, held, opts, deg, state_path, logf, log)
+            if not run_phase(st, phase, n_steps, minutes, faces, held, opts, deg, state_path, logf, log, stop):
+                return out
             result = finish_phase(st, phase, out, cfg, faces, held, opts, state_path, log)
     return result
 
