@@ -224,7 +224,8 @@ def cmd_train_upscaler(a: argparse.Namespace) -> int:
     print(json.dumps({"train_upscaler": dataclasses.asdict(opts), "config": dataclasses.asdict(config)}, indent=2))
     if a.dry_run:
         return 0
-    print(f"model written to {train_upscaler(opts)}")
+    result = train_upscaler(opts)
+    print(f"model written to {result}" if result != Path(opts.out) else f"stopped; the state is in {result} (--resume continues)")
     return 0
 
 
