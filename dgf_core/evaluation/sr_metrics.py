@@ -19,24 +19,8 @@ import math
 from typing import Any, Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
-from ..images import _crop, psnr, rgb_to_y, ssim
-
-LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
-
-
-def laplacian_variance(images_u8: torch.Tensor, border: int = 0) -> torch.Tensor:
-    """(N, 3, H, W) uint8 -> (N,) variance of the Laplacian of Y (BT.601, 16..235), `border` px cropped first."""
-    assert images_u8.ndim == 4 and images_u8.dtype == torch.uint8, f"expected uint8 (N, 3, H, W), got {tuple(images_u8.shape)}"
-    y = _crop(rgb_to_y(images_u8), border)[:, None]  # (N, 1, H', W') float64
-    lap = F.conv2d(y, LAPLACIAN.to(y.dtype)[None, None])
-    return lap.flatten(1).var(1)
-
-
-def sharpness_ratio(upscaled_u8: torch.Tensor, real_u8: torch.Tensor, border: int = 0) -> float:
-    """Mean Laplacian variance of upscaled faces / that of real faces (1.0: as sharp as real faces)."""
-    return float(laplacian_variance(upscaled_u8, border).mean() / laplacian_variance(real_u8, border).mean())
+from ..images import _crop, laplacian_variance, psnr, sharpness_ratio, ssim  # noqa: F401 (laplacian_variance: re-exported)
 
 
 def temporal_change(frames_u8: torch.Tensor) -> float:

@@ -51,7 +51,7 @@ from ..checkpoint import (
     save_training_state,
 )
 from ..data import list_images
-from ..images import psnr
+from ..images import psnr, sharpness_ratio
 from ..models import get_family
 from ..models.upscaler import Discriminator, Generator, UpscalerConfig
 from .losses import (
@@ -175,7 +175,6 @@ def quick_eval(g: Generator, hr_u8: torch.Tensor) -> dict[str, float]:
     """PSNR (Y, border 4) of x4 and of torch bicubic on clean antialiased downscales of `hr_u8`, and the x4 output's
     sharpness ratio (Laplacian variance of upscaled / of real faces: 1 is as sharp as the real ones)."""
     from ..data import to_float, to_uint8
-    from ..evaluation.sr_metrics import sharpness_ratio
     from ..models.upscaler import bicubic
 
     hr = to_float(hr_u8)
