@@ -329,3 +329,25 @@ def test_sigterm_saves_the_state_and_stops_without_finishing_the_phase(tmp_path)
     assert train_upscaler(opts, log=lines.append) == tmp_path / "run" / "gan"  # the same call resumes and finishes
     assert any("resumed at step 2" in x for x in lines)
     assert read_training_info(tmp_path / "run" / "state.safetensors")["step"] == 5
+
+
+
+def test_snapshots_are_model_folders_and_export(tmp_path, capsys):
+    from dgf_core.training.upscaler import export_detail, train_upscaler
+
+    data = make_hr_folder(tmp_path / "faces")
+    opts = gan_end_options(tmp_path, data, snapshot_every=2)
+    opts.gan_steps = 3
+    train_upscaler(opts, log=lambda *_: None)
+    snaps = sorted(p.name for p in (tmp_path / "run" / "snapshots").iterdir())
+    assert snaps == ["step0000002"]
+    snap = Upscaler.from_pretrained(tmp_path / "run" / "snapshots" / "step0000002")
+    assert snap.model.card["step"] == 2 and "sharpness_ratio" in snap.model.card["quick_eval_heldout_128"]
+    assert main(["export-upscaler-detail", "--run", str(tmp_path / "run"), "--into", str(tmp_path / "up"),
+                 "--snapshot", "step0000002"]) == 0
+    card = json.loads((tmp_path / "up" / "config.json").read_text())["detail"]["card"]
+    assert card["snapshot"] == "step0000002" and card["steps"] == 2 and card["images_seen"] == 4
+    x = smooth_faces(1, 16)
+    assert torch.equal(Upscaler.from_pretrained(tmp_path / "up").upscale(x, 4, 1), snap.upscale(x, 4))
+    with pytest.raises(CheckpointError, match="no model folder"):
+        export_detail(tmp_path / "run", tmp_path / "up", snapshot="step9999999")

@@ -197,6 +197,8 @@ def add_train_upscaler(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=O.checkpoint_every)
     p.add_argument("--checkpoint-minutes", type=float, default=None, help="also save the state this often (minutes)")
     p.add_argument("--log-every", type=int, default=O.log_every, help="a log line every this many steps")
+    p.add_argument("--snapshot-every", type=int, default=O.snapshot_every,
+                   help="keep the EMA model every this many steps in OUT/snapshots/ (0: none)")
     add_seed(p)
     add_threads(p)
     add_model_overrides(p, "channels=48")
@@ -214,7 +216,7 @@ def cmd_train_upscaler(a: argparse.Namespace) -> int:
         d_lr=a.d_lr, adv_weight=a.adv_weight, fm_weight=a.fm_weight, max_blur=a.max_blur, max_noise=a.max_noise,
         every=a.every, limit=a.limit, eval_every=a.eval_every, checkpoint_every=a.checkpoint_every, seed=a.seed,
         threads=a.threads, resume=a.resume, pixel_weight=a.pixel_weight, gan_loss=a.gan_loss, init_from=a.init_from,
-        checkpoint_minutes=a.checkpoint_minutes, log_every=a.log_every,
+        checkpoint_minutes=a.checkpoint_minutes, log_every=a.log_every, snapshot_every=a.snapshot_every,
     )
     opts.validate()
     for d in opts.data:
@@ -234,6 +236,8 @@ def add_export_upscaler_detail(sub: argparse._SubParsersAction) -> None:
                        help="write a train-upscaler run's GAN-end EMA weights as an upscaler's detail.safetensors")
     p.add_argument("--run", required=True, help="train-upscaler run folder (its state.safetensors), during or after the run")
     p.add_argument("--into", required=True, help="upscaler folder (or name in weights/) whose GAN end this becomes")
+    p.add_argument("--snapshot", default=None, metavar="stepNNNNNNN",
+                   help="export this snapshot of the run (RUN/snapshots/NAME) instead of its current state")
     add_dry_run(p)
 
 
@@ -244,8 +248,9 @@ def cmd_export_upscaler_detail(a: argparse.Namespace) -> int:
     into = resolve_model_path(a.into)
     info = read_training_info(Path(a.run) / "state.safetensors") if (Path(a.run) / "state.safetensors").is_file() else {}
     print(json.dumps({"export_upscaler_detail": {"run": a.run, "into": str(into), "step": info.get("step"),
-                                                 "gan_phase_start": (info.get("phase_start") or {}).get("gan")}}, indent=2))
+                                                 "gan_phase_start": (info.get("phase_start") or {}).get("gan"),
+                                                 "snapshot": a.snapshot}}, indent=2))
     if a.dry_run:
         return 0
-    export_detail(a.run, into)
+    export_detail(a.run, into, snapshot=a.snapshot)
     return 0

@@ -20,7 +20,8 @@
   step finishes, the state is saved, the run stops without finishing its phase); a resumed run removes interrupted
   writes and the log lines past its state's step;
 - out/: `state.safetensors` (resume), `log.jsonl`, `l1/` and `gan/` (model folders written at the end of
-  each phase, EMA weights, with a model card).
+  each phase, EMA weights, with a model card), `snapshots/stepNNNNNNN/` (the EMA model every `snapshot_every`
+  steps, a model folder of its own: any of them can become the detail end, `export_detail(..., snapshot=)`).
 """
 from __future__ import annotations
 
@@ -99,6 +100,7 @@ class UpscalerTrainOptions:
     checkpoint_every: int = 500
     checkpoint_minutes: float | None = None  # also write the state when this much time passed since the last write
     log_every: int = 50
+    snapshot_every: int = 0  # steps between EMA model snapshots (0: none)
     seed: int = 0
     threads: int | None = None
     resume: bool = False
@@ -119,6 +121,8 @@ class UpscalerTrainOptions:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0")
         if self.gan_loss not in GAN_LOSSES:
             raise ValueError(f"--gan-loss must be one of {', '.join(GAN_LOSSES)}, got {self.gan_loss!r}")
+        if self.snapshot_every < 0:
+            raise ValueError(f"--snapshot-every must be >= 0 (0: no snapshots), got {self.snapshot_every}")
         if self.checkpoint_minutes is not None and not self.checkpoint_minutes > 0:
             raise ValueError(f"--checkpoint-minutes must be > 0, got {self.checkpoint_minutes}")
         if self.init_from and (self.gan_steps < 1 or self.l1_steps):
@@ -354,6 +358,9 @@ def run_phase(st: SRTrainState, phase: str, n_steps: int, minutes: float | None,
         st.phase_time[phase] = time.time() - tick
         if st.step % opts.eval_every == 0 or st.step == start + n_steps:
             rec.update(quick_eval(st.g_ema, held))
+        if opts.snapshot_every and st.step % opts.snapshot_every == 0:
+            save_snapshot(st, phase, state_path.parent, opts, quick_eval(st.g_ema, held) if "psnr_y" not in rec else
+                          {k: rec[k] for k in ("psnr_y", "bicubic_psnr_y", "gain_db", "sharpness_ratio")})
         if st.step % opts.log_every == 0 or "psnr_y" in rec:
             line = {"step": st.step, "phase": phase, "lr": lr_g, "images": st.step * opts.batch_size,
                     "sec": round(st.phase_time[phase], 1), **{k: round(v, 4) for k, v in rec.items()}}
@@ -365,6 +372,15 @@ def run_phase(st: SRTrainState, phase: str, n_steps: int, minutes: float | None,
             st.save(state_path, opts)
             last_save = time.time()
     return True
+
+
+def save_snapshot(st: SRTrainState, phase: str, out: Path, opts: UpscalerTrainOptions, evaluation: dict[str, float]) -> Path:
+    """The EMA generator now, as the model folder `out/snapshots/stepNNNNNNN` (fp16, with a short card)."""
+    card = {"description": f"snapshot of a train-upscaler run, phase {phase!r}; EMA weights", "phase": phase,
+            "step": st.step, "images_seen": st.step * opts.batch_size, "init_from": opts.init_from,
+            "quick_eval_heldout_128": evaluation, "licence": LICENCE,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return save_model(out / "snapshots" / f"step{st.step:07d}", "upscaler", st.g.cfg, st.g_ema, None, card)
 
 
 def finish_phase(st: SRTrainState, phase: str, out: Path, cfg: UpscalerConfig, faces: torch.Tensor, held: torch.Tensor,
@@ -416,10 +432,11 @@ def gan_loss_description(o: dict[str, Any]) -> str:
             f"D {'relativistic average' if o['gan_loss'] == 'relativistic' else 'logistic'}")
 
 
-def export_detail(run: str | Path, into: str | Path, log=print) -> Path:
-    """The G EMA of run folder `run` (its `state.safetensors`, any time during or after its GAN phase) as the GAN end
-    of upscaler folder `into` (a path or a name in weights/): `detail.safetensors` (fp16) and config.json's "detail"
-    entry with its card (steps, images, minutes, loss, date, machine, last held-out evaluation). Returns the file."""
+def export_detail(run: str | Path, into: str | Path, log=print, snapshot: str | None = None) -> Path:
+    """The G EMA of run folder `run` (its `state.safetensors`, any time during or after its GAN phase; or its snapshot
+    `snapshot`, e.g. "step0002000") as the GAN end of upscaler folder `into` (a path or a name in weights/):
+    `detail.safetensors` (fp16) and config.json's "detail" entry with its card (steps, images, minutes, loss, date,
+    machine, last held-out evaluation). Returns the file."""
     import platform
 
     state = Path(run) / "state.safetensors"
@@ -430,19 +447,27 @@ def export_detail(run: str | Path, into: str | Path, log=print) -> Path:
     start = info["phase_start"].get("gan")
     if start is None or info["step"] <= start:
         raise ValueError(f"{run} has no GAN-phase steps yet (step {info['step']})")
-    g = Generator(get_family("upscaler").make_config(o["model"]))
-    load_training_state(state, {"g_ema": g}, {})
-    evals = [r for r in _read_log(Path(run) / "log.jsonl") if "psnr_y" in r and r.get("step", 0) <= info["step"]]
-    steps = info["step"] - start
+    step, minutes = info["step"], round(info["phase_time"].get("gan", 0.0) / 60, 1)
+    if snapshot:
+        snap = load_model(Path(run) / "snapshots" / snapshot)
+        g, step, minutes = snap.generator, int(snap.card["step"]), None  # minutes: not recorded per snapshot
+        if step <= start:
+            raise ValueError(f"snapshot {snapshot} is from before the GAN phase (step {step} <= {start})")
+    else:
+        g = Generator(get_family("upscaler").make_config(o["model"]))
+        load_training_state(state, {"g_ema": g}, {})
+    evals = [r for r in _read_log(Path(run) / "log.jsonl") if "psnr_y" in r and r.get("step", 0) <= step]
+    steps = step - start
     card = {
         "phase": "gan",
         "description": "GAN end of the detail control (network interpolation, ESRGAN section 3.4): the EMA generator "
                        "of a GAN phase started from this folder's weights; detail 1 uses it alone.",
         "run": str(Path(run).resolve()),
+        "snapshot": snapshot,
         "init_from": o.get("init_from"),
         "steps": steps,
         "images_seen": steps * o["batch_size"],
-        "minutes": round(info["phase_time"].get("gan", 0.0) / 60, 1),
+        "minutes": minutes,
         "loss": gan_loss_description(o),
         "optimizer": f"G Adam(0.9, 0.99) lr {o['gan_lr']:g} cosine to {o['gan_lr'] * 0.05:g}, D Adam(0.5, 0.99) lr {o['d_lr']:g}",
         "patch": o["patch"], "batch_size": o["batch_size"], "ema_decay": o["ema_decay"], "seed": o["seed"],
@@ -454,7 +479,7 @@ def export_detail(run: str | Path, into: str | Path, log=print) -> Path:
         "licence": LICENCE,
     }
     path = save_detail_weights(resolve_model_path(into), g, card)
-    log(f"exported the GAN end of {run} (step {info['step']}, {steps} GAN steps) to {path}")
+    log(f"exported the GAN end of {run} (step {step}, {steps} GAN steps) to {path}")
     return path
 
 
