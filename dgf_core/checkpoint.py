@@ -4,7 +4,10 @@ A model folder holds:
 - `model.safetensors`: tensors under `generator.*` (and `discriminator.*` when shipped);
 - `config.json`: {"format", "family", "config" (the architecture dataclass), "card" (the model card),
   "weights_sha256"}.
-`load_model(name_or_path)` rebuilds any registered family from those two files alone. Nothing here
+`load_model(name_or_path)` rebuilds any registered family from those two files alone. An upscaler folder may also
+hold `detail.safetensors`: the generator of its GAN end, same architecture, described by config.json's "detail"
+entry (file, weights_sha256, card); `save_detail_weights` / `load_detail_weights` (network interpolation,
+generation/upscale.py). Nothing here
 unpickles: pickles (.pt/.pth/.pkl) are refused with a message saying how to convert them.
 
 Training state for `--resume` is one safetensors file whose metadata holds the JSON state (step,
@@ -34,6 +37,7 @@ from .models import ModelFamily, get_family
 FORMAT = "dgf-checkpoint/1"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+DETAIL_FILE = "detail.safetensors"  # optional second end of a network interpolation (the upscaler's GAN end)
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
 
 
@@ -238,6 +242,45 @@ def load_model(
         disc = disc.to(device).eval().requires_grad_(False)
     gen = gen.to(device).eval().requires_grad_(False)
     return LoadedModel(folder.name, folder, family, config, gen, disc, meta.get("card", {}), sha)
+
+
+# ---- the detail end of a network interpolation (upscalers) --------------------------------------------------
+
+def save_detail_weights(folder: str | os.PathLike, generator: nn.Module, card: dict[str, Any],
+                        dtype: torch.dtype | None = torch.float16) -> Path:
+    """Write `generator` (the GAN end, same architecture as the folder's model) as `folder/detail.safetensors` and
+    describe it in config.json's "detail" entry; the folder's own weights (the PSNR end) stay as they are."""
+    folder = Path(folder)
+    meta = read_config(folder)
+    loaded = load_model(folder)  # the architecture the detail weights must match
+    own = generator.state_dict()
+    _load_into(loaded.generator, {f"generator.{k}": v for k, v in own.items()}, "generator", folder / DETAIL_FILE)
+    tensors = {f"generator.{k}": (v.to(dtype) if dtype is not None and v.is_floating_point() else v) for k, v in own.items()}
+    save_tensors_atomic(tensors, folder / DETAIL_FILE)
+    meta["detail"] = {"file": DETAIL_FILE, "weights_sha256": file_sha256(folder / DETAIL_FILE), "card": card}
+    write_json_atomic(meta, folder / CONFIG_FILE)
+    return folder / DETAIL_FILE
+
+
+def load_detail_weights(model: LoadedModel, verify: bool = True) -> dict[str, torch.Tensor] | None:
+    """The generator state dict of `model`'s detail end (on the model's device, its dtype), or None when its folder
+    has none. Raises CheckpointError for a missing, corrupt or mismatched file."""
+    entry = read_config(model.path).get("detail")
+    if not entry:
+        return None
+    path = model.path / str(entry.get("file", DETAIL_FILE))
+    if not path.is_file():
+        raise CheckpointError(f"{model.path / CONFIG_FILE} describes detail weights, but {path.name} is missing")
+    if verify and entry.get("weights_sha256") and entry["weights_sha256"] != file_sha256(path):
+        raise CheckpointError(f"{path} does not match the sha256 in its config.json: the file is corrupt or was replaced")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {e}") from None
+    net = model.family.generator(model.config)
+    _load_into(net, tensors, "generator", path)
+    device = next(model.generator.parameters()).device
+    return {k: v.to(device) for k, v in net.state_dict().items()}
 
 
 # ---- training state (resume) ---------------------------------------------------------------------------

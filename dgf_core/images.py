@@ -99,6 +99,23 @@ def psnr(a_u8: torch.Tensor, b_u8: torch.Tensor, *, channel: str = "y", border: 
     return 10.0 * torch.log10(255.0**2 / mse.clamp_min(1e-10))
 
 
+LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+
+
+def laplacian_variance(images_u8: torch.Tensor, border: int = 0) -> torch.Tensor:
+    """(N, 3, H, W) uint8 -> (N,) variance of the Laplacian (3x3, 4-neighbour) of Y (BT.601, 16..235), `border` px
+    cropped first: a sharpness measure."""
+    assert images_u8.ndim == 4 and images_u8.dtype == torch.uint8, f"expected uint8 (N, 3, H, W), got {tuple(images_u8.shape)}"
+    y = _crop(rgb_to_y(images_u8), border)[:, None]  # (N, 1, H', W') float64
+    lap = F.conv2d(y, LAPLACIAN.to(y.dtype)[None, None])
+    return lap.flatten(1).var(1)
+
+
+def sharpness_ratio(upscaled_u8: torch.Tensor, real_u8: torch.Tensor, border: int = 0) -> float:
+    """Mean Laplacian variance of upscaled faces / that of real faces (1.0: as sharp as real faces)."""
+    return float(laplacian_variance(upscaled_u8, border).mean() / laplacian_variance(real_u8, border).mean())
+
+
 def _gaussian_taps(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(t**2) / (2 * sigma**2))

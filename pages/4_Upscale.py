@@ -19,17 +19,22 @@ st.caption(f"Upscaler: {name}")
 
 source = st.file_uploader("Image to upscale", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], key="upload")
 factor = upscale.check_factor(st.radio("Factor", ["x2", "x4"], index=1, horizontal=True, key="factor"))
+detail = st.slider("Detail", 0.0, 1.0, 0.0, 0.05, key="detail", disabled=not up.has_detail,
+                   help="0: the faithful (PSNR) weights; 1: the GAN end, sharper, with invented texture; between: a blend")
+if not up.has_detail:
+    st.caption(f"Detail stays at 0: {upscale.no_detail_message(up.name)}.")
 if source is not None:
     try:
         picture = uploads.open_upload(source.getvalue())
-        result = compare.upscaled_picture(up, picture, factor)
+        result = compare.upscaled_picture(up, picture, factor, detail)
     except ValueError as e:  # UploadError, or an image over the upscaler's size limit
         st.error(str(e))
         st.stop()
     big = result.image
     before, after = st.columns(2)
     before.image(picture, caption=f"Before: {picture.width}x{picture.height}", output_format="PNG")
-    after.image(big, caption=f"After: {big.width}x{big.height} (x{factor}, {up.name})", output_format="PNG")
+    how = f"x{factor}, {up.name}" + (f", detail {detail:g}" if detail else "")
+    after.image(big, caption=f"After: {big.width}x{big.height} ({how})", output_format="PNG")
     st.download_button("Download PNG", result.png_bytes(), file_name=result.name, mime="image/png",
                        key="download", on_click="ignore")
     with st.expander("Recipe (in the PNG's text chunks)"):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -256,6 +257,38 @@ def test_upscale_page_shows_before_and_after(app_weights):
     assert at.get("download_button")[0].label == "Download PNG"
     at.radio(key="factor").set_value("x2").run()
     assert [img.caption for im in at.image for img in im.proto.imgs][1] == "After: 16x16 (x2, tiny-upscaler)"
+
+
+def test_upscale_page_detail_slider_is_disabled_without_detail_weights(app_weights):
+    at = page("pages/4_Upscale.py").run()
+    assert at.slider(key="detail").value == 0.0 and at.slider(key="detail").disabled
+    assert any("this upscaler has no detail weights" in c.value for c in at.caption)
+
+
+def test_upscale_page_detail_slider_blends_the_gan_end(app_weights_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from dgf_core.checkpoint import save_detail_weights
+    from dgf_core.models.upscaler import Generator, UpscalerConfig
+
+    root = tmp_path / "weights"
+    shutil.copytree(app_weights_dir / "tiny-upscaler", root / "tiny-upscaler")
+    cfg = UpscalerConfig(**json.loads((root / "tiny-upscaler" / "config.json").read_text())["config"])
+    torch.manual_seed(1)
+    gan = Generator(cfg)
+    with torch.no_grad():
+        gan.to_rgb4.weight.normal_(0, 0.1)
+    save_detail_weights(root / "tiny-upscaler", gan, {"phase": "gan"})
+    monkeypatch.setenv("DGF_WEIGHTS_DIR", str(root))
+    at = page("pages/4_Upscale.py").run()
+    assert not at.exception and not at.slider(key="detail").disabled and at.slider(key="detail").value == 0.0
+    at.file_uploader(key="upload").set_value(("face.png", png_of((8, 8)), "image/png")).run()
+    assert "detail" not in json.loads(at.json[0].value)  # detail 0: the recipe of before
+    at.slider(key="detail").set_value(1.0).run()
+    assert not at.exception and not at.error
+    recipe = json.loads(at.json[0].value)
+    assert recipe["detail"] == 1.0 and len(recipe["detail_weights_sha256"]) == 64
+    assert [img.caption for im in at.image for img in im.proto.imgs][1] == "After: 32x32 (x4, tiny-upscaler, detail 1)"
 
 
 @pytest.mark.parametrize("name, data, message", [

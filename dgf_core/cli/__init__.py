@@ -35,10 +35,12 @@ from .generation import (
 from .models import add_import_rosinality, add_ship, cmd_import_rosinality, cmd_ship
 from .training import (
     add_data,
+    add_export_upscaler_detail,
     add_pack,
     add_train,
     add_train_upscaler,
     cmd_data,
+    cmd_export_upscaler_detail,
     cmd_pack,
     cmd_train,
     cmd_train_upscaler,
@@ -56,6 +58,7 @@ COMMANDS = {
     "bench": (add_bench, cmd_bench),
     "upscale": (add_upscale, cmd_upscale),
     "train-upscaler": (add_train_upscaler, cmd_train_upscaler),
+    "export-upscaler-detail": (add_export_upscaler_detail, cmd_export_upscaler_detail),
     "evaluate-upscaler": (add_evaluate_upscaler, cmd_evaluate_upscaler),
     "import-rosinality": (add_import_rosinality, cmd_import_rosinality),
     "project": (add_project, cmd_project),

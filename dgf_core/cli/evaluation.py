@@ -84,6 +84,9 @@ def add_evaluate_upscaler(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--faces", type=int, default=300, help="held-out faces per folder (spread evenly)")
     p.add_argument("--walk-model", default=None, help="also measure flicker on a latent walk of this generator")
     p.add_argument("--clip-frames", type=int, default=96, help="frames of each stability clip")
+    p.add_argument("--detail", type=float, action="append", default=[], metavar="D",
+                   help="also report Y-PSNR and the sharpness ratio at this detail (0..1; repeatable: 0, 0.5, 1)")
+    p.add_argument("--c2st", action="store_true", help="with --detail: also the two-sample test of upscaled vs real faces")
     p.add_argument("--json", default=None, help="write the results here")
     add_dry_run(p)
 
@@ -91,20 +94,26 @@ def add_evaluate_upscaler(sub: argparse._SubParsersAction) -> None:
 def cmd_evaluate_upscaler(a: argparse.Namespace) -> int:
     from ..checkpoint import resolve_model_path
 
+    from ..generation.upscale import check_detail
+
     if a.faces < 1 or a.clip_frames < 4:
         raise ValueError("--faces must be >= 1 and --clip-frames >= 4")
+    details = [check_detail(d) for d in a.detail]
+    if a.c2st and not details:
+        raise ValueError("--c2st needs --detail (e.g. --detail 0 --detail 1)")
     models = [m if m == "bicubic" else str(resolve_model_path(m)) for m in a.model]
     for d in a.data:
         if not Path(d).exists():
             raise DataError(f"data path does not exist: {d}")
     print(json.dumps({"evaluate_upscaler": {"models": models, "data": a.data, "faces": a.faces, "walk_model": a.walk_model,
-                                            "json": a.json}}, indent=2))
+                                            "details": details, "c2st": a.c2st, "json": a.json}}, indent=2))
     if a.dry_run:
         return 0
     from ..evaluation.sr_metrics import evaluate_upscalers
 
     walk = str(resolve_model_path(a.walk_model)) if a.walk_model else None
-    res = evaluate_upscalers(models, a.data, faces_per_folder=a.faces, walk_model=walk, clip_frames=a.clip_frames)
+    res = evaluate_upscalers(models, a.data, faces_per_folder=a.faces, walk_model=walk, clip_frames=a.clip_frames,
+                             details=details, c2st=a.c2st)
     print(json.dumps(res, indent=2))
     if a.json:
         from ..checkpoint import write_json_atomic

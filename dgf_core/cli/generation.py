@@ -216,16 +216,20 @@ def add_upscale(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output PNG")
     p.add_argument("--model", default="upscaler-x4", help="upscaler in weights/, a model folder, or 'bicubic'")
     p.add_argument("--factor", default="4", help="2 or 4")
+    p.add_argument("--detail", type=float, default=0.0,
+                   help="0..1: 0 the PSNR (L1) weights, 1 the GAN end (sharper, invented texture), between: a blend "
+                        "(network interpolation); above 0 needs a model with detail weights (default 0)")
     add_device(p, default="cpu")
     add_dry_run(p)
 
 
 def cmd_upscale(a: argparse.Namespace) -> int:
     from ..generation.compare import upscaled_picture
-    from ..generation.upscale import MAX_INPUT_SIDE, Upscaler, check_factor
+    from ..generation.upscale import MAX_INPUT_SIDE, Upscaler, check_detail, check_factor, no_detail_message
     from ..serving.uploads import open_upload
 
     factor = check_factor(a.factor)
+    detail = check_detail(a.detail)
     if factor == 1:
         raise ValueError("--factor must be 2 or 4")
     if Path(a.out).suffix.lower() != ".png":
@@ -235,10 +239,12 @@ def cmd_upscale(a: argparse.Namespace) -> int:
     if max(w, h) > MAX_INPUT_SIDE:
         raise ValueError(f"{a.input} is {w}x{h}; the upscaler takes at most {MAX_INPUT_SIDE} pixels a side")
     up = Upscaler.from_pretrained(a.model, device=a.device)
-    print(json.dumps({"upscale": {"model": up.name, "input": a.input, "size": [w, h], "factor": factor,
+    if detail > 0 and not up.has_detail:
+        raise ValueError(f"--detail {a.detail}: {no_detail_message(up.name)}")
+    print(json.dumps({"upscale": {"model": up.name, "input": a.input, "size": [w, h], "factor": factor, "detail": detail,
                                   "output_size": [w * factor, h * factor], "out": a.out, "device": str(up.device)}}, indent=2))
     if a.dry_run:
         return 0
-    upscaled_picture(up, image, factor).save(a.out)  # as the app's Upscale tab: notice + recipe, never the file name
+    upscaled_picture(up, image, factor, detail).save(a.out)  # as the app's Upscale tab: notice + recipe, never the file name
     print(f"wrote {a.out} ({w * factor}x{h * factor})")
     return 0

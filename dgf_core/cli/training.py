@@ -167,6 +167,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def add_train_upscaler(sub: argparse._SubParsersAction) -> None:
+    from ..training.upscaler import GAN_LOSSES
     from ..training.upscaler import UpscalerTrainOptions as O
 
     p = sub.add_parser("train-upscaler", help="train the face upscaler (L1 phase, then adversarial fine-tune)")
@@ -174,7 +175,7 @@ def add_train_upscaler(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run folder: state.safetensors, log.jsonl, l1/, gan/")
     p.add_argument("--patch", type=int, default=O.patch, help="HR patch side (LR is patch/4)")
     p.add_argument("--batch-size", type=int, default=O.batch_size)
-    p.add_argument("--l1-steps", type=int, default=O.l1_steps)
+    p.add_argument("--l1-steps", type=int, default=None, help=f"default {O.l1_steps}; 0 with --init-from")
     p.add_argument("--gan-steps", type=int, default=O.gan_steps)
     p.add_argument("--l1-minutes", type=float, default=None, help="time budget of the L1 phase")
     p.add_argument("--gan-minutes", type=float, default=None, help="time budget of the GAN phase")
@@ -182,17 +183,26 @@ def add_train_upscaler(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gan-lr", type=float, default=O.gan_lr)
     p.add_argument("--d-lr", type=float, default=O.d_lr)
     p.add_argument("--adv-weight", type=float, default=O.adv_weight)
-    p.add_argument("--fm-weight", type=float, default=O.fm_weight)
+    p.add_argument("--fm-weight", type=float, default=O.fm_weight, help="feature matching on D's activations")
+    p.add_argument("--pixel-weight", type=float, default=O.pixel_weight, help="weight of the pixel loss in the GAN phase")
+    p.add_argument("--gan-loss", choices=GAN_LOSSES, default=O.gan_loss, help="relativistic: relativistic average GAN (ESRGAN)")
+    p.add_argument("--init-from", default=None, metavar="MODEL",
+                   help="start the GAN phase from this upscaler (name in weights/ or a folder), skipping the L1 phase: "
+                        "how its GAN end (detail weights) is trained; with --resume, a run that has a state resumes it")
     p.add_argument("--max-blur", type=float, default=O.max_blur, help="HR Gaussian blur sigma, HR pixels")
     p.add_argument("--max-noise", type=float, default=O.max_noise, help="LR noise std, fraction of [0, 1]")
     p.add_argument("--every", type=int, default=O.every, help="use every n-th training file")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--eval-every", type=int, default=O.eval_every)
     p.add_argument("--checkpoint-every", type=int, default=O.checkpoint_every)
+    p.add_argument("--checkpoint-minutes", type=float, default=None, help="also save the state this often (minutes)")
+    p.add_argument("--log-every", type=int, default=O.log_every, help="a log line every this many steps")
+    p.add_argument("--snapshot-every", type=int, default=O.snapshot_every,
+                   help="keep the EMA model every this many steps in OUT/snapshots/ (0: none)")
     add_seed(p)
     add_threads(p)
     add_model_overrides(p, "channels=48")
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out where its state stopped")
     add_dry_run(p)
 
 
@@ -200,11 +210,13 @@ def cmd_train_upscaler(a: argparse.Namespace) -> int:
     from ..training.upscaler import UpscalerTrainOptions, train_upscaler
 
     opts = UpscalerTrainOptions(
-        data=a.data, out=a.out, model=dict(a.model), patch=a.patch, batch_size=a.batch_size, l1_steps=a.l1_steps,
+        data=a.data, out=a.out, model=dict(a.model), patch=a.patch, batch_size=a.batch_size,
+        l1_steps=a.l1_steps if a.l1_steps is not None else 0 if a.init_from else UpscalerTrainOptions.l1_steps,
         gan_steps=a.gan_steps, l1_minutes=a.l1_minutes, gan_minutes=a.gan_minutes, lr=a.lr, gan_lr=a.gan_lr,
         d_lr=a.d_lr, adv_weight=a.adv_weight, fm_weight=a.fm_weight, max_blur=a.max_blur, max_noise=a.max_noise,
         every=a.every, limit=a.limit, eval_every=a.eval_every, checkpoint_every=a.checkpoint_every, seed=a.seed,
-        threads=a.threads, resume=a.resume,
+        threads=a.threads, resume=a.resume, pixel_weight=a.pixel_weight, gan_loss=a.gan_loss, init_from=a.init_from,
+        checkpoint_minutes=a.checkpoint_minutes, log_every=a.log_every, snapshot_every=a.snapshot_every,
     )
     opts.validate()
     for d in opts.data:
@@ -214,5 +226,31 @@ def cmd_train_upscaler(a: argparse.Namespace) -> int:
     print(json.dumps({"train_upscaler": dataclasses.asdict(opts), "config": dataclasses.asdict(config)}, indent=2))
     if a.dry_run:
         return 0
-    print(f"model written to {train_upscaler(opts)}")
+    result = train_upscaler(opts)
+    print(f"model written to {result}" if result != Path(opts.out) else f"stopped; the state is in {result} (--resume continues)")
+    return 0
+
+
+def add_export_upscaler_detail(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export-upscaler-detail",
+                       help="write a train-upscaler run's GAN-end EMA weights as an upscaler's detail.safetensors")
+    p.add_argument("--run", required=True, help="train-upscaler run folder (its state.safetensors), during or after the run")
+    p.add_argument("--into", required=True, help="upscaler folder (or name in weights/) whose GAN end this becomes")
+    p.add_argument("--snapshot", default=None, metavar="stepNNNNNNN",
+                   help="export this snapshot of the run (RUN/snapshots/NAME) instead of its current state")
+    add_dry_run(p)
+
+
+def cmd_export_upscaler_detail(a: argparse.Namespace) -> int:
+    from ..checkpoint import read_training_info, resolve_model_path
+    from ..training.upscaler import export_detail
+
+    into = resolve_model_path(a.into)
+    info = read_training_info(Path(a.run) / "state.safetensors") if (Path(a.run) / "state.safetensors").is_file() else {}
+    print(json.dumps({"export_upscaler_detail": {"run": a.run, "into": str(into), "step": info.get("step"),
+                                                 "gan_phase_start": (info.get("phase_start") or {}).get("gan"),
+                                                 "snapshot": a.snapshot}}, indent=2))
+    if a.dry_run:
+        return 0
+    export_detail(a.run, into, snapshot=a.snapshot)
     return 0

@@ -6,15 +6,21 @@ Conventions (those of the SR literature, so numbers compare with papers):
 - SSIM: Wang et al. 2004, 11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, L = 255, averaged per image.
 - Temporal change of a clip: mean absolute difference between consecutive frames, in grey levels (0..255).
   An upscaler does not flicker when its clip changes about as much from frame to frame as the bicubic clip.
+- Sharpness: variance of the Laplacian (3x3, 4-neighbour) of Y, per image, border cropped; the sharpness ratio is
+  the mean over upscaled faces / the mean over the real HR faces (1: as sharp as real faces; a PSNR model is below).
+- Detail (`detail_report`): for each detail value of an upscaler with a GAN end, Y-PSNR, the sharpness ratio and,
+  optionally, the classifier two-sample test (`training.two_sample.c2st`) of upscaled vs real HR faces (0.5: the
+  classifier cannot tell them apart).
 """
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Callable, Sequence
 
 import torch
 
-from ..images import psnr, ssim
+from ..images import _crop, laplacian_variance, psnr, sharpness_ratio, ssim  # noqa: F401 (laplacian_variance: re-exported)
 
 
 def temporal_change(frames_u8: torch.Tensor) -> float:
@@ -70,7 +76,8 @@ def clip_stability(upscaler, clip_lr_u8: torch.Tensor, factor: int = 4, clip_hr_
 
 def evaluate_upscalers(
     models: Sequence[str], folders: Sequence[str], *, faces_per_folder: int = 300, clip_faces: int = 4,
-    seed: int = 0, walk_model: str | None = None, clip_frames: int = 96, log=print,
+    seed: int = 0, walk_model: str | None = None, clip_frames: int = 96, details: Sequence[float] = (),
+    c2st: bool = False, log=print,
 ) -> dict[str, Any]:
     """PSNR/SSIM (x4 and x2) vs bicubic on held-out faces of each folder, for clean and degraded inputs, and
     the temporal stability of `clip_frames`-frame 64 -> 256 clips (a smooth camera move over held-out faces).
@@ -79,6 +86,8 @@ def evaluate_upscalers(
     LR clean: antialiased bicubic /4 (44x44), rounded to uint8; LR degraded: sr_data.degrade with the default
     randomized blur and noise from `seed`. x2 is measured against the HR downscaled to 88x88.
     With `walk_model` (a generator), the stability is also measured on its latent walk (`latent_walk_clip`).
+    With `details` (e.g. 0, 0.5, 1), each model's `detail_report` on the clean x4 inputs ("detail" in each entry;
+    with `c2st`, the two-sample test of upscaled vs real faces too).
     """
     from ..data import list_images, to_float, to_uint8
     from ..generation.upscale import Upscaler
@@ -111,6 +120,9 @@ def evaluate_upscalers(
             }
             log(f"{folder} {u.name}: x4 clean {entry[u.name]['x4_clean']['psnr_y']:.2f} dB "
                 f"(bicubic {entry[u.name]['x4_clean']['bicubic_psnr_y']:.2f})")
+            if details:
+                entry[u.name]["detail"] = detail_report(u, lr_clean, hr_u8, details, c2st=c2st, c2st_seed=seed)
+                log(f"{folder} {u.name}: detail {json.dumps(entry[u.name]['detail'])}")
         res["folders"][folder] = entry
         clip_sources.extend(hr_u8[:: max(1, len(hr_u8) // clip_faces)][:clip_faces])
     res["temporal"] = {}
@@ -125,6 +137,36 @@ def evaluate_upscalers(
         walk = latent_walk_clip(walk_model, frames_per_transition=max(1, clip_frames // 4))
         res["temporal_latent_walk"] = {"generator": str(walk_model), "frames": int(walk.shape[0]),
                                        "size": list(walk.shape[-2:]), **{u.name: clip_stability(u, walk, 4) for u in ups}}
+    return res
+
+
+def detail_report(upscaler, lr_u8: torch.Tensor, hr_u8: torch.Tensor, details: Sequence[float] = (0.0, 0.5, 1.0), *,
+                  factor: int = 4, c2st: bool = False, c2st_seed: int = 0, batch_size: int = 32) -> dict[str, Any]:
+    """Per detail value: Y-PSNR (border = factor) and sharpness ratio of `upscaler.upscale(lr_u8, factor, detail)`
+    against `hr_u8`, and with `c2st` the two-sample test of upscaled vs real HR faces (accuracy, stderr, p-value) on
+    disjoint faces: the upscaled even-numbered faces against the real odd-numbered ones (with the same faces on both
+    sides, a face's real twin in the training folds teaches the classifier the wrong label for its upscaled copy in
+    the test fold, and the accuracy falls below chance). Values above 0 are skipped (reported as such) for an
+    upscaler without detail weights.
+
+    lr_u8: (N, 3, h, w) uint8; hr_u8: (N, 3, f*h, f*w) uint8, the same faces."""
+    from ..generation.upscale import check_detail
+    from ..training.two_sample import c2st as two_sample
+
+    assert hr_u8.shape[-1] == lr_u8.shape[-1] * factor, f"{tuple(lr_u8.shape)} x{factor} != {tuple(hr_u8.shape)}"
+    res: dict[str, Any] = {}
+    for detail in details:
+        d = check_detail(detail)
+        if d > 0 and not upscaler.has_detail:
+            res[str(d)] = {"skipped": "no detail weights"}
+            continue
+        out = torch.cat([upscaler.upscale(lr_u8[i : i + batch_size], factor, d) for i in range(0, len(lr_u8), batch_size)])
+        row: dict[str, Any] = {"psnr_y": float(psnr(out, hr_u8, border=factor).mean()),
+                               "sharpness_ratio": sharpness_ratio(out, hr_u8, factor), "n": int(len(lr_u8))}
+        if c2st:
+            t = two_sample(_crop(out[0::2], factor), _crop(hr_u8[1::2], factor), seed=c2st_seed)
+            row["c2st"] = {k: t[k] for k in ("accuracy", "stderr", "p_value", "n_per_class")}
+        res[str(d)] = row
     return res
 
 

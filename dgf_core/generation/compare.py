@@ -6,6 +6,7 @@ the image, its PNG text chunks (notice + recipe), the recipe and a file name, an
     face_picture(pipe, 42, 0.7, upscaler, 4).save(folder)            # seed -> image
     compare_picture([pipe_a, pipe_b], [1, 2], 0.7).png_bytes()        # two models -> comparison image
     upscaled_picture(upscaler, pil_image, 4).save("big.png")          # image -> upscaled image
+    upscaled_picture(upscaler, pil_image, 4, detail=0.5)              # ... halfway to the GAN end's detail
 
 Their parts:
 
@@ -31,6 +32,7 @@ from PIL import Image
 from ..images import make_grid, png_bytes, save_png
 from ..latent import check_seed, check_truncation
 from .pipeline import MAX_SEEDS_PER_CALL, FacePipeline, png_text
+from .upscale import check_detail
 from .video import check_upscale, side_by_side, upscale_recipe
 
 if TYPE_CHECKING:
@@ -88,10 +90,11 @@ def compare_png_text(pipes: Sequence[FacePipeline], seeds: Sequence[int], trunca
     return png_text(compare_recipe(pipes, seeds, truncation, upscaler, factor))
 
 
-def upscaled_png_text(upscaler: Upscaler, factor: int, input_size: tuple[int, int]) -> dict[str, str]:
+def upscaled_png_text(upscaler: Upscaler, factor: int, input_size: tuple[int, int], detail: float = 0.0) -> dict[str, str]:
     """PNG tEXt chunks of an upscaled image (an upload, not a generated face): a notice that the added detail is
-    invented, and the recipe naming the upscaler, its weights hash and the factor (never the upload's file name)."""
-    recipe = upscaler.recipe(factor=factor, input_size=list(input_size))
+    invented, and the recipe naming the upscaler, its weights hash(es), the factor, the detail when above 0 (a recipe
+    without one is detail 0, as every recipe before the detail control) and never the upload's file name."""
+    recipe = upscaler.recipe(factor=factor, **({"detail": detail} if detail else {}), input_size=list(input_size))
     return {"Description": f"Upscaled x{factor} by a neural network ({upscaler.name}, Deeply Good Fakes): the added "
                            "detail is invented by the model.", "Software": "Deeply Good Fakes",
             "dgf_upscale": json.dumps(recipe)}
@@ -151,12 +154,14 @@ def compare_picture(pipes: Sequence[FacePipeline], seeds: Sequence[int], truncat
                    f"{names}-{'-'.join(map(str, recipe['seeds'][:8]))}.png")
 
 
-def upscaled_picture(upscaler: Upscaler, picture: Image.Image, factor: int | str) -> Picture:
+def upscaled_picture(upscaler: Upscaler, picture: Image.Image, factor: int | str, detail: float = 0.0) -> Picture:
     """An image (an upload: checked by `serving.uploads`) -> `factor` times larger, with the upscaler's recipe; the
-    upscaler refuses images over its size limit."""
+    upscaler refuses images over its size limit. `detail` in [0, 1]: 0 the PSNR end, 1 the GAN end (network
+    interpolation, `upscale.Upscaler`); above 0 it needs an upscaler with detail weights (`has_detail`)."""
     factor = check_upscale(upscaler, factor)
     if factor == 1:
         raise ValueError("choose x2 or x4")
-    big = upscaler.upscale_pil(picture, factor)
-    text = upscaled_png_text(upscaler, factor, picture.size)
+    detail = check_detail(detail)
+    big = upscaler.upscale_pil(picture, factor, detail)
+    text = upscaled_png_text(upscaler, factor, picture.size, detail)
     return Picture(big, text, json.loads(text["dgf_upscale"]), f"upscaled-x{factor}.png")

@@ -16,6 +16,18 @@ def g_nonsaturating_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake_logits).mean()
 
 
+def d_relativistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Relativistic average D loss (Jolicoeur-Martineau 2018; ESRGAN): real should look more real than the mean fake,
+    fake less real than the mean real. Patch logits are averaged over the batch and all positions."""
+    return 0.5 * (F.softplus(-(real_logits - fake_logits.mean())).mean() + F.softplus(fake_logits - real_logits.mean()).mean())
+
+
+def g_relativistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """The generator's side of `d_relativistic_loss` (labels swapped); gradients flow from both terms, through
+    `fake_logits` (pass `real_logits` detached)."""
+    return 0.5 * (F.softplus(real_logits - fake_logits.mean()).mean() + F.softplus(-(fake_logits - real_logits.mean())).mean())
+
+
 def d_r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """R1: squared gradient norm of D's output at real images (real must require grad)."""
     (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
