@@ -55,7 +55,8 @@ def test_api_names_and_signatures(client):
     # "auto": what "off" gave for every model below 128 px; a 128-px model's face comes at 256 px
     assert api["/generate"]["parameters"][3]["parameter_default"] == "auto"
     assert [p["parameter_name"] for p in api["/compare"]["parameters"]] == ["seeds", "model_a", "model_b", "truncation", "upscale"]
-    assert [p["parameter_name"] for p in api["/upscale"]["parameters"]] == ["image", "factor"]
+    assert [p["parameter_name"] for p in api["/upscale"]["parameters"]] == ["image", "factor", "detail"]
+    assert api["/upscale"]["parameters"][2]["parameter_default"] == 0  # today's output unless asked
     assert [r["component"] for r in api["/generate"]["returns"]] == ["Image"]
     assert [r["component"] for r in api["/interpolate"]["returns"]] == ["Video"]  # the MP4 only
     assert [r["component"] for r in api["/compare"]["returns"]] == ["Image"]
@@ -690,3 +691,37 @@ def test_a_128_px_model_is_shown_at_256_px_by_default_and_compare_says_each_size
     *_, note = compare.model_cards("tiny-dcgan", "tiny-sg128")
     assert "A: 16 px, B: 128 px" in note and "same display height" in note
     assert "Both models make 16-px faces" in compare.model_cards("tiny-dcgan", "tiny-dcgan")[2]
+
+
+def test_upscale_detail_blends_to_the_gan_end_and_is_refused_without_one(tmp_path, monkeypatch):
+    """The Upscale tab's Detail: 0 is the PSNR end (today's output, today's recipe), above 0 the blend, recorded in the
+    PNG's recipe; an upscaler without a GAN end refuses detail > 0 in one line, before reading the upload; bad values
+    are refused."""
+    from test_upscaler_detail import two_ended
+
+    from test_upscaler import save_tiny_upscaler
+
+    from dgf_core.serving.scratch import ScratchDirs
+
+    weights = tmp_path / "weights"
+    two_ended(weights / "two-ended")
+    monkeypatch.setenv("DGF_WEIGHTS_DIR", str(weights))
+    import app  # noqa: F401
+    from ui import common, upscale
+
+    monkeypatch.setattr(common, "SCRATCH", ScratchDirs(prefix="dgf-test-", parent=tmp_path))
+    src = png_file(tmp_path / "in.png", size=(16, 16))
+    outs = {d: upscale.upscale_image(str(src), "x2", d) for d in (0, 0.5, 1.0)}
+    recipes = {d: json.loads(Image.open(p).text["dgf_upscale"]) for d, p in outs.items()}
+    assert "detail" not in recipes[0] and recipes[0.5]["detail"] == 0.5 and recipes[1.0]["detail"] == 1.0
+    pixels = {d: np.asarray(Image.open(p)).astype(int) for d, p in outs.items()}
+    assert np.abs(pixels[0] - pixels[1.0]).max() > 0  # the ends differ
+    assert upscale.ships_detail("two-ended")
+    for bad in (-0.1, 1.5, float("nan"), "lots", True):
+        with pytest.raises(Exception, match="detail must be a number from 0 to 1"):
+            upscale.upscale_image(str(src), "x2", bad)
+    shutil.rmtree(weights / "two-ended")
+    save_tiny_upscaler(weights / "one-ended")
+    assert not upscale.ships_detail("one-ended")
+    with pytest.raises(Exception, match="this upscaler has no detail weights"):
+        upscale.upscale_image(str(tmp_path / "not-even-read.png"), "x2", 0.5)
