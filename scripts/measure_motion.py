@@ -208,8 +208,11 @@ def main(argv=None) -> int:
         photo_emb = judge.embed(photo_face, recipe)
         other_emb = None
         if other is not None:
-            o_target, _, _ = aligned_target(open_upload(other), model, detector=detector)
-            other_emb = judge.embed(o_target, recipe)
+            try:
+                o_target, _, _ = aligned_target(open_upload(other), model, detector=detector)
+                other_emb = judge.embed(o_target, recipe)
+            except AlignmentError:  # no face found in the other photo: no cross-photo check for this one
+                other_emb = None
         p0 = classifier.predict(photo_face, recipe)
         row = {"photo": path.name, "source": source, "size": [photo.size[0], photo.size[1]], "clip_size": [w, h],
                "psnr_tuned_db": round(tuned.psnr, 2), "seconds": {k: round(v, 1) for k, v in sec.items()},
