@@ -253,6 +253,8 @@ def test_clip_stability_report(tmp_path):
     assert res["repeat_identical"] and res["frame_alone_identical"]
     assert res["change_bicubic"] > 0 and 0.5 < res["ratio_to_bicubic"] < 2
     assert clip_stability(Upscaler.bicubic(), clip, 4)["ratio_to_bicubic"] == 1.0
+    short = clip_stability(up, clip[:4], 4)  # the shortest clip the CLI takes (--clip-frames 4)
+    assert short["frames"] == 4 and short["frame_alone_identical"]
 
 
 # ---- training ------------------------------------------------------------------------------------------------

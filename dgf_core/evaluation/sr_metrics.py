@@ -65,10 +65,11 @@ def clip_stability(upscaler, clip_lr_u8: torch.Tensor, factor: int = 4, clip_hr_
 
     out = upscaler.upscale(clip_lr_u8, factor)
     again = upscaler.upscale(clip_lr_u8, factor)
-    alone = upscaler.upscale(clip_lr_u8[5:6], factor)
+    k = min(5, clip_lr_u8.shape[0] - 1)  # a frame inside the batch (short clips: the last)
+    alone = upscaler.upscale(clip_lr_u8[k : k + 1], factor)
     ours, bic = temporal_change(out), temporal_change(bicubic_upscale(clip_lr_u8, factor))
     res = {"frames": int(clip_lr_u8.shape[0]), "change_upscaled": ours, "change_bicubic": bic, "ratio_to_bicubic": ours / bic,
-           "repeat_identical": bool(torch.equal(out, again)), "frame_alone_identical": bool(torch.equal(out[5:6], alone))}
+           "repeat_identical": bool(torch.equal(out, again)), "frame_alone_identical": bool(torch.equal(out[k : k + 1], alone))}
     if clip_hr_u8 is not None:
         res["change_hr_reference"] = temporal_change(clip_hr_u8)
     return res
