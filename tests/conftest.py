@@ -15,6 +15,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: minutes long (a fresh virtual environment); run with DGF_SLOW_TESTS=1 or -m slow")
+    # pytest-xdist's marker (./run test runs -n 2 --dist loadgroup): a group's tests run in order on one worker.
+    # Each worker has its own session fixtures (tiny weights, its own `python app.py` on a free port).
+    config.addinivalue_line("markers", "xdist_group(name): run these tests in order on one pytest-xdist worker")
 
 
 def make_image_folder(root: Path, n: int, size: tuple[int, int] = (24, 30), seed: int = 0) -> list[Path]:

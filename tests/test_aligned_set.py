@@ -87,16 +87,18 @@ def test_repeated_file_names_across_sources_are_refused(sources, tmp_path):
         align_sources(sources, tmp_path / "set", AlignJob("utkface-chip", 32))
 
 
-def test_cli_data_align(sources, tmp_path):
+def test_cli_data_align(sources, tmp_path, capsys):
+    """The dry run and the refusal in-process (dgf_core.cli.main); the real run through `python -m dgf_core`."""
+    from dgf_core.cli import main
+
     out = tmp_path / "set"
-    cmd = [sys.executable, "-m", "dgf_core", "data", "align", str(sources[0]), "--out", str(out), "--resolution", "32",
-           "--no-progress"]
-    dry = subprocess.run(cmd + ["--dry-run"], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert dry.returncode == 0 and json.loads(dry.stdout)["align"]["files"] == 2 and not out.exists()
-    run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    args = ["data", "align", str(sources[0]), "--out", str(out), "--resolution", "32", "--no-progress"]
+    assert main(args + ["--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["align"]["files"] == 2 and not out.exists()
+    run = subprocess.run([sys.executable, "-m", "dgf_core", *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert run.returncode == 0, run.stderr
     config, end = json.JSONDecoder().raw_decode(run.stdout)  # the resolved configuration, then the summary
     assert config["align"]["files"] == 2 and json.loads(run.stdout[end:])["kept"] == 2
-    bad = subprocess.run(cmd[:-4] + ["--out", str(out), "--resolution", "8"], capture_output=True, text=True, cwd=ROOT,
-                         timeout=120)
-    assert bad.returncode != 0 and "--resolution" in bad.stderr
+    assert main(args[:-3] + ["--resolution", "8"]) == 2  # too small for the recipe: one line, no traceback
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--resolution" in err
