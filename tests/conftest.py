@@ -15,9 +15,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: minutes long (a fresh virtual environment); run with DGF_SLOW_TESTS=1 or -m slow")
-    # pytest-xdist's marker (./run test runs -n 2 --dist loadgroup): a group's tests run in order on one worker.
-    # Each worker has its own session fixtures (tiny weights, its own `python app.py` on a free port).
-    config.addinivalue_line("markers", "xdist_group(name): run these tests in order on one pytest-xdist worker")
 
 
 def make_image_folder(root: Path, n: int, size: tuple[int, int] = (24, 30), seed: int = 0) -> list[Path]:
@@ -122,8 +119,8 @@ def image_folder(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def gradio_app(app_weights_dir, tmp_path_factory):
     """`python app.py` serving the tiny models (app_weights_dir) on 127.0.0.1 and a free port, shared by the app and browser
-    tests; stopped by its PID at the end of the session. Its output is in `gradio_app.log`, its temporary files
-    (Gradio's cache, scratch folders) under `gradio_app.tmp`."""
+    tests (one per pytest-xdist worker that runs them); stopped by its PID at the end of the session. Its output is
+    in `gradio_app.log`, its temporary files (Gradio's cache, scratch folders) under `gradio_app.tmp`."""
     from dgf_core.evaluation.bench import app_server
 
     # its own temporary folders (Gradio's cache, the scratch folders), so tests can check what is left on disk

@@ -1,4 +1,7 @@
-"""The training-throughput benchmark: steady-state arithmetic, and a --quick run that reports every key."""
+"""The benchmarks: training throughput (steady-state arithmetic, a --quick run that reports every key), generation
+latency, memories, and `python app.py` alone and under load."""
+import shutil
+
 import pytest
 import torch
 from conftest import make_image_folder
@@ -83,3 +86,29 @@ def test_memory_benchmark_times_projection_and_tuning(tmp_path):
     voice = res["voice_memory"]  # 2 s of syllables at 24 fps; no mouth_open direction: the mouth stays
     assert voice["frames"] == 48 and voice["mouth_follows_voice"] is False and voice["size"] == [512, 512]
     assert voice["total_s"] > voice["render_encode_mux_s"] > 0 and voice["target_met"] is None
+
+
+def test_app_benchmark_runs(tiny_weights_dir, monkeypatch):
+    from dgf_core.evaluation.bench import BenchContext, bench_app
+
+    monkeypatch.setenv("DGF_WEIGHTS_DIR", str(tiny_weights_dir))
+    res = bench_app(BenchContext(model="tiny-dcgan", quick=True))
+    assert 0 < res["first_image_s"] < 180 and 0 < res["generate_round_trip_ms"]
+    assert res["target_met"] == (res["first_image_s"] <= 15 and res["generate_round_trip_ms"] <= 150)
+
+
+def test_app_load_benchmark_runs(app_weights_dir, monkeypatch):
+    from dgf_core.evaluation.bench import BenchContext, bench_app_load, p95
+
+    assert p95(list(range(1, 21))) == 19 and p95([3.0]) == 3.0
+    monkeypatch.setenv("DGF_WEIGHTS_DIR", str(app_weights_dir))
+    monkeypatch.setenv("DGF_UPLOAD_GRACE_S", "3")  # as for gradio_app: the photo goes 3 s after its last request, not 10
+    ctx = BenchContext(model="tiny-dcgan", quick=True)
+    try:
+        res = bench_app_load(ctx)
+    finally:
+        shutil.rmtree(ctx.tmp(), ignore_errors=True)
+    assert res["same_photo_8_at_once"]["succeeded"] == 8 and res["same_photo_8_at_once"]["photo_left_in_gradio_cache"] == 0
+    assert res["memory_errors_meanwhile"] == [] and res["upscaler"] is True
+    assert 0 < res["idle"]["generate_p50_ms"] <= res["idle"]["generate_p95_ms"]
+    assert res["two_memories_running"]["upscale_p95_ms"] > 0

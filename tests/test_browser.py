@@ -21,9 +21,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 TIMEOUT_MS = 90_000  # a slow, shared CI machine
-
-# one page, driven test after test: the tests run in this order, on one pytest-xdist worker (`--dist loadgroup`)
-pytestmark = pytest.mark.xdist_group("browser")
+# The tests drive one page in turn, in this order: `./run test` (pytest-xdist, --dist loadfile) keeps a file's tests
+# together on one worker.
 
 if os.environ.get("DGF_SKIP_BROWSER") == "1":
     pytest.skip("DGF_SKIP_BROWSER=1", allow_module_level=True)
