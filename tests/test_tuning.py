@@ -132,11 +132,32 @@ def test_identity_loss_uses_the_likeness_model(dcgan):
     ({"steps": -1}, "tuning steps"), ({"steps": 5000}, "tuning steps"), ({"steps": 2.5}, "tuning steps"),
     ({"lr": 0.0}, "lr"), ({"lr": "fast"}, "lr"), ({"locality_weight": -1.0}, "locality_weight"),
     ({"locality_batch": 0}, "locality_batch"), ({"locality_every": 0}, "locality_every"),
-    ({"identity_weight": float("nan")}, "identity_weight"),
+    ({"identity_weight": float("nan")}, "identity_weight"), ({"threads": 0}, "threads"), ({"threads": 1.5}, "threads"),
 ])
 def test_bad_options(kw, message):
     with pytest.raises(ProjectionError, match=message):
         TuningOptions(**kw).validate()
+
+
+def test_projection_and_tuning_run_on_their_own_thread_count_and_restore_torchs(dcgan):
+    """`threads` (default 1: small networks, and a busy second core stalls every op) holds during the phase only."""
+    target = photo_like(seed=4)
+    seen = []
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        proj = project_model(dcgan, target, ProjectionOptions(steps=2),
+                             progress=lambda *_: seen.append(("project", torch.get_num_threads())))
+        tune(dcgan.generator, proj.latent, "z", target, TuningOptions(steps=2),
+             progress=lambda *_: seen.append(("tune", torch.get_num_threads())))
+        tune(dcgan.generator, proj.latent, "z", target, TuningOptions(steps=1, threads=None),
+             progress=lambda *_: seen.append(("torch", torch.get_num_threads())))
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(old)
+    assert seen == [("project", 1)] * 2 + [("tune", 1)] * 2 + [("torch", 2)] and after == 2
+    with pytest.raises(ProjectionError, match="threads"):
+        ProjectionOptions(threads=0).validate()
 
 
 def test_overall_progress_spans_every_phase_once():

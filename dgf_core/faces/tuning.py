@@ -37,7 +37,7 @@ from .losses import (
     multiscale_pixel_loss,
     psnr_rgb,
 )
-from .projection import latent_space, space_name
+from .projection import PHASE_THREADS, intra_op_threads, latent_space, space_name
 
 MAX_TUNE_STEPS = 1000
 # Defaults by latent space, each measured (scripts/measure_memory.py --mix; docs/results/memory-*.json): the loss mix
@@ -73,9 +73,13 @@ class TuningOptions:
     locality_batch: int | None = None  # locality latents per locality step
     locality_every: int | None = None  # the locality loss every k steps (its weight times k: the same share)
     seed: int = 0
+    threads: int | None = PHASE_THREADS  # torch intra-op threads while tuning (None: torch's setting; see projection)
 
     def validate(self) -> None:
         """Checks every value that is set (None: the latent space's default, checked once resolved)."""
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise ProjectionError(f"threads must be a positive integer or None, got {self.threads!r}")
         if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, int)
                                        or not 0 <= self.steps <= MAX_TUNE_STEPS):
             raise ProjectionError(f"tuning steps must be an integer in 0..{MAX_TUNE_STEPS}, got {self.steps!r}")
@@ -173,6 +177,12 @@ def tune(generator: nn.Module, pivot: torch.Tensor, space: str, target: torch.Te
     opts = (options or TuningOptions()).resolved(space)
     if target.ndim != 4 or target.shape[0] != 1 or target.shape[1] != 3:
         raise ProjectionError(f"target must be (1, 3, R, R), got {tuple(target.shape)}")
+    with intra_op_threads(opts.threads):
+        return _tune(generator, pivot, space, target, opts, discriminator, likeness, recipe, progress)
+
+
+def _tune(generator: nn.Module, pivot: torch.Tensor, space: str, target: torch.Tensor, opts: TuningOptions,
+          discriminator: nn.Module | None, likeness, recipe: str | None, progress: Progress | None) -> TuningResult:
     t0, c0 = time.perf_counter(), time.process_time()
     dev = next(generator.parameters()).device
     target = target.to(dev, torch.float32)
@@ -184,7 +194,7 @@ def tune(generator: nn.Module, pivot: torch.Tensor, space: str, target: torch.Te
     if start.shape != target.shape:
         raise ProjectionError(f"the target is {tuple(target.shape[-2:])} but the generator makes {tuple(start.shape[-2:])} images")
     params = [p for p in tuned.parameters() if p.is_floating_point()]
-    optim = torch.optim.Adam(params, lr=opts.lr, betas=(0.9, 0.999))
+    optim = torch.optim.Adam(params, lr=opts.lr, betas=(0.9, 0.999), foreach=True)  # foreach: one op per step, not per tensor
     g = torch.Generator().manual_seed(int(opts.seed))
     use_id = likeness is not None and opts.identity_weight > 0
     use_fm = discriminator is not None and opts.fm_weight > 0
@@ -196,18 +206,22 @@ def tune(generator: nn.Module, pivot: torch.Tensor, space: str, target: torch.Te
     losses: list[float] = []
     distance = latent_distance(generator, space, pivot) if opts.locality_weight > 0 else 0.0
     for step in range(opts.steps):
-        img = synthesize(tuned, pivot, space)
+        near = None
+        if opts.locality_weight > 0 and (step + 1) % opts.locality_every == 0:  # not step 0, where it is 0
+            near = locality_latents(pivot, space, generator, opts.locality_batch, opts.locality_radius, g, distance)
+        # the pivot and the locality latents in one batch: one forward and backward pass instead of two
+        images = synthesize(tuned, pivot if near is None else torch.cat([pivot, near]), space)  # (1 [+ n], 3, R, R)
+        img = images[:1]
         loss = multiscale_pixel_loss(img, target)
         if use_id:
             loss = loss + opts.identity_weight * _identity_loss(likeness, recipe, img, target_emb)
         if use_fm:
             loss = loss + opts.fm_weight * feature_matching_loss(discriminator_features(discriminator, img), target_feats)
-        if opts.locality_weight > 0 and (step + 1) % opts.locality_every == 0:  # not step 0, where it is 0
-            near = locality_latents(pivot, space, generator, opts.locality_batch, opts.locality_radius, g, distance)
+        if near is not None:
             with torch.no_grad():
                 ref = synthesize(original, near, space)
             weight = opts.locality_weight * opts.locality_every
-            loss = loss + weight * multiscale_pixel_loss(synthesize(tuned, near, space), ref)
+            loss = loss + weight * multiscale_pixel_loss(images[1:], ref)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()
