@@ -133,6 +133,7 @@ def test_identity_loss_uses_the_likeness_model(dcgan):
     ({"lr": 0.0}, "lr"), ({"lr": "fast"}, "lr"), ({"locality_weight": -1.0}, "locality_weight"),
     ({"locality_batch": 0}, "locality_batch"), ({"locality_every": 0}, "locality_every"),
     ({"identity_weight": float("nan")}, "identity_weight"), ({"threads": 0}, "threads"), ({"threads": 1.5}, "threads"),
+    ({"lr_rampdown": 1.5}, "lr_rampdown"), ({"lr_rampdown": -0.1}, "lr_rampdown"),
 ])
 def test_bad_options(kw, message):
     with pytest.raises(ProjectionError, match=message):

@@ -37,7 +37,7 @@ from .losses import (
     multiscale_pixel_loss,
     psnr_rgb,
 )
-from .projection import PHASE_THREADS, intra_op_threads, latent_space, space_name
+from .projection import PHASE_THREADS, intra_op_threads, latent_space, lr_at, space_name
 
 MAX_TUNE_STEPS = 1000
 # Defaults by latent space, each measured (scripts/measure_memory.py --mix; docs/results/memory-*.json): the loss mix
@@ -47,11 +47,14 @@ MAX_TUNE_STEPS = 1000
 # reconstructions 2 dB short of 1e-2; 3e-2 was 3 dB worse again). The locality term, four extra images per step,
 # was 80% of the StyleGAN2's tuning time and its main PSNR limit at weight 1: weight 0.1 on 2 latents every
 # other step, farther out (0.5), and more steps reach the photo and still halve what tuning leaks (locality_drift).
+# At a constant lr 1e-2 the StyleGAN2's PSNR swung by 1-2 dB from step to step, so the result was wherever the last
+# step left it: a cosine ramp-down of the lr over the last half settles it, and 200 such steps matched or beat 250
+# constant ones (docs/memory.md#speed); the DCGAN's lr is already small and keeps its constant schedule.
 SPACE_DEFAULTS: dict[str, dict[str, Any]] = {
     "z": {"steps": 150, "lr": 1e-3, "locality_weight": 1.0, "locality_radius": 0.3, "locality_batch": 4,
-          "locality_every": 1},
-    "w": {"steps": 250, "lr": 1e-2, "locality_weight": 0.1, "locality_radius": 0.5, "locality_batch": 2,
-          "locality_every": 2},
+          "locality_every": 1, "lr_rampdown": 0.0},
+    "w": {"steps": 200, "lr": 1e-2, "locality_weight": 0.1, "locality_radius": 0.5, "locality_batch": 2,
+          "locality_every": 2, "lr_rampdown": 0.5},
 }
 SPACE_DEFAULTS["w+"] = SPACE_DEFAULTS["w"]
 DEFAULT_TUNE_STEPS = SPACE_DEFAULTS["z"]["steps"]  # a UI's steps before it knows the model (see default_tuning)
@@ -65,6 +68,7 @@ class TuningOptions:
     starts; `resolved(space)` fills them in, and that is what results and recipes record."""
     steps: int | None = None  # 0: no tuning
     lr: float | None = None  # Adam on the generator's weights
+    lr_rampdown: float | None = None  # share of the last steps over which lr falls to 0 (cosine); 0: constant lr
     identity_weight: float = 0.1  # 1 - cosine of identity embeddings (needs a likeness model)
     fm_weight: float = 0.1  # discriminator feature matching (needs the discriminator): +2 dB for 10% more time
     locality_weight: float | None = None
@@ -83,6 +87,9 @@ class TuningOptions:
         if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, int)
                                        or not 0 <= self.steps <= MAX_TUNE_STEPS):
             raise ProjectionError(f"tuning steps must be an integer in 0..{MAX_TUNE_STEPS}, got {self.steps!r}")
+        if self.lr_rampdown is not None and not (isinstance(self.lr_rampdown, (int, float))
+                                                 and not isinstance(self.lr_rampdown, bool) and 0 <= self.lr_rampdown <= 1):
+            raise ProjectionError(f"lr_rampdown must be a number in [0, 1], got {self.lr_rampdown!r}")
         for name in ("identity_weight", "fm_weight", "locality_weight", "locality_radius"):
             v = getattr(self, name)
             if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
@@ -204,14 +211,19 @@ def _tune(generator: nn.Module, pivot: torch.Tensor, space: str, target: torch.T
         target_emb = likeness.embed(target, recipe) if use_id else None
         target_feats = discriminator_features(discriminator, target) if use_fm else []
     losses: list[float] = []
+    curve: list[float] = []
     distance = latent_distance(generator, space, pivot) if opts.locality_weight > 0 else 0.0
     for step in range(opts.steps):
+        if opts.lr_rampdown > 0:
+            for group in optim.param_groups:
+                group["lr"] = lr_at(step / opts.steps, opts.lr, 0.0, opts.lr_rampdown)
         near = None
         if opts.locality_weight > 0 and (step + 1) % opts.locality_every == 0:  # not step 0, where it is 0
             near = locality_latents(pivot, space, generator, opts.locality_batch, opts.locality_radius, g, distance)
         # the pivot and the locality latents in one batch: one forward and backward pass instead of two
         images = synthesize(tuned, pivot if near is None else torch.cat([pivot, near]), space)  # (1 [+ n], 3, R, R)
         img = images[:1]
+        curve.append(psnr_rgb(img, target))  # of the weights before this step
         loss = multiscale_pixel_loss(img, target)
         if use_id:
             loss = loss + opts.identity_weight * _identity_loss(likeness, recipe, img, target_emb)
@@ -232,7 +244,7 @@ def _tune(generator: nn.Module, pivot: torch.Tensor, space: str, target: torch.T
     with torch.no_grad():
         image = synthesize(tuned, pivot, space)
     return TuningResult(tuned, image.cpu().float(), psnr_rgb(image, target), losses, opts,
-                        time.perf_counter() - t0, time.process_time() - c0)
+                        time.perf_counter() - t0, time.process_time() - c0, {"psnr_curve": curve})
 
 
 @torch.no_grad()
