@@ -20,7 +20,7 @@ API (gradio_client; the UI's own events):
                 looping MP4 memory of the face in the photo (motion: "alive", "smile,blink", ...: docs/motion.md;
                 render "photo", the default: the photo itself at its resolution up to 1024 px, moved by the model;
                 "model": the model's frames; gif=True also writes a GIF): projection, then pivotal tuning of a private copy of the
-                model (tune_steps; None: the model's default, 150 for the DCGAN's z, 200 for W+; 0: off; never
+                model (tune_steps; None: the model's default, 150 for the DCGAN's z, 250 for W+; 0: off; never
                 saved); its recipe holds the pivot latent, never the photo
                 (a tuned clip cannot be regenerated without the photo, and its recipe says so). Without
                 consent=True nothing is read. Each request works on its own hard link of the upload in a private
