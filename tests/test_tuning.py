@@ -111,6 +111,16 @@ def test_sparse_locality_steps_still_hold_far_latents(dcgan):
     assert not torch.equal(sparse.image, every.image)  # the schedule changed the run
 
 
+def test_lr_rampdown_changes_the_run_and_the_curve_is_recorded(dcgan):
+    """lr_rampdown ramps the lr down over the last share of the steps (0: constant); the PSNR before each step is kept."""
+    target = photo_like(seed=6)
+    proj = project_model(dcgan, target, ProjectionOptions(steps=3))
+    flat = tune(dcgan.generator, proj.latent, "z", target, TuningOptions(steps=6, lr=1e-2, lr_rampdown=0.0))
+    ramp = tune(dcgan.generator, proj.latent, "z", target, TuningOptions(steps=6, lr=1e-2, lr_rampdown=0.5))
+    assert flat.losses[:3] == ramp.losses[:3] and not torch.equal(flat.image, ramp.image)
+    assert len(ramp.extra["psnr_curve"]) == 6 and ramp.extra["psnr_curve"][0] == pytest.approx(proj.psnr, abs=1e-3)
+
+
 def test_identity_loss_uses_the_likeness_model(dcgan):
     from dgf_core.faces.likeness import Likeness
     from dgf_core.models.identity import IdentityConfig, IdentityNet
