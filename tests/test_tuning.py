@@ -111,6 +111,16 @@ def test_sparse_locality_steps_still_hold_far_latents(dcgan):
     assert not torch.equal(sparse.image, every.image)  # the schedule changed the run
 
 
+def test_lr_rampdown_changes_the_run_and_the_curve_is_recorded(dcgan):
+    """lr_rampdown ramps the lr down over the last share of the steps (0: constant); the PSNR before each step is kept."""
+    target = photo_like(seed=6)
+    proj = project_model(dcgan, target, ProjectionOptions(steps=3))
+    flat = tune(dcgan.generator, proj.latent, "z", target, TuningOptions(steps=6, lr=1e-2, lr_rampdown=0.0))
+    ramp = tune(dcgan.generator, proj.latent, "z", target, TuningOptions(steps=6, lr=1e-2, lr_rampdown=0.5))
+    assert flat.losses[:3] == ramp.losses[:3] and not torch.equal(flat.image, ramp.image)
+    assert len(ramp.extra["psnr_curve"]) == 6 and ramp.extra["psnr_curve"][0] == pytest.approx(proj.psnr, abs=1e-3)
+
+
 def test_identity_loss_uses_the_likeness_model(dcgan):
     from dgf_core.faces.likeness import Likeness
     from dgf_core.models.identity import IdentityConfig, IdentityNet
@@ -132,11 +142,33 @@ def test_identity_loss_uses_the_likeness_model(dcgan):
     ({"steps": -1}, "tuning steps"), ({"steps": 5000}, "tuning steps"), ({"steps": 2.5}, "tuning steps"),
     ({"lr": 0.0}, "lr"), ({"lr": "fast"}, "lr"), ({"locality_weight": -1.0}, "locality_weight"),
     ({"locality_batch": 0}, "locality_batch"), ({"locality_every": 0}, "locality_every"),
-    ({"identity_weight": float("nan")}, "identity_weight"),
+    ({"identity_weight": float("nan")}, "identity_weight"), ({"threads": 0}, "threads"), ({"threads": 1.5}, "threads"),
+    ({"lr_rampdown": 1.5}, "lr_rampdown"), ({"lr_rampdown": -0.1}, "lr_rampdown"),
 ])
 def test_bad_options(kw, message):
     with pytest.raises(ProjectionError, match=message):
         TuningOptions(**kw).validate()
+
+
+def test_projection_and_tuning_run_on_their_own_thread_count_and_restore_torchs(dcgan):
+    """`threads` (default 1: small networks, and a busy second core stalls every op) holds during the phase only."""
+    target = photo_like(seed=4)
+    seen = []
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        proj = project_model(dcgan, target, ProjectionOptions(steps=2),
+                             progress=lambda *_: seen.append(("project", torch.get_num_threads())))
+        tune(dcgan.generator, proj.latent, "z", target, TuningOptions(steps=2),
+             progress=lambda *_: seen.append(("tune", torch.get_num_threads())))
+        tune(dcgan.generator, proj.latent, "z", target, TuningOptions(steps=1, threads=None),
+             progress=lambda *_: seen.append(("torch", torch.get_num_threads())))
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(old)
+    assert seen == [("project", 1)] * 2 + [("tune", 1)] * 2 + [("torch", 2)] and after == 2
+    with pytest.raises(ProjectionError, match="threads"):
+        ProjectionOptions(threads=0).validate()
 
 
 def test_overall_progress_spans_every_phase_once():

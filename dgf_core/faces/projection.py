@@ -20,6 +20,7 @@ They never contain the photo.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -45,6 +46,25 @@ DEFAULT_STEPS = 200  # one free CPU core, 64x64, with feature matching: DCGAN ab
 MAX_STEPS = 5000
 
 Progress = Callable[[int, int, float], None]
+
+# Torch intra-op threads while projecting and tuning (both options' `threads`; None: leave torch's setting). The
+# networks are small (64 px, a StyleGAN2 of 1.8M weights): per-op overhead dominates, and a second thread gained under
+# 10% on a quiet 2-core machine but made each step 2-8x slower whenever another process held a core (every op waits
+# for its descheduled peer); docs/memory.md#speed.
+PHASE_THREADS = 1
+
+
+@contextlib.contextmanager
+def intra_op_threads(n: int | None):
+    """torch.set_num_threads(n) for the block, the previous count restored after it; None: no change."""
+    old = torch.get_num_threads()
+    if n is not None and n != old:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != old:
+            torch.set_num_threads(old)
 
 
 # ---- latent spaces ---------------------------------------------------------------------------------------
@@ -169,8 +189,12 @@ class ProjectionOptions:
     explore: float = 0.05  # initial latent noise, times the space's spread; decays to 0 at 75% of the steps
     warmup: float = 0.05  # share of steps with a linear lr ramp-up
     rampdown: float = 0.25  # share of steps with a cosine lr ramp-down
+    threads: int | None = PHASE_THREADS  # torch intra-op threads while projecting (None: torch's setting)
 
     def validate(self) -> None:
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise ProjectionError(f"threads must be a positive integer or None, got {self.threads!r}")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
             raise ProjectionError(f"steps must be an integer in 1..{MAX_STEPS}, got {self.steps!r}")
         if self.space not in ("auto",) + SPACES:
@@ -221,6 +245,12 @@ def project(
     """
     opts = options or ProjectionOptions()
     opts.validate()
+    with intra_op_threads(opts.threads):
+        return _project(generator, target, opts, discriminator, progress, z_dim)
+
+
+def _project(generator: nn.Module, target: torch.Tensor, opts: ProjectionOptions, discriminator: nn.Module | None,
+             progress: Progress | None, z_dim: int | None) -> ProjectionResult:
     if target.ndim != 4 or target.shape[0] != 1 or target.shape[1] != 3:
         raise ProjectionError(f"target must be (1, 3, R, R), got {tuple(target.shape)}")
     t0 = time.perf_counter()
