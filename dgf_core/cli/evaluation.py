@@ -126,7 +126,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     from ..evaluation.bench import BENCHMARKS
 
     p = sub.add_parser("bench", help="speed benchmarks (latency, clip rendering, training throughput)")
-    p.add_argument("--model", default="dcgan-celeba64", help="generator for the inference benchmarks")
+    p.add_argument("--model", default=None, help="generator for the inference benchmarks (default dcgan-celeba64; "
+                   "the memory benchmark: stylegan2-celeba64, whose targets docs/memory.md records)")
     p.add_argument("--only", action="append", choices=sorted(BENCHMARKS), help="run only these (repeatable)")
     p.add_argument("--data", action="append", default=[], help="image folder(s) for training throughput (default: synthetic)")
     add_device(p)
@@ -140,8 +141,10 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
 def cmd_bench(a: argparse.Namespace) -> int:
     from ..evaluation.bench import BenchContext, run_benchmarks
 
-    ctx = BenchContext(model=a.model, data=a.data, device=a.device, repeats=a.repeats, train_steps=a.train_steps, quick=a.quick)
-    print(json.dumps({"bench": {"only": a.only, "model": a.model, "data": a.data, "device": a.device,
+    ctx = BenchContext(model=a.model or "dcgan-celeba64", memory_model=a.model or "stylegan2-celeba64", data=a.data,
+                       device=a.device, repeats=a.repeats, train_steps=a.train_steps, quick=a.quick)
+    print(json.dumps({"bench": {"only": a.only, "model": ctx.model, "memory_model": ctx.memory_model, "data": a.data,
+                                "device": a.device,
                                 "repeats": a.repeats, "train_steps": a.train_steps, "quick": a.quick}}, indent=2))
     if a.dry_run:
         return 0

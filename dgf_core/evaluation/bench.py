@@ -36,6 +36,7 @@ def benchmark(name: str):
 @dataclass
 class BenchContext:
     model: str = "dcgan-celeba64"  # generator used by the inference benchmarks
+    memory_model: str | None = None  # the memory benchmark's model (None: `model`); the CLI's default: the StyleGAN2
     upscaler: str = "upscaler-x4"  # upscaler used by the upscale benchmarks (random weights if absent)
     data: list[str] = field(default_factory=list)  # image folders for training throughput (synthetic if empty)
     device: str = "auto"
@@ -417,7 +418,7 @@ def bench_memory(ctx: BenchContext) -> dict[str, Any]:
     from ..faces.tuning import TuningOptions, tune
     from ..latent import seeds_to_z
 
-    model = load_projection_model(ctx.model, "cpu")
+    model = load_projection_model(ctx.memory_model or ctx.model, "cpu")
     likeness = default_likeness()
     recipe = model_recipe(model.card)
     proj_opts = ProjectionOptions(steps=5) if ctx.quick else ProjectionOptions()
