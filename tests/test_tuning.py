@@ -171,6 +171,43 @@ def test_projection_and_tuning_run_on_their_own_thread_count_and_restore_torchs(
         ProjectionOptions(threads=0).validate()
 
 
+def test_overlapping_thread_overrides_restore_the_count_from_before_the_first():
+    """Two requests in one process: A enters (saves 2), B enters, A leaves (must not restore 2 under B), B leaves
+    (restores 2). With each block restoring its own saved count, B would have restored A's 1."""
+    import threading
+
+    from dgf_core.faces.projection import intra_op_threads
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def request_a():
+        with intra_op_threads(1):
+            a_in.set()
+            b_in.wait(10)
+        a_out.set()
+
+    def request_b():
+        a_in.wait(10)
+        with intra_op_threads(1):
+            b_in.set()
+            a_out.wait(10)
+            seen["b, after a left"] = torch.get_num_threads()
+
+    try:
+        threads = [threading.Thread(target=f) for f in (request_a, request_b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        seen["after both"] = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(old)
+    assert seen == {"b, after a left": 1, "after both": 2}
+
+
 def test_overall_progress_spans_every_phase_once():
     points = [overall_progress(p, f) for p in ("align", "project", "tune", "render") for f in (0.0, 0.5, 1.0)]
     assert points == sorted(points) and points[0] == 0.0 and points[-1] == 1.0

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,17 +55,31 @@ Progress = Callable[[int, int, float], None]
 PHASE_THREADS = 1
 
 
+_THREADS_LOCK = threading.Lock()
+_THREADS_HELD: list = [0, None]  # blocks inside intra_op_threads now, and the count before the first of them
+
+
 @contextlib.contextmanager
 def intra_op_threads(n: int | None):
-    """torch.set_num_threads(n) for the block, the previous count restored after it; None: no change."""
-    old = torch.get_num_threads()
-    if n is not None and n != old:
-        torch.set_num_threads(n)
+    """torch.set_num_threads(n) for the block, the count from before restored after it; None: no change.
+    torch's count is global to the process: when blocks overlap (two requests in one app), the first saves the
+    count and the last restores it, so a block never restores another's setting."""
+    if n is None:
+        yield
+        return
+    with _THREADS_LOCK:
+        if _THREADS_HELD[0] == 0:
+            _THREADS_HELD[1] = torch.get_num_threads()
+        _THREADS_HELD[0] += 1
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
     try:
         yield
     finally:
-        if torch.get_num_threads() != old:
-            torch.set_num_threads(old)
+        with _THREADS_LOCK:
+            _THREADS_HELD[0] -= 1
+            if _THREADS_HELD[0] == 0 and torch.get_num_threads() != _THREADS_HELD[1]:
+                torch.set_num_threads(_THREADS_HELD[1])
 
 
 # ---- latent spaces ---------------------------------------------------------------------------------------
