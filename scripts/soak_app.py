@@ -51,13 +51,14 @@ def _children(pid: int) -> list[int]:
 
 
 def folder_mb(root: Path) -> float:
+    """The size of the files under `root` (MB); files and folders the app removes meanwhile are skipped."""
     total = 0
-    for p in root.rglob("*"):
-        try:
-            if p.is_file():
-                total += p.stat().st_size
-        except OSError:
-            pass
+    for folder, _, files in os.walk(root, onerror=lambda e: None):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(folder, name)).st_size
+            except OSError:
+                pass
     return total / 2**20
 
 
