@@ -26,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from dgf_core.serving.scratch import folder_bytes  # noqa: E402  (skips files removed while it walks)
 
 
 def rss_mb(pid: int) -> float:
@@ -51,15 +52,7 @@ def _children(pid: int) -> list[int]:
 
 
 def folder_mb(root: Path) -> float:
-    """The size of the files under `root` (MB); files and folders the app removes meanwhile are skipped."""
-    total = 0
-    for folder, _, files in os.walk(root, onerror=lambda e: None):
-        for name in files:
-            try:
-                total += os.stat(os.path.join(folder, name)).st_size
-            except OSError:
-                pass
-    return total / 2**20
+    return folder_bytes(root) / 2**20
 
 
 def main(argv=None) -> int:
