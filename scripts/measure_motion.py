@@ -31,7 +31,12 @@ Per photo and motion, on the frames the user gets:
 - seconds: align, projection, tuning (once per photo) and rendering (per motion).
 
 --resume keeps the photos already in --json (same model and motions) and measures only the rest, so a long run can
-be stopped and continued.
+be stopped and continued. --cache DIR (outside the checkout: dataset photos' tuned generators) keeps each photo's
+projected latent and tuned generator, so a second run (other motions, --extent-scale) only renders and measures;
+the projection and tuning seconds reported are then the first run's. --extent-scale yaw=1.5 multiplies a direction's
+motion extent (a trial of a larger movement before it goes into a preset). With --model-yaw, motions that turn the
+head also get the yaw range of the model's own frames (render model, 256 px): how much of the model's turn the photo
+rendering keeps.
 """
 from __future__ import annotations
 
@@ -57,7 +62,7 @@ from dgf_core.faces.memory import MemorySpec, PhotoFrame, memory_frames, motion_
 from dgf_core.faces.projection import ProjectionOptions, aligned_target, load_projection_model, project_model  # noqa: E402
 from dgf_core.faces.render import face_weight  # noqa: E402
 from dgf_core.faces.tuning import TuningOptions, tune  # noqa: E402
-from dgf_core.generation.motion import MotionError, check_motion  # noqa: E402
+from dgf_core.generation.motion import MotionError, check_motion, needed_directions  # noqa: E402
 from dgf_core.serving.uploads import open_upload  # noqa: E402
 
 
@@ -122,6 +127,43 @@ def yaw_offsets(frames: np.ndarray, detector, every: int = 4) -> list[float]:
     return out
 
 
+def project_and_tune(a, model, target, like, recipe, path: Path, sec: dict):
+    """The photo's projection and tuned generator: from --cache when it holds them (with the first run's
+    seconds), else computed (and kept there when --cache is given)."""
+    import copy
+    from types import SimpleNamespace
+
+    from safetensors.torch import load_file, save_file
+
+    key = f"{model.name}-{model.weights_sha256[:12]}-s{a.steps}-t{a.tune_steps}-{path.name}"
+    cached = Path(a.cache) / f"{key}.safetensors" if a.cache else None
+    if cached is not None and cached.is_file():
+        t = load_file(str(cached))
+        meta = json.loads(cached.with_suffix(".json").read_text())
+        gen = copy.deepcopy(model.generator)
+        gen.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("gen.")})
+        gen.eval().requires_grad_(False)
+        sec.update(meta["seconds"])
+        return (SimpleNamespace(latent=t["latent"], space=meta["space"]),
+                SimpleNamespace(generator=gen, psnr=meta["psnr"]))
+    t0 = time.perf_counter()
+    proj = project_model(model, target, ProjectionOptions(**({"steps": a.steps} if a.steps else {})))
+    sec["project"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    tuned = tune(model.generator, proj.latent, proj.space, target, TuningOptions(steps=a.tune_steps),
+                 discriminator=model.discriminator, likeness=like, recipe=recipe)
+    sec["tune"] = time.perf_counter() - t0
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {"latent": proj.latent.contiguous()}
+        tensors.update({f"gen.{k}": v.detach().contiguous() for k, v in tuned.generator.state_dict().items()})
+        save_file(tensors, str(cached.with_suffix(".tmp")))
+        write_json_atomic({"space": proj.space, "psnr": tuned.psnr, "seconds": {k: sec[k] for k in ("project", "tune")}},
+                          cached.with_suffix(".json"))
+        cached.with_suffix(".tmp").replace(cached)
+    return proj, tuned
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="stylegan2-celeba64")
@@ -140,7 +182,18 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", required=True)
     p.add_argument("--resume", action="store_true", help="keep the photos already measured in --json")
+    p.add_argument("--cache", default=None, help="folder for each photo's latent and tuned generator (reused)")
+    p.add_argument("--extent-scale", action="append", default=[], metavar="NAME=X",
+                   help="multiply a direction's motion extent (repeatable)")
+    p.add_argument("--model-yaw", action="store_true", help="also the yaw range of the model's own frames")
     a = p.parse_args(argv)
+    scales = {}
+    for item in a.extent_scale:
+        name, _, x = item.partition("=")
+        try:
+            scales[name.strip()] = float(x)
+        except ValueError:
+            raise SystemExit(f"--extent-scale wants NAME=NUMBER, got {item!r}") from None
     torch.set_num_threads(a.threads)
     model = load_projection_model(a.model, "cpu")
     recipe = model_recipe(model.card)
@@ -180,13 +233,7 @@ def main(argv=None) -> int:
             failures.append({"photo": path.name, "error": str(e)})
             continue
         sec = {"align": time.perf_counter() - t0}
-        t0 = time.perf_counter()
-        proj = project_model(model, target, ProjectionOptions(**({"steps": a.steps} if a.steps else {})))
-        sec["project"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        tuned = tune(model.generator, proj.latent, proj.space, target, TuningOptions(steps=a.tune_steps),
-                     discriminator=model.discriminator, likeness=like, recipe=recipe)
-        sec["tune"] = time.perf_counter() - t0
+        proj, tuned = project_and_tune(a, model, target, like, recipe, path, sec)
         frame = PhotoFrame.from_photo(photo, to_crop, recipe)
         canvas = frame.canvas
         h, w = canvas.shape[:2]
@@ -231,6 +278,7 @@ def main(argv=None) -> int:
         for motion in motions:
             spec = MemorySpec(frames=a.frames, fps=a.fps, mark=False, motion=motion, render="photo")
             dirs, extents = motion_directions(model, spec, None)
+            extents = {k: v * scales.get(k, 1.0) for k, v in (extents or {}).items()} if scales else extents
             try:
                 check_motion(motion, dirs)
             except MotionError as e:
@@ -268,6 +316,15 @@ def main(argv=None) -> int:
                 deg = [math.degrees(math.asin(max(-1.0, min(1.0, o / 0.5)))) for o in offs]
                 m["yaw_offset_range"] = round(max(offs) - min(offs), 3)
                 m["yaw_degrees_range"] = [round(min(deg) - deg[0], 1), round(max(deg) - deg[0], 1)]
+            if a.model_yaw and "yaw" in needed_directions(motion):
+                mspec = MemorySpec(frames=a.frames, fps=a.fps, mark=False, motion=motion, render="model")
+                mframes = memory_frames(model, proj.latent, proj.space, mspec, directions=dirs, extents=extents,
+                                        generator=tuned.generator)
+                big = np.stack([cv2.resize(f, (256, 256), interpolation=cv2.INTER_CUBIC) for f in mframes])
+                moffs = yaw_offsets(big, detector)
+                if moffs:
+                    mdeg = [math.degrees(math.asin(max(-1.0, min(1.0, o / 0.5)))) for o in moffs]
+                    m["model_yaw_degrees_range"] = [round(min(mdeg) - mdeg[0], 1), round(max(mdeg) - mdeg[0], 1)]
             row["motions"][motion] = m
             print(f"  {motion}: {json.dumps(m)}", flush=True)
         rows.append(row)

@@ -305,6 +305,21 @@ def test_sharpness_and_detail_report_with_c2st():
     rep = detail_report(Upscaler.bicubic(), lr, hr, (0, 1), c2st=True)
     assert rep["1.0"] == {"skipped": "no detail weights"}
     assert 0 <= rep["0.0"]["c2st"]["accuracy"] <= 1 and rep["0.0"]["c2st"]["n_per_class"] == 10  # disjoint halves
+    assert 0 <= rep["0.0"]["c2st_highpass"]["accuracy"] <= 1 and rep["0.0"]["c2st_highpass"]["n_per_class"] == 10
+
+
+def test_high_pass_keeps_only_fine_detail():
+    from dgf_core.images import high_pass
+
+    flat = torch.full((2, 3, 16, 20), 77, dtype=torch.uint8)
+    hp = high_pass(flat)
+    assert hp.shape == flat.shape and hp.dtype == torch.uint8 and bool((hp == 128).all())  # no detail: grey
+    ramp = torch.arange(20, dtype=torch.uint8).mul(10).expand(1, 3, 16, 20).contiguous()
+    assert int((high_pass(ramp)[..., 4:-4].int() - 128).abs().max()) <= 1  # a smooth gradient is no detail either
+    noisy = random_faces(4, 32)
+    blurred = smooth_faces(4, 32)
+    spread = lambda x: float(high_pass(x).float().std())  # noqa: E731
+    assert spread(noisy) > 4 * spread(blurred)  # texture survives, smoothness does not
 
 
 def test_sigterm_saves_the_state_and_stops_without_finishing_the_phase(tmp_path):
