@@ -103,3 +103,19 @@ def test_train_cpu_128_trains_a_stylegan2_on_the_aligned_set_from_a_given_model(
     assert args[args.index("--data") + 1] == str(tmp_path / "dgf-runs" / "faces128") and args.count("--data") == 1
     assert args[args.index("--resolution") + 1] == "128"
     assert args[args.index("--init-from") + 1] == "weights/stylegan2-celeba64" and "--model" not in args
+
+
+def test_kill_trial_watches_the_temporary_files_a_state_write_makes(tmp_path):
+    """The trial's watcher must know the names a state write goes through (so a kill "during a write" is one), and
+    each of them must be one a resumed run removes."""
+    from dgf_core.checkpoint import PARTIAL_WRITE
+    from dgf_core.images import atomic_path
+
+    spec = importlib.util.spec_from_file_location("script_kill_trial", SCRIPT_DIR / "kill_trial.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ours = atomic_path(tmp_path / "state.safetensors")[1].name
+    assert module.in_write(ours) == "ours" and module.in_write(".tmpAb3xQZ") == "safetensors"
+    assert all(PARTIAL_WRITE.match(n) for n in (ours, ".tmpAb3xQZ"))
+    log_tmp = atomic_path(tmp_path / "log.jsonl")[1].name
+    assert [module.in_write(n) for n in ("state.safetensors", log_tmp, ".tmp", "log.jsonl")] == [None] * 4

@@ -22,6 +22,7 @@ from dgf_core.serving.uploads import SharedUploads
 
 RENDER_CONCURRENCY = int(os.environ.get("DGF_MAX_RENDERS", "2"))  # clips rendered at once; the rest wait in line
 MEMORY_CONCURRENCY = int(os.environ.get("DGF_MAX_MEMORIES", "2"))  # memories made at once, in slots of their own
+MEMORY_NICE = int(os.environ.get("DGF_MEMORY_NICE", "10"))  # a memory's thread runs this much nicer (serving.priority)
 QUEUE_SIZE = int(os.environ.get("DGF_QUEUE_SIZE", "64"))  # requests waiting beyond this are turned away
 MODELS = registry.PipelineCache()
 UPSCALERS = registry.UpscalerCache()

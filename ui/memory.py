@@ -29,12 +29,13 @@ from dgf_core.faces.tuning import DEFAULT_TUNE_STEPS, MAX_TUNE_STEPS, TuningOpti
 from dgf_core.generation import video
 from dgf_core.generation.audio import load_recording
 from dgf_core.generation.motion import PRESETS as MOTIONS
-from dgf_core.serving import uploads
+from dgf_core.serving import priority, uploads
 
 from . import common
 from .common import (
     _FINISHED,
     MEMORY_CONCURRENCY,
+    MEMORY_NICE,
     PROJECTORS,
     UPLOADS,
     _current_event,
@@ -134,8 +135,9 @@ def make_memory(photo: Path, model: str, steps, align, age, gender, frames, fps,
     folder = common.SCRATCH.new()
     stem = f"memory-{m.name}"
     outs = [folder / f"{stem}.mp4"] + ([folder / f"{stem}.gif"] if gif else [])
-    res = core_memory_from_photo(
-        m, picture, spec, outs, projection=options, tuning=tuning,
+    # the slow work at a lower CPU priority, so that fast requests get the cores first (serving.priority)
+    res = priority.in_background(
+        core_memory_from_photo, m, picture, spec, outs, nice=MEMORY_NICE, name="memory", projection=options, tuning=tuning,
         align=align, detector=face_detector() if align else None, likeness=likeness_model(),
         upscaler=up, render=spec.render, voice=voice, mouth_follows_voice=mouth_follows_voice,
         progress=lambda phase, frac, text: progress(overall_progress(phase, frac, tuning.steps != 0), desc=text))

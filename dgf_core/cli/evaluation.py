@@ -134,6 +134,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=50)
     p.add_argument("--train-steps", type=int, default=10)
     p.add_argument("--quick", action="store_true", help="few repeats, tiny batches (smoke test)")
+    p.add_argument("--round-trips", type=int, default=None,
+                   help="app_load: fast-request round trips per phase (default 20, 5 with --quick)")
     p.add_argument("--json", default=None)
     add_dry_run(p)
 
@@ -142,10 +144,12 @@ def cmd_bench(a: argparse.Namespace) -> int:
     from ..evaluation.bench import BenchContext, run_benchmarks
 
     ctx = BenchContext(model=a.model or "dcgan-celeba64", memory_model=a.model or "stylegan2-celeba64", data=a.data,
-                       device=a.device, repeats=a.repeats, train_steps=a.train_steps, quick=a.quick)
+                       device=a.device, repeats=a.repeats, train_steps=a.train_steps, quick=a.quick,
+                       round_trips=a.round_trips)
     print(json.dumps({"bench": {"only": a.only, "model": ctx.model, "memory_model": ctx.memory_model, "data": a.data,
                                 "device": a.device,
-                                "repeats": a.repeats, "train_steps": a.train_steps, "quick": a.quick}}, indent=2))
+                                "repeats": a.repeats, "train_steps": a.train_steps, "quick": a.quick,
+                                "round_trips": a.round_trips}}, indent=2))
     if a.dry_run:
         return 0
     res = run_benchmarks(ctx, a.only)
