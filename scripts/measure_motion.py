@@ -28,6 +28,8 @@ Per photo and motion, on the frames the user gets:
 - smile / eyes / mouth: the CelebA attribute classifier's (weights/attributes-celeba) Smiling, Narrow_Eyes and
   Mouth_Slightly_Open probabilities: frame 0's and the largest rise over the clip (the `smile` target: a rise of
   >= 0.4 on photos that start below 0.3; `blink`: the eyes close measurably);
+- eye_contrast_ratio_min: the luminance spread in boxes around the photo's eyes, its lowest over the clip over
+  frame 0's (a blink hides the iris and the white of the eye: 1 means the eyes never closed);
 - seconds: align, projection, tuning (once per photo) and rendering (per motion).
 
 --resume keeps the photos already in --json (same model and motions) and measures only the rest, so a long run can
@@ -114,6 +116,27 @@ def aligned_faces(frames: np.ndarray, to_aligned: np.ndarray, size: int) -> torc
     return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
+def eye_contrast(frames: np.ndarray, eyes: np.ndarray) -> np.ndarray | None:
+    """(T,) the luminance standard deviation in boxes around both eyes (+-0.2 x +-0.08 of the eye distance around
+    each centre, `eyes` (2, 2) in the frames' pixels) over frame 0's: 1 open as in the photo, low when the lids
+    cover the iris and the white."""
+    import cv2
+
+    d = float(np.linalg.norm(eyes[1] - eyes[0]))
+    h, w = frames.shape[1:3]
+    boxes = []
+    for cx, cy in eyes:
+        x0, x1 = int(max(0, cx - 0.2 * d)), int(min(w, cx + 0.2 * d + 1))
+        y0, y1 = int(max(0, cy - 0.08 * d)), int(min(h, cy + 0.08 * d + 1))
+        if x1 - x0 >= 2 and y1 - y0 >= 2:
+            boxes.append((x0, x1, y0, y1))
+    if not boxes:
+        return None
+    std = np.array([np.mean([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)[y0:y1, x0:x1].std() for x0, x1, y0, y1 in boxes])
+                    for f in frames])
+    return std / max(std[0], 1e-6)
+
+
 def yaw_offsets(frames: np.ndarray, detector, every: int = 4) -> list[float]:
     from PIL import Image
 
@@ -186,7 +209,13 @@ def main(argv=None) -> int:
     p.add_argument("--extent-scale", action="append", default=[], metavar="NAME=X",
                    help="multiply a direction's motion extent (repeatable)")
     p.add_argument("--model-yaw", action="store_true", help="also the yaw range of the model's own frames")
+    p.add_argument("--residual-deadzone", type=float, default=None,
+                   help="a trial: the photo rendering's residual dead zone (0..255; 255 turns the residual off)")
     a = p.parse_args(argv)
+    if a.residual_deadzone is not None:
+        from dgf_core.faces import render
+
+        render.RESIDUAL_DEADZONE = a.residual_deadzone
     scales = {}
     for item in a.extent_scale:
         name, _, x = item.partition("=")
@@ -311,6 +340,9 @@ def main(argv=None) -> int:
                 m[f"{key}_prob_rise_max"] = round(float((expr[label] - expr[label][0]).max()), 3)
             if other_emb is not None:
                 m["judge_frames_to_other_photo_min"] = round(float((judge.embed(faces, recipe) @ other_emb[0]).min()), 4)
+            contrast = eye_contrast(frames, det.landmarks[:2] * np.array([sx, sy]))
+            if contrast is not None:  # a blink hides the iris and the white: the eyes' contrast falls
+                m["eye_contrast_ratio_min"] = round(float(contrast.min()), 3)
             offs = yaw_offsets(frames, detector)
             if offs:
                 deg = [math.degrees(math.asin(max(-1.0, min(1.0, o / 0.5)))) for o in offs]

@@ -437,9 +437,9 @@ def test_project_renders_at_the_photo_size_with_a_motion(client, gradio_app, tmp
     with pytest.raises(AppError, match="known motions: alive"):
         client.predict(handle_file(str(tmp_path / "p5.png")), True, "tiny-dcgan", 10, False, 0.0, 0.0, 6, 8, False,
                        "off", 0, "wink", api_name="/project")
-    with pytest.raises(AppError, match="needs the edit direction eyes"):
+    with pytest.raises(AppError, match="needs the edit direction smile"):
         client.predict(handle_file(str(tmp_path / "p5.png")), True, "tiny-dcgan", 10, False, 0.0, 0.0, 6, 8, False,
-                       "off", 0, ["blink"], api_name="/project")
+                       "off", 0, ["smile"], api_name="/project")
 
 
 def test_motion_preview_shows_the_motion_or_what_the_model_lacks(app_weights_dir, monkeypatch):
@@ -448,7 +448,8 @@ def test_motion_preview_shows_the_motion_or_what_the_model_lacks(app_weights_dir
 
     html = app.preview_motion("tiny-dcgan", ["age", "gender"])
     assert "data:image/gif;base64," in html and "age,gender" in html
-    assert "needs the edit direction eyes" in app.preview_motion("tiny-dcgan", ["blink"])
+    assert "needs the edit direction smile" in app.preview_motion("tiny-dcgan", ["smile"])
+    assert "data:image/gif;base64," in app.preview_motion("tiny-dcgan", ["blink"])  # the eyelids draw a blink
     assert "drift" in app.preview_motion("tiny-dcgan", [])
 
 

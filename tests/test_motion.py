@@ -90,7 +90,7 @@ def test_memory_latents_with_a_motion_start_at_the_face():
     assert float(move.max()) == pytest.approx(2.5, abs=1e-3) and float((lat - base)[:, [0, 1, 3, 4, 5]].abs().max()) < 1e-6
     drift = memory_latents(base, "z", MemorySpec(frames=12, fps=24, motion="drift"))
     assert torch.equal(drift[0], base[0]) and float((drift - base).norm(dim=1).max()) > 0.1
-    with pytest.raises(MemoryClipError, match="needs the edit directions pitch, smile, yaw"):  # eyes: optional
+    with pytest.raises(MemoryClipError, match="needs the edit directions pitch, smile, yaw"):  # eyes: drawn
         memory_latents(base, "z", MemorySpec(frames=12, motion="alive"), directions={"age": torch.ones(6)})
 
 
@@ -106,14 +106,12 @@ def test_extents_are_read_from_directions_json(tmp_path):
         load_extents(tmp_path / "directions.json")
 
 
-def test_alive_goes_without_a_blink_on_a_model_without_eyes():
-    from dgf_core.generation.motion import OPTIONAL, check_motion, motion_curves, needed_directions
+def test_a_blink_needs_no_eyes_direction_the_eyelids_draw_it():
+    from dgf_core.generation.motion import DRAWN, OPTIONAL, check_motion, motion_curves, needed_directions
 
-    assert needed_directions("alive") == ["pitch", "smile", "yaw"] and OPTIONAL["alive"] == ("eyes",)
+    assert needed_directions("alive") == ["eyes", "pitch", "smile", "yaw"] and DRAWN == ("eyes",) and OPTIONAL == {}
     no_eyes = {k: torch.zeros(4) for k in ("pitch", "smile", "yaw")}
-    check_motion("alive", no_eyes)  # the StyleGAN2 ships no eyes direction: alive still works ...
-    assert "eyes" not in motion_curves("alive", 96, 24, available=no_eyes)
-    assert "eyes" in motion_curves("alive", 96, 24, available={**no_eyes, "eyes": torch.zeros(4)})
-    assert "eyes" in motion_curves("alive", 96, 24)  # without a model: the whole preset
-    with pytest.raises(MotionError, match="blink needs the edit direction eyes"):
-        check_motion("alive,blink", no_eyes)  # ... but a blink asked for by name needs it
+    check_motion("alive,blink", no_eyes)  # the StyleGAN2 ships no eyes direction: the eyelids draw the blink
+    assert "eyes" in motion_curves("alive", 96, 24, available=no_eyes)
+    with pytest.raises(MotionError, match="smile needs the edit direction smile"):
+        check_motion("smile,blink", {})  # a direction no renderer can draw is still named

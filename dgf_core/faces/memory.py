@@ -14,6 +14,8 @@ Motions (`spec.motion`, `generation.motion`: 'alive', 'smile,blink', ...) move t
 directions with natural timing; with a motion, or when rendering at the photo's resolution, the walk starts at
 the face (frame 0 is the pivot: offsets r * ((cos p - 1) u + sin p v)) and runs only as far as the motion's
 `drift` says (today's walk is the `drift` motion, and the default when no motion is named).
+A blink (the `eyes` curve) is drawn by the eyelids (`faces.eyelids`) at the photo's resolution, and in the model's
+frames when the model has no `eyes` direction (`lids_draw_eyes`): so `blink` runs on every model.
 `spec.render`: "model" (the generator's frames, as before) or "photo" (`faces.render`: the photo itself, at its
 own resolution up to 1024 px, moved by the generator's motion; only `memory_from_photo` has the photo for it).
 A voice (`memory_from_photo(..., voice=generation.audio.Recording)`): the person's own recording, used for this
@@ -100,6 +102,23 @@ def check_mouth(directions: dict[str, torch.Tensor] | None) -> None:
                               "'mouth follows the voice' off, or use a model whose directions.json has it")
 
 
+def lids_draw_eyes(spec: MemorySpec, directions: dict[str, torch.Tensor] | None) -> bool:
+    """Whether the `eyes` curve (a blink) is drawn by the eyelids (`faces.eyelids`) rather than moved along the
+    model's `eyes` direction: always at the photo's resolution (flow cannot draw a closed lid over an open eye), and
+    in the model's own frames when the model has no such direction."""
+    return spec.render == "photo" or "eyes" not in (directions or {})
+
+
+def lid_curve(spec: MemorySpec, directions: dict[str, torch.Tensor] | None) -> np.ndarray | None:
+    """(T,) eyelid closure per frame in [0, 1] when the spec's motion blinks and the eyelids draw it; else None."""
+    from ..generation.motion import motion_curves
+
+    if not spec.motion or not lids_draw_eyes(spec, directions):
+        return None
+    c = motion_curves(spec.motion, spec.frames, spec.fps, available=directions or {}).get("eyes")
+    return None if c is None or not np.any(c > 0) else np.clip(np.asarray(c, np.float64), 0.0, 1.0)
+
+
 def _walk_basis(dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(int(seed))
     a = torch.randn(dim, generator=g)
@@ -133,6 +152,8 @@ def memory_latents(latent: torch.Tensor, space: str, spec: MemorySpec, *, coord_
             curves = motion_curves(spec.motion, spec.frames, spec.fps, available=directions or {})
         except MotionError as e:
             raise MemoryClipError(str(e)) from None
+    if "eyes" in curves and lids_draw_eyes(spec, directions):
+        curves.pop("eyes")  # drawn on the frames by the eyelids (`lid_curve`), not moved in the latent
     if mouth is not None:
         check_mouth(directions)
         assert mouth.shape == (spec.frames,), (mouth.shape, spec.frames)
@@ -251,8 +272,9 @@ def motion_directions(model, spec: MemorySpec, directions: dict[str, torch.Tenso
 
 def memory_recipe(model, latent: torch.Tensor, space: str, spec: MemorySpec, upscaler=None,
                   tuning: dict[str, Any] | None = None, size: tuple[int, int] | None = None,
-                  voice=None, mouth_follows_voice: bool = False) -> dict[str, Any]:
-    """What reproduces the clip: the model (name, weights hash), the latent itself and the parameters. With
+                  voice=None, mouth_follows_voice: bool = False, eyelids: bool = False) -> dict[str, Any]:
+    """What reproduces the clip: the model (name, weights hash), the latent itself and the parameters (`eyelids`:
+    the blink is drawn by the eyelids, whose shape is recorded). With
     `tuning` (the pivotal-tuning options), the recipe says that the clip needs the photo to be made again; so
     does a photo memory (`size`: its (width, height); the photo's pixels are never in the recipe)."""
     from ..generation.pipeline import SYNTHETIC_NOTICE
@@ -269,6 +291,12 @@ def memory_recipe(model, latent: torch.Tensor, space: str, spec: MemorySpec, ups
         recipe.update(width=int(size[0]), height=int(size[1]), regenerable_without_photo=False, render_note=PHOTO_NOTE,
                       flow={"method": "opencv farneback", "side": render.FLOW_SIDE, "smooth": render.FLOW_SMOOTH,
                             "residual_deadzone": render.RESIDUAL_DEADZONE, "feather": [render.INNER, render.OUTER]})
+    if eyelids:
+        from . import eyelids as lid
+
+        recipe["eyelids"] = {"method": "a lid layer drawn over each eye (dgf_core.faces.eyelids)", "eye_half_width":
+                             lid.EYE_HALF_WIDTH, "upper": lid.UPPER, "lower": lid.LOWER, "reach": lid.REACH,
+                             "lid_blur": lid.LID_BLUR, "lash": lid.LASH, "unit": "the eye distance"}
     if voice is not None:
         from ..generation.audio import recording_recipe
 
@@ -303,7 +331,8 @@ def make_memory(model, latent: torch.Tensor, space: str, spec: MemorySpec, outs:
                            progress=progress, generator=generator, photo=photo, mouth=mouth)
     recipe = memory_recipe(model, latent, space, spec, upscaler, tuning,
                            size=(frames.shape[2], frames.shape[1]) if spec.render == "photo" else None,
-                           voice=voice, mouth_follows_voice=mouth is not None)
+                           voice=voice, mouth_follows_voice=mouth is not None,
+                           eyelids=lid_curve(spec, directions) is not None)
     for out in outs:
         write_clip(frames, out, spec.fps, recipe)
         if voice is not None and str(out).lower().endswith(".mp4"):
@@ -331,19 +360,46 @@ def memory_frames(model, latent: torch.Tensor, space: str, spec: MemorySpec, *,
     coord_std = latent_space(model.generator, "w").coord_std() if space in ("w", "w+") else 1.0
     lat = memory_latents(latent, space, spec, coord_std=coord_std, directions=directions, extents=extents, mouth=mouth)
     gen = generator if generator is not None else model.generator
+    lids = lid_curve(spec, directions)
     if spec.render != "photo":
-        return render_memory(gen, lat, space, spec, upscaler=upscaler, progress=progress)
+        if lids is None:
+            return render_memory(gen, lat, space, spec, upscaler=upscaler, progress=progress)
+        from .eyelids import close_eyes, eyes_of
+
+        frames = render_memory(gen, lat, space, replace(spec, mark=False), upscaler=upscaler, progress=progress)
+        eyes = eyes_of(frames[0], _canonical(model))
+        frames = np.stack([close_eyes(f, eyes, k) if k > 0 else f for f, k in zip(frames, lids)])
+        return np.stack([add_mark(f) for f in frames]) if spec.mark else frames
     from .render import render_photo
 
     t = spec.frames
     driving = render_memory(gen, lat, space, replace(spec, mark=False), upscaler=upscaler,
                             progress=None if progress is None else lambda done, total: progress(done, 2 * t))
+    eyes = None
+    if lids is not None:
+        from .eyelids import eyes_of, photo_eyes
+
+        eyes = photo_eyes(photo.canvas)  # in the photo's pixels -> the driving frames' (the aligned crop's)
+        scale = driving.shape[1] / model.config.resolution
+        eyes = (eyes @ photo.to_aligned[:, :2].T + photo.to_aligned[:, 2]) * scale if eyes is not None \
+            else eyes_of(driving[0], photo.canonical)
     frames = render_photo(photo.canvas, photo.to_aligned * (driving.shape[1] / model.config.resolution)
                           if driving.shape[1] != model.config.resolution else photo.to_aligned, driving, photo.canonical,
+                          lids=lids, eyes=eyes,
                           progress=None if progress is None else lambda done, total: progress(t + done, 2 * t))
     if spec.mark:
         frames = np.stack([add_mark(f, corner=True) for f in frames])
     return frames
+
+
+def _canonical(model) -> np.ndarray | None:
+    """The model's crop recipe's canonical landmarks ((5, 2) in [0, 1]), or None when its card names none."""
+    from .alignment import load_canonical, model_recipe
+
+    try:
+        return load_canonical(model_recipe(getattr(model, "card", None) or {}))
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
 
 
 def memory_from_file(latent_path: str | os.PathLike, outs: Sequence[str | os.PathLike], spec: MemorySpec, *,

@@ -20,6 +20,8 @@ border pixels.
 """
 from __future__ import annotations
 
+import math
+
 from typing import Callable
 
 import numpy as np
@@ -134,13 +136,28 @@ def regularize(flows: np.ndarray, still: np.ndarray, weight: np.ndarray, *, smoo
     return out
 
 
+def _warp(src: np.ndarray, flow: np.ndarray, ax: np.ndarray, ay: np.ndarray, px: np.ndarray, py: np.ndarray,
+          inv_lin: np.ndarray) -> np.ndarray:
+    """The canvas box (float32) moved by one frame's flow (aligned-crop units at the flow's side, sampled at ax, ay)."""
+    cv2 = _cv2()
+    f = cv2.remap(flow, ax, ay, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # aligned units
+    dx = inv_lin[0, 0] * f[..., 0] + inv_lin[0, 1] * f[..., 1]  # -> canvas pixels
+    dy = inv_lin[1, 0] * f[..., 0] + inv_lin[1, 1] * f[..., 1]
+    return cv2.remap(src, (px + dx).astype(np.float32), (py + dy).astype(np.float32), cv2.INTER_CUBIC,
+                     borderMode=cv2.BORDER_REPLICATE)  # bicubic: bilinear softens the photo's detail
+
+
 def render_photo(canvas: np.ndarray, to_aligned: np.ndarray, frames: np.ndarray, canonical: np.ndarray, *,
-                 flow_side: int = FLOW_SIDE, residual: bool = True, progress: Progress | None = None) -> np.ndarray:
+                 flow_side: int = FLOW_SIDE, residual: bool = True, lids: np.ndarray | None = None,
+                 eyes: np.ndarray | None = None, progress: Progress | None = None) -> np.ndarray:
     """The photo memory's frames (T, H, W, 3) uint8 at the canvas's size.
 
     canvas: (H, W, 3) uint8 (`photo_canvas`). to_aligned: (2, 3) canvas pixels -> pixels of the r x r aligned crop
     the model frames are in. frames: (T, r, r, 3) uint8, the generator along the motion; frame 0 is the pivot.
-    canonical: (5, 2) canonical landmarks of the crop recipe (in [0, 1]), which place the face ellipse."""
+    canonical: (5, 2) canonical landmarks of the crop recipe (in [0, 1]), which place the face ellipse.
+    lids: (T,) eyelid closure per frame in [0, 1] (a blink, `faces.eyelids`), with eyes: (2, 2) the eye centres in
+    the pivot frame's pixels; the lids are drawn in the pivot's coordinates and carried by the frame's flow, after
+    its regularisation (whose blur would soften the lid's edge) and apart from the residual."""
     cv2 = _cv2()
     assert canvas.ndim == 3 and canvas.shape[2] == 3 and canvas.dtype == np.uint8, canvas.shape
     assert frames.ndim == 4 and frames.shape[1] == frames.shape[2] and frames.shape[3] == 3, frames.shape
@@ -150,6 +167,23 @@ def render_photo(canvas: np.ndarray, to_aligned: np.ndarray, frames: np.ndarray,
     weight = face_weight(side, canonical)
     flows, up, still = model_flows(frames, side)
     flows = regularize(flows, still, weight)
+    if lids is not None:
+        assert lids.shape == (len(frames),) and eyes is not None, (getattr(lids, "shape", None), len(frames))
+        from .eyelids import eyelid_warp, shade_lid
+
+        gxs, gys = np.meshgrid(np.arange(side, dtype=np.float32), np.arange(side, dtype=np.float32))
+        lids_at = {}  # per blinking frame: the lid layer's sampling flow, its coverage and its lash line
+        for i, k in enumerate(lids):
+            if k > 0:
+                off, alpha, lash = eyelid_warp(side, side, np.asarray(eyes, np.float64) * (side / r), float(k))
+                # the lid layer samples p + f(p) + lid(p + f(p)): the lids close where the eyes are in this frame
+                at = (gxs + flows[i][..., 0], gys + flows[i][..., 1])
+                lids_at[i] = (flows[i] + cv2.remap(off, *at, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0),
+                              cv2.remap(np.stack([alpha, lash], -1), *at, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                        borderValue=0))
+                still[i] = False
+    else:
+        lids_at = {}
     # canvas pixel centres -> aligned crop pixels at `side` (continuous coordinates, pixel i covers [i, i + 1))
     m = to_aligned * (side / r)
     a_lin = m[:, :2]
@@ -174,11 +208,15 @@ def render_photo(canvas: np.ndarray, to_aligned: np.ndarray, frames: np.ndarray,
     gx_s, gy_s = np.meshgrid(np.arange(side, dtype=np.float32), np.arange(side, dtype=np.float32))
     for i in range(len(frames)):
         if not still[i]:
-            f = cv2.remap(flows[i], ax, ay, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # aligned units
-            dx = inv_lin[0, 0] * f[..., 0] + inv_lin[0, 1] * f[..., 1]  # -> canvas pixels
-            dy = inv_lin[1, 0] * f[..., 0] + inv_lin[1, 1] * f[..., 1]
-            warped = cv2.remap(src, (px + dx).astype(np.float32), (py + dy).astype(np.float32), cv2.INTER_CUBIC,
-                               borderMode=cv2.BORDER_REPLICATE)  # bicubic: bilinear softens the photo's detail
+            warped = _warp(src, flows[i], ax, ay, px, py, inv_lin)
+            if i in lids_at:  # the closing lids, a layer over the moved photo
+                lid_flow, maps = lids_at[i]
+                al = cv2.remap(maps, ax, ay, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                a = al[..., :1]
+                eye_d = float(np.linalg.norm(np.subtract(*np.asarray(eyes, np.float64).reshape(2, 2)))) * side / r
+                lid = shade_lid(_warp(src, lid_flow, ax, ay, px, py, inv_lin), al[..., 1],
+                                eye_d / math.sqrt(abs(np.linalg.det(a_lin))))  # the eye distance in canvas pixels
+                warped = a * lid + (1.0 - a) * warped
             if residual:
                 moved_pivot = cv2.remap(up[0], gx_s + flows[i][..., 0], gy_s + flows[i][..., 1], cv2.INTER_LINEAR,
                                         borderMode=cv2.BORDER_REPLICATE)

@@ -142,8 +142,11 @@ PRESETS: dict[str, tuple[Preset, str]] = {
     "drift": (_drift, "today's memory: a small random walk around the face"),
 }
 KNOWN = tuple(PRESETS)
-# parts of a preset that a model may lack: `alive` without a blink is still alive (the StyleGAN2 ships no eyes direction)
-OPTIONAL: dict[str, tuple[str, ...]] = {"alive": ("eyes",)}
+# parts of a preset that a model may lack (none today: `eyes`, the blink, is DRAWN where a model has no direction)
+OPTIONAL: dict[str, tuple[str, ...]] = {}
+# curves a renderer can draw without a latent direction: the eyelids close over the eyes (`faces.eyelids`), so a blink
+# works on every model (through its `eyes` direction where it has one and the clip is the model's own frames)
+DRAWN = ("eyes",)
 
 
 def parse_motion(text: str | None) -> tuple[str, ...]:
@@ -181,14 +184,16 @@ def motion_curves(names: str | tuple[str, ...], frames: int, fps: int, available
 
 
 def needed_directions(names: str | tuple[str, ...]) -> list[str]:
-    """The model directions a motion needs (sorted): those it moves, DRIFT and its OPTIONAL parts excluded."""
+    """The model directions a motion moves (sorted): DRIFT and its OPTIONAL parts excluded; a DRAWN one (eyes) is
+    listed, since a model that has it uses it, but a model without it is not refused (`check_motion`)."""
     names = parse_motion(names) if isinstance(names, str) else names
     return sorted({k for n in names for k in PRESETS[n][0](np.zeros(1), 4.0) if k != DRIFT and k not in OPTIONAL.get(n, ())})
 
 
 def check_motion(names: str | tuple[str, ...], directions: dict[str, torch.Tensor] | None) -> None:
-    """MotionError naming what the model lacks when a motion needs directions it does not have."""
-    need = needed_directions(names)
+    """MotionError naming what the model lacks when a motion needs directions it does not have (DRAWN curves
+    excepted: the renderer draws them)."""
+    need = [k for k in needed_directions(names) if k not in DRAWN]
     missing = [k for k in need if k not in (directions or {})]
     if missing:
         which = ", ".join(n for n in (parse_motion(names) if isinstance(names, str) else names)
