@@ -8,6 +8,7 @@ import torch
 from dgf_core.faces.eyelids import EYE_HALF_WIDTH, LOWER, REACH, UPPER, close_eyes, eyelid_warp
 
 EYES = np.array([[40.5, 50.5], [80.5, 50.5]])  # continuous coordinates: pixel centres at 40 and 80 (row 50)
+LANDMARKS = np.concatenate([EYES, [[60.5, 65.5], [48.5, 80.5], [72.5, 80.5]]])  # eyes, nose, mouth corners
 D = 40.0
 
 
@@ -54,7 +55,7 @@ def test_a_photo_blinks_at_its_own_resolution():
     to_aligned = np.array([[0.5, 0.0, 0.0], [0.0, 0.5, 0.0]])  # photo -> a 120 x 100 "crop" (the model frames' pixels)
     frames = np.repeat(np.pad(face_with_eyes(), ((10, 10), (0, 0), (0, 0)), mode="edge")[None], 5, 0)  # (5, 120, 120, 3)
     lids = np.array([0.0, 0.5, 1.0, 0.5, 0.0])
-    out = render_photo(canvas, to_aligned, frames, load_canonical(), lids=lids, eyes=EYES)
+    out = render_photo(canvas, to_aligned, frames, load_canonical(), lids=lids, landmarks=LANDMARKS)
     assert out.shape == (5, 200, 240, 3) and np.array_equal(out[0], canvas) and np.array_equal(out[4], canvas)
     dark = lambda x: int((x[..., 0] < 100).sum())  # noqa: E731
     assert dark(out[2]) <= 0.1 * dark(canvas) < dark(out[1]) < dark(canvas)  # a blink, at the photo's 200 px
@@ -77,8 +78,9 @@ def test_blink_runs_on_a_model_without_an_eyes_direction(render, monkeypatch):
         config = type("C", (), {"resolution": 120, "z_dim": 4})()
 
     monkeypatch.setattr(memory, "synthesize", lambda g, lat, space: g(lat))
-    monkeypatch.setattr("dgf_core.faces.eyelids.eyes_of", lambda frame, canonical=None, detector=None: EYES + [0, 10])
-    monkeypatch.setattr("dgf_core.faces.eyelids.photo_eyes", lambda canvas, detector=None: None)
+    monkeypatch.setattr("dgf_core.faces.eyelids.face_landmarks", lambda frame, canonical=None, detector=None:
+                        LANDMARKS + [0, 10])
+    monkeypatch.setattr("dgf_core.faces.eyelids.photo_landmarks", lambda canvas, detector=None: None)
     spec = MemorySpec(frames=24, fps=24, motion="blink", render=render, mark=False, radius=0.0)
     lids = lid_curve(spec, {})
     assert lids is not None and lids.max() == 1.0 and lids[0] == 0.0

@@ -17,8 +17,8 @@ become the closing lid's edge, and k = 0 is the identity. The lid is a layer (`e
 coverage anti-aliased at its edge) drawn over the picture, not a warp of the whole picture: the edge is a real
 discontinuity, and a warp would smear the eye into it.
 
-`eyes_of(frame)`: where the eyes are (MTCNN on the pivot frame; the crop recipe's canonical landmarks when no face is
-found). Measured in docs/motion.md (the CelebA classifier's Narrow_Eyes probability over a blink).
+`photo_landmarks(canvas)` / `face_landmarks(frame)`: where the eyes are (MTCNN on the photo, or on a model frame;
+the crop recipe's canonical landmarks when no face is found). Measured in docs/motion.md (the CelebA classifier's Narrow_Eyes probability over a blink).
 """
 from __future__ import annotations
 
@@ -99,9 +99,9 @@ def close_eyes(image: np.ndarray, eyes: np.ndarray, closure: float) -> np.ndarra
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def photo_eyes(canvas: np.ndarray, detector=None) -> np.ndarray | None:
-    """(2, 2) the eye centres in a photo's (canvas's) continuous pixel coordinates, from MTCNN at the photo's
-    resolution (more exact than on a 64-px model frame); None where it finds no face."""
+def photo_landmarks(canvas: np.ndarray, detector=None) -> np.ndarray | None:
+    """(5, 2) the face's landmarks (MTCNN order: eyes, nose, mouth corners) in a photo's (canvas's) continuous pixel
+    coordinates, found at the photo's resolution (more exact than on a 64-px model frame); None where no face is."""
     from PIL import Image
 
     from .alignment import detect_faces
@@ -109,20 +109,20 @@ def photo_eyes(canvas: np.ndarray, detector=None) -> np.ndarray | None:
     faces = detect_faces(Image.fromarray(np.ascontiguousarray(canvas)), detector)
     if not faces:
         return None
-    return np.asarray(faces[0].landmarks, np.float64)[:2]
+    return np.asarray(faces[0].landmarks, np.float64).reshape(5, 2)
 
 
-def eyes_of(frame: np.ndarray, canonical: np.ndarray | None = None, detector=None) -> np.ndarray:
-    """(2, 2) the eye centres (x, y) in a (R, R, 3) uint8 face's continuous pixel coordinates: MTCNN's landmarks;
-    where it finds no face, the crop recipe's canonical eyes (`canonical`: (5, 2) in [0, 1]), or the middle of a typical crop without them."""
+def face_landmarks(frame: np.ndarray, canonical: np.ndarray | None = None, detector=None) -> np.ndarray:
+    """(5, 2) the landmarks of a (R, R, 3) uint8 face in its continuous pixel coordinates: MTCNN's; where it finds
+    no face, the crop recipe's canonical ones (`canonical`: (5, 2) in [0, 1]), or a typical crop's without them."""
     import torch
 
     from .pose import landmarks_of
 
     r = frame.shape[0]
     lm, prob = landmarks_of(torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None], detector)
-    if prob[0] > 0 and np.isfinite(lm[0, :2]).all():
-        return lm[0, :2].astype(np.float64)
+    if prob[0] > 0 and np.isfinite(lm[0]).all():
+        return lm[0].astype(np.float64)
     if canonical is not None:
-        return np.asarray(canonical, np.float64)[:2] * r
-    return np.array([[0.35, 0.42], [0.65, 0.42]]) * r
+        return np.asarray(canonical, np.float64).reshape(5, 2) * r
+    return np.array([[0.35, 0.42], [0.65, 0.42], [0.5, 0.58], [0.38, 0.72], [0.62, 0.72]]) * r

@@ -119,6 +119,17 @@ def lid_curve(spec: MemorySpec, directions: dict[str, torch.Tensor] | None) -> n
     return None if c is None or not np.any(c > 0) else np.clip(np.asarray(c, np.float64), 0.0, 1.0)
 
 
+def drawn_smile(spec: MemorySpec) -> np.ndarray | None:
+    """(T,) how far the photo's mouth corners lift per frame (`faces.smile`), at the photo's resolution only: the
+    spec's `smile` curve, which also moves the model's smile direction; None without one."""
+    from ..generation.motion import motion_curves
+
+    if not spec.motion or spec.render != "photo":
+        return None
+    c = motion_curves(spec.motion, spec.frames, spec.fps).get("smile")
+    return None if c is None or not np.any(c != 0) else np.asarray(c, np.float64)
+
+
 def _walk_basis(dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(int(seed))
     a = torch.randn(dim, generator=g)
@@ -291,6 +302,11 @@ def memory_recipe(model, latent: torch.Tensor, space: str, spec: MemorySpec, ups
         recipe.update(width=int(size[0]), height=int(size[1]), regenerable_without_photo=False, render_note=PHOTO_NOTE,
                       flow={"method": "opencv farneback", "side": render.FLOW_SIDE, "smooth": render.FLOW_SMOOTH,
                             "residual_deadzone": render.RESIDUAL_DEADZONE, "feather": [render.INNER, render.OUTER]})
+    if spec.render == "photo" and drawn_smile(spec) is not None:
+        from . import smile as sm
+
+        recipe["smile_lift"] = {"method": "the mouth's corners lifted in the photo (dgf_core.faces.smile)",
+                                "lift": sm.LIFT, "widen": sm.WIDEN, "spread": sm.SPREAD, "unit": "the eye distance"}
     if eyelids:
         from . import eyelids as lid
 
@@ -364,10 +380,10 @@ def memory_frames(model, latent: torch.Tensor, space: str, spec: MemorySpec, *,
     if spec.render != "photo":
         if lids is None:
             return render_memory(gen, lat, space, spec, upscaler=upscaler, progress=progress)
-        from .eyelids import close_eyes, eyes_of
+        from .eyelids import close_eyes, face_landmarks
 
         frames = render_memory(gen, lat, space, replace(spec, mark=False), upscaler=upscaler, progress=progress)
-        eyes = eyes_of(frames[0], _canonical(model))
+        eyes = face_landmarks(frames[0], _canonical(model))[:2]
         frames = np.stack([close_eyes(f, eyes, k) if k > 0 else f for f, k in zip(frames, lids)])
         return np.stack([add_mark(f) for f in frames]) if spec.mark else frames
     from .render import render_photo
@@ -375,17 +391,18 @@ def memory_frames(model, latent: torch.Tensor, space: str, spec: MemorySpec, *,
     t = spec.frames
     driving = render_memory(gen, lat, space, replace(spec, mark=False), upscaler=upscaler,
                             progress=None if progress is None else lambda done, total: progress(done, 2 * t))
-    eyes = None
-    if lids is not None:
-        from .eyelids import eyes_of, photo_eyes
+    smile = drawn_smile(spec)
+    landmarks = None
+    if lids is not None or smile is not None:
+        from .eyelids import face_landmarks, photo_landmarks
 
-        eyes = photo_eyes(photo.canvas)  # in the photo's pixels -> the driving frames' (the aligned crop's)
+        landmarks = photo_landmarks(photo.canvas)  # in the photo's pixels -> the driving frames' (the aligned crop's)
         scale = driving.shape[1] / model.config.resolution
-        eyes = (eyes @ photo.to_aligned[:, :2].T + photo.to_aligned[:, 2]) * scale if eyes is not None \
-            else eyes_of(driving[0], photo.canonical)
+        landmarks = (landmarks @ photo.to_aligned[:, :2].T + photo.to_aligned[:, 2]) * scale if landmarks is not None \
+            else face_landmarks(driving[0], photo.canonical)
     frames = render_photo(photo.canvas, photo.to_aligned * (driving.shape[1] / model.config.resolution)
                           if driving.shape[1] != model.config.resolution else photo.to_aligned, driving, photo.canonical,
-                          lids=lids, eyes=eyes,
+                          lids=lids, smile=smile, landmarks=landmarks,
                           progress=None if progress is None else lambda done, total: progress(t + done, 2 * t))
     if spec.mark:
         frames = np.stack([add_mark(f, corner=True) for f in frames])

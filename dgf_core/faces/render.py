@@ -149,15 +149,17 @@ def _warp(src: np.ndarray, flow: np.ndarray, ax: np.ndarray, ay: np.ndarray, px:
 
 def render_photo(canvas: np.ndarray, to_aligned: np.ndarray, frames: np.ndarray, canonical: np.ndarray, *,
                  flow_side: int = FLOW_SIDE, residual: bool = True, lids: np.ndarray | None = None,
-                 eyes: np.ndarray | None = None, progress: Progress | None = None) -> np.ndarray:
+                 smile: np.ndarray | None = None, landmarks: np.ndarray | None = None,
+                 progress: Progress | None = None) -> np.ndarray:
     """The photo memory's frames (T, H, W, 3) uint8 at the canvas's size.
 
     canvas: (H, W, 3) uint8 (`photo_canvas`). to_aligned: (2, 3) canvas pixels -> pixels of the r x r aligned crop
     the model frames are in. frames: (T, r, r, 3) uint8, the generator along the motion; frame 0 is the pivot.
     canonical: (5, 2) canonical landmarks of the crop recipe (in [0, 1]), which place the face ellipse.
-    lids: (T,) eyelid closure per frame in [0, 1] (a blink, `faces.eyelids`), with eyes: (2, 2) the eye centres in
-    the pivot frame's pixels; the lids are drawn in the pivot's coordinates and carried by the frame's flow, after
-    its regularisation (whose blur would soften the lid's edge) and apart from the residual."""
+    lids: (T,) eyelid closure per frame in [0, 1] (a blink, `faces.eyelids`); smile: (T,) the mouth's corners' lift
+    (`faces.smile`); both need landmarks: (5, 2) the face's landmarks in the pivot frame's continuous pixel
+    coordinates. Both are drawn in the pivot's coordinates and carried by the frame's flow, after its regularisation
+    (whose blur would soften the lid's edge) and apart from the residual (the model's own new content)."""
     cv2 = _cv2()
     assert canvas.ndim == 3 and canvas.shape[2] == 3 and canvas.dtype == np.uint8, canvas.shape
     assert frames.ndim == 4 and frames.shape[1] == frames.shape[2] and frames.shape[3] == 3, frames.shape
@@ -167,18 +169,32 @@ def render_photo(canvas: np.ndarray, to_aligned: np.ndarray, frames: np.ndarray,
     weight = face_weight(side, canonical)
     flows, up, still = model_flows(frames, side)
     flows = regularize(flows, still, weight)
+    moved = flows  # the photo's sampling flow: the model's, plus the drawn smile; `flows` stays for the residual
+    gxs, gys = np.meshgrid(np.arange(side, dtype=np.float32), np.arange(side, dtype=np.float32))
+    lm = None if landmarks is None else np.asarray(landmarks, np.float64).reshape(5, 2) * (side / r)
+    if smile is not None:
+        assert smile.shape == (len(frames),) and lm is not None, (getattr(smile, "shape", None), len(frames))
+        from .smile import smile_offsets
+
+        moved = flows.copy()
+        for i, k in enumerate(smile):
+            if k != 0:
+                off = smile_offsets(side, side, lm[3:5], float(np.linalg.norm(lm[1] - lm[0])), float(k))
+                moved[i] += cv2.remap(off, gxs + flows[i][..., 0], gys + flows[i][..., 1], cv2.INTER_LINEAR,
+                                      borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                still[i] = False
+    eyes = None if lm is None else lm[:2] / (side / r)
     if lids is not None:
         assert lids.shape == (len(frames),) and eyes is not None, (getattr(lids, "shape", None), len(frames))
         from .eyelids import eyelid_warp, shade_lid
 
-        gxs, gys = np.meshgrid(np.arange(side, dtype=np.float32), np.arange(side, dtype=np.float32))
         lids_at = {}  # per blinking frame: the lid layer's sampling flow, its coverage and its lash line
         for i, k in enumerate(lids):
             if k > 0:
                 off, alpha, lash = eyelid_warp(side, side, np.asarray(eyes, np.float64) * (side / r), float(k))
                 # the lid layer samples p + f(p) + lid(p + f(p)): the lids close where the eyes are in this frame
-                at = (gxs + flows[i][..., 0], gys + flows[i][..., 1])
-                lids_at[i] = (flows[i] + cv2.remap(off, *at, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0),
+                at = (gxs + moved[i][..., 0], gys + moved[i][..., 1])
+                lids_at[i] = (moved[i] + cv2.remap(off, *at, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0),
                               cv2.remap(np.stack([alpha, lash], -1), *at, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                                         borderValue=0))
                 still[i] = False
@@ -205,10 +221,10 @@ def render_photo(canvas: np.ndarray, to_aligned: np.ndarray, frames: np.ndarray,
     core = cv2.remap(weight * weight, ax, ay, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)[..., None]
     src = canvas.astype(np.float32)
     px, py = (gx - 0.5).astype(np.float32), (gy - 0.5).astype(np.float32)
-    gx_s, gy_s = np.meshgrid(np.arange(side, dtype=np.float32), np.arange(side, dtype=np.float32))
+    gx_s, gy_s = gxs, gys
     for i in range(len(frames)):
         if not still[i]:
-            warped = _warp(src, flows[i], ax, ay, px, py, inv_lin)
+            warped = _warp(src, moved[i], ax, ay, px, py, inv_lin)
             if i in lids_at:  # the closing lids, a layer over the moved photo
                 lid_flow, maps = lids_at[i]
                 al = cv2.remap(maps, ax, ay, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
