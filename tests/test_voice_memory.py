@@ -83,7 +83,8 @@ def test_cli_voice_memory(tmp_path, capsys):
     gif = tmp_path / "m.gif"
     assert main(proj + ["--save-memory", str(out), "--save-memory", str(gif), "--voice", str(voice),
                         "--voice-consent"]) == 0
-    assert read_clip_recipe(out)["voice"]["mouth_follows_voice"] is True and audio_stream_seconds(out) > 1.3
+    voiced = read_clip_recipe(out)["voice"]
+    assert voiced["mouth_follows_voice"] is True and -1 <= voiced["mouth_start"] <= 0 and audio_stream_seconds(out) > 1.3
     assert audio_stream_seconds(gif) is None and read_clip_recipe(gif)["voice"]["used"]  # a GIF: no sound
 
 
@@ -118,3 +119,38 @@ def test_the_mouth_of_a_shipped_model_follows_the_voice(tmp_path, model_name, se
     res = measure_voice_sync(model, latent, space, rec, fps=12)
     assert res["frames"] == 48
     assert res["correlation"] >= 0.5 and abs(res["best_lag_ms"]) <= 80, res
+
+
+def test_the_talking_mouth_starts_where_its_stretch_opens_most():
+    from dgf_core.faces.mouth import GRID, MIN_GAIN, choose_start
+
+    grid = np.array(GRID)  # -1 .. 1 motion amounts in steps of 0.25
+    closed = 6 / (1 + np.exp(-4 * (grid - 0.5))) - 3  # closed at the face, opening half a motion amount above it
+    assert choose_start(closed) == 0.0  # the stretch [0, 1] is not beaten by MIN_GAIN: the face itself
+    laughing = np.minimum(4 + 6 * grid, 5.0)  # already open at the face, saturating above it: pauses must close it
+    assert choose_start(laughing) == -1.0
+    flat = np.zeros(len(grid))
+    flat[0] = -MIN_GAIN / 2  # a stretch barely better than the face's own: keep the face
+    assert choose_start(flat) == 0.0 and choose_start(np.full(len(grid), np.nan)) == 0.0
+
+
+def test_talking_start_measures_the_face_along_mouth_open(tmp_path):
+    from dgf_core.faces.memory import talking_start
+    from dgf_core.faces.mouth import GRID, mouth_start
+
+    model = load_model(make_tiny_dcgan(tmp_path / "tiny"))
+    z = torch.randn(1, model.config.z_dim, generator=torch.Generator().manual_seed(0))
+    d = torch.zeros(model.config.z_dim)
+    d[0] = 1.0
+
+    class Reader:  # the mouth opening the classifier would read: the mean red of the frame
+        def predict(self, images, recipe):
+            return {"Mouth_Slightly_Open": torch.sigmoid(20 * images[:, 0].mean((1, 2)))}
+
+    res = mouth_start(model.generator, z, "z", d, 1.5, "celeba-center-crop", Reader())
+    assert len(res["opening"]) == len(GRID) and -1 <= res["start"] <= 0
+    with torch.no_grad():
+        red = model.generator(z + torch.tensor(GRID)[:, None] * 1.5 * d[None])[:, 0].mean((1, 2))
+    np.testing.assert_allclose(res["opening"], (20 * red).numpy(), atol=2e-3)  # the logits at the grid's points
+    with pytest.raises(MemoryClipError, match="no mouth_open direction"):
+        talking_start(model, z, "z", {"age": d}, None)

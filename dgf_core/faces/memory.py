@@ -114,8 +114,9 @@ def memory_latents(latent: torch.Tensor, space: str, spec: MemorySpec, *, coord_
                    extents: dict[str, float] | None = None, mouth: np.ndarray | None = None) -> torch.Tensor:
     """latent (1, D) for z / w or (1, n_ws, D) for w+ -> (T, D) or (T, n_ws, D): the looping walk, the edit and
     the motion. `coord_std`: the latent's per-coordinate spread (1 for z; `projection.latent_space(g, 'w').coord_std()`).
-    `extents`: the directions' motion amounts (`motion_directions`; None: the defaults). `mouth`: (T,) in [0, 1], a
-    voice's mouth opening per frame (`audio.mouth_curve`), added to the `mouth_open` curve."""
+    `extents`: the directions' motion amounts (`motion_directions`; None: the defaults). `mouth`: (T,) a voice's
+    mouth opening per frame in motion amounts of `mouth_open` (`audio.mouth_curve`, in [0, 1], plus the face's
+    `talking_start`), added to the `mouth_open` curve."""
     from ..generation.motion import DRIFT, MotionError, check_motion, motion_curves, motion_offsets
 
     spec.validate()
@@ -251,8 +252,9 @@ def motion_directions(model, spec: MemorySpec, directions: dict[str, torch.Tenso
 
 def memory_recipe(model, latent: torch.Tensor, space: str, spec: MemorySpec, upscaler=None,
                   tuning: dict[str, Any] | None = None, size: tuple[int, int] | None = None,
-                  voice=None, mouth_follows_voice: bool = False) -> dict[str, Any]:
-    """What reproduces the clip: the model (name, weights hash), the latent itself and the parameters. With
+                  voice=None, mouth_follows_voice: bool = False, mouth_start: float | None = None) -> dict[str, Any]:
+    """What reproduces the clip: the model (name, weights hash), the latent itself and the parameters (`mouth_start`:
+    where the voice's pauses put the mouth, `talking_start`). With
     `tuning` (the pivotal-tuning options), the recipe says that the clip needs the photo to be made again; so
     does a photo memory (`size`: its (width, height); the photo's pixels are never in the recipe)."""
     from ..generation.pipeline import SYNTHETIC_NOTICE
@@ -274,7 +276,23 @@ def memory_recipe(model, latent: torch.Tensor, space: str, spec: MemorySpec, ups
 
         recipe.update(recording_recipe(voice))
         recipe["voice"]["mouth_follows_voice"] = bool(mouth_follows_voice)
+        if mouth_start is not None:
+            recipe["voice"]["mouth_start"] = float(mouth_start)
     return recipe
+
+
+def talking_start(model, latent: torch.Tensor, space: str, directions: dict[str, torch.Tensor] | None,
+                  extents: dict[str, float] | None, generator: torch.nn.Module | None = None) -> float:
+    """Where a voice's pauses put this face's mouth along `mouth_open`, in its motion amounts (<= 0; 0: the face
+    itself): `mouth.mouth_start` on the frames of `generator` (default: the model's)."""
+    from ..generation.motion import extent
+    from .alignment import model_recipe
+    from .mouth import mouth_start
+
+    check_mouth(directions)
+    gen = generator if generator is not None else model.generator
+    return float(mouth_start(gen, latent, space, directions["mouth_open"], extent("mouth_open", extents),
+                             model_recipe(model.card))["start"])
 
 
 def make_memory(model, latent: torch.Tensor, space: str, spec: MemorySpec, outs: Sequence[str | os.PathLike], *,
@@ -292,18 +310,20 @@ def make_memory(model, latent: torch.Tensor, space: str, spec: MemorySpec, outs:
     if spec.render == "photo" and photo is None:
         raise MemoryClipError("rendering at the photo's resolution needs the photo; a saved latent renders with "
                               "render 'model'")
-    mouth = None
+    mouth = start = None
     if voice is not None:
         from ..generation.audio import mouth_curve, mux_audio
 
         if spec.frames != voice.frames(spec.fps):
             raise MemoryClipError("the clip must last as long as the recording: build the spec with voice_spec")
-        mouth = mouth_curve(voice, spec.fps, spec.frames) if mouth_follows_voice else None
+        if mouth_follows_voice:
+            start = talking_start(model, latent, space, directions, extents, generator)
+            mouth = start + mouth_curve(voice, spec.fps, spec.frames)
     frames = memory_frames(model, latent, space, spec, directions=directions, extents=extents, upscaler=upscaler,
                            progress=progress, generator=generator, photo=photo, mouth=mouth)
     recipe = memory_recipe(model, latent, space, spec, upscaler, tuning,
                            size=(frames.shape[2], frames.shape[1]) if spec.render == "photo" else None,
-                           voice=voice, mouth_follows_voice=mouth is not None)
+                           voice=voice, mouth_follows_voice=mouth is not None, mouth_start=start if mouth is not None else None)
     for out in outs:
         write_clip(frames, out, spec.fps, recipe)
         if voice is not None and str(out).lower().endswith(".mp4"):
