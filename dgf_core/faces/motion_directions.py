@@ -9,8 +9,9 @@ What each one is learnt from, on n generated samples of the model (its own crop 
 The direction is the latent pattern of a least-squares regression of that measure on the latents
 (`edits.covariance_direction`: cov(latents, measure)), made orthogonal to the age and gender directions and to the
 motions listed in `Motion.apart_from` (conditional manipulation: a talking mouth that does not also smile, eyes
-that narrow without the mouth, a nod that does not also turn, and smile, mouth and eyes that do not also turn or nod
-the head: learnt first, whatever is asked), and scaled like age / gender: one unit = one standard deviation of the sampled latents along it.
+that narrow without the mouth, a nod that does not also turn), and smile, mouth and eyes to the head pose's regression
+filters (`pose_filter`: they do not turn or nod the head as far as the pose regression sees; the pose is learnt for
+that whatever is asked), and scaled like age / gender: one unit = one standard deviation of the sampled latents along it.
 
 What each one does is then measured on other samples (another seed) at a ladder of amounts: the change of its own
 measure, of age (years, UTKFace classifier), of p(female) and the identity judge's cosine between each edited face
@@ -38,6 +39,7 @@ LADDER = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)  # amounts at which each direction is m
 MIN_TARGET_SHARE = 0.5  # a kept direction reaches at least this share of its target at motion_amount
 KEEP_LIMITS = {"age_years": 3.0, "female_prob": 0.1}  # |mean change| allowed at motion_amount (issue 24's limits)
 VERIFY_TOLERANCE = 1.5  # the fresh-sample check may exceed KEEP_LIMITS by this factor (sampling noise of a few dozen faces)
+RIDGE = 0.05  # of the latents' mean variance, added to their covariance where a head-pose filter is solved
 PROB_CLAMP = 1e-3  # classifier probabilities are clamped to [PROB_CLAMP, 1 - PROB_CLAMP] before the logit
 
 
@@ -99,10 +101,25 @@ def learn_motion_directions(latents: torch.Tensor, measures: dict[str, np.ndarra
             y = y if m.unit == "degrees" else _logit(y)
             ok = np.isfinite(y)
             d = covariance_direction(latents[torch.from_numpy(ok)], torch.from_numpy(y[ok])).double()
-            done[name] = orthogonal_to(d, [age, gender] + [learn(a) for a in m.apart_from]).float()
+            apart = [pose_filter(latents, measures[a]) if m.unit != "degrees" and MOTIONS[a].unit == "degrees" else learn(a)
+                     for a in m.apart_from]
+            done[name] = orthogonal_to(d, [age, gender] + apart).float()
         return done[name]
 
     return {name: learn(name) for name in names}
+
+
+def pose_filter(latents: torch.Tensor, degrees: np.ndarray, ridge: float = RIDGE) -> torch.Tensor:
+    """The unit regression filter (D,) of a head pose on the latents (N, D): (cov(latents) + ridge * their mean
+    variance * I)^-1 cov(latents, degrees), over the faces with a pose (finite). A step along d changes the pose the
+    regression predicts by filter . d: a face motion orthogonal to the filter does not turn or nod the head (to first
+    order), where one orthogonal to the pose's pattern still does in an anisotropic space such as W."""
+    ok = torch.from_numpy(np.isfinite(degrees))
+    x = latents[ok].double() - latents[ok].double().mean(0)
+    t = torch.from_numpy(degrees[ok.numpy()]).double()
+    cov = x.T @ x / (len(x) - 1)
+    f = torch.linalg.solve(cov + ridge * float(cov.diagonal().mean()) * torch.eye(len(cov), dtype=cov.dtype), x.T @ (t - t.mean()) / (len(x) - 1))
+    return f / f.norm()
 
 
 def orthogonal_to(d: torch.Tensor, against: list[torch.Tensor]) -> torch.Tensor:
