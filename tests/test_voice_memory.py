@@ -43,6 +43,35 @@ def test_a_voice_spec_lasts_as_long_as_the_recording_and_long_clips_are_refused(
         check_clip_memory(long, Photo())  # 60 s at 1024 x 768
     Photo.size = (400, 300)
     check_clip_memory(long, Photo())
+    Photo.size = (4000, 3000)
+    check_clip_memory(long, Photo(), streamed=True)  # to MP4 only, the frames are never held together
+
+
+def test_a_photo_memory_to_mp4_only_is_streamed_with_the_held_frames(tmp_path):
+    from dataclasses import replace
+
+    from PIL import Image
+
+    from dgf_core.faces import memory
+    from dgf_core.faces.alignment import model_recipe
+    from dgf_core.faces.render import center_crop_transform
+    from dgf_core.generation.video import read_clip, read_clip_recipe, write_clip
+
+    model = load_model(make_tiny_dcgan(tmp_path / "tiny"))
+    photo = Image.fromarray(np.random.default_rng(1).integers(0, 256, (60, 50, 3), dtype=np.uint8))
+    frame = memory.PhotoFrame.from_photo(photo, center_crop_transform(50, 60, model.config.resolution), model_recipe(model.card))
+    spec = MemorySpec(frames=10, fps=10, radius=0.3, render="photo")
+    mp4, gif = tmp_path / "m.mp4", tmp_path / "m.gif"
+    assert memory.streams(spec, [mp4, tmp_path / "n.MP4"]) and not memory.streams(spec, [mp4, gif])
+    assert not memory.streams(replace(spec, render="model"), [mp4])  # the model's small frames are held
+    z = torch.randn(1, model.config.z_dim, generator=torch.Generator().manual_seed(3))
+    held = memory.memory_frames(model, z, "z", spec, photo=frame)
+    streamed = list(memory.iter_memory_frames(model, z, "z", spec, photo=frame))
+    assert len(streamed) == 10 and all(np.array_equal(a, b) for a, b in zip(streamed, held))
+    recipe = memory.make_memory(model, z, "z", spec, [mp4], photo=frame)
+    assert read_clip_recipe(mp4) == recipe and recipe["width"] == 50 and recipe["height"] == 60
+    ref, _ = read_clip(write_clip(held, tmp_path / "ref.mp4", 10, recipe))
+    assert np.array_equal(read_clip(mp4)[0], ref)
 
 
 def test_cli_voice_memory(tmp_path, capsys):

@@ -2,8 +2,9 @@
 loudness envelope (issue 26's sync target: correlation >= 0.5 at a lag of at most 80 ms).
 
 The frames are the generator's own (render "model", no walk: only the mouth moves), driven by `audio.mouth_curve`
-through the model's `mouth_open` direction from where the face's pauses put the mouth (`memory.talking_start`); the CelebA attribute classifier (`weights/attributes-celeba`, label
-Mouth_Slightly_Open) measures each frame's mouth opening, as its logit (the probability saturates near 0 and 1 for
+through the model's `mouth_open` direction from where the face's pauses put the mouth (`memory.talking_start`);
+the CelebA attribute classifier (`weights/attributes-celeba`, label Mouth_Slightly_Open) measures each frame's mouth
+opening, as its logit (the probability saturates near 0 and 1 for
 faces whose mouth is clearly closed or open all along). `sync` correlates the two per frame and finds the lag
 (in frames, then ms) at which they agree best; a positive lag means the mouth comes after the sound.
 """

@@ -118,7 +118,8 @@ def pose_filter(latents: torch.Tensor, degrees: np.ndarray, ridge: float = RIDGE
     x = latents[ok].double() - latents[ok].double().mean(0)
     t = torch.from_numpy(degrees[ok.numpy()]).double()
     cov = x.T @ x / (len(x) - 1)
-    f = torch.linalg.solve(cov + ridge * float(cov.diagonal().mean()) * torch.eye(len(cov), dtype=cov.dtype), x.T @ (t - t.mean()) / (len(x) - 1))
+    reg = ridge * float(cov.diagonal().mean()) * torch.eye(len(cov), dtype=cov.dtype)
+    f = torch.linalg.solve(cov + reg, x.T @ (t - t.mean()) / (len(x) - 1))
     return f / f.norm()
 
 
