@@ -86,6 +86,7 @@ def add_motions(a) -> None:
     from dgf_core.faces.motion_directions import (
         MOTION_NAMES,
         compute_motion_directions,
+        cosines,
         verification_failures,
         verify_motion,
     )
@@ -134,6 +135,7 @@ def add_motions(a) -> None:
     info["dropped"].update(res["dropped"])
     info["at_motion_amount_fresh_samples"].update(verified)
     info["kept"] = sorted(k for k in table["directions"] if k not in ("age", "gender"))
+    info["cosines"] = cosines({k: torch.tensor(v["vector"]) for k, v in table["directions"].items()})
     for r in info["runs"]:  # an earlier run's record keeps the motions this run did not redo
         r["motions"] = [x for x in r["motions"] if x not in names]
     info["runs"] = [r for r in info["runs"] if r["motions"]] + [{

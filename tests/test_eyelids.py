@@ -60,6 +60,16 @@ def test_a_photo_blinks_at_its_own_resolution():
     dark = lambda x: int((x[..., 0] < 100).sum())  # noqa: E731
     assert dark(out[2]) <= 0.1 * dark(canvas) < dark(out[1]) < dark(canvas)  # a blink, at the photo's 200 px
     assert np.array_equal(out[2][:, :40], canvas[:, :40]) and np.array_equal(out[2][150:], canvas[150:])
+    from dgf_core.faces.render import iter_photo_frames
+
+    smile = np.array([0.0, 0.3, 1.0, 0.3, 0.0])
+    both = render_photo(canvas, to_aligned, frames, load_canonical(), lids=lids, smile=smile, landmarks=LANDMARKS)
+    streamed = list(iter_photo_frames(canvas, to_aligned, frames, load_canonical(), lids=lids, smile=smile,
+                                      landmarks=LANDMARKS))
+    assert all(np.array_equal(a, b) for a, b in zip(both, streamed)) and len(streamed) == 5  # streamed: the same
+    assert not np.array_equal(both[2], out[2])  # the smile moved the mouth as well
+    with pytest.raises(ValueError, match="landmarks"):
+        render_photo(canvas, to_aligned, frames, load_canonical(), lids=lids)
 
 
 @pytest.mark.parametrize("render", ["model", "photo"])

@@ -29,9 +29,13 @@ from dgf_core.faces.edits import (
 )
 from dgf_core.faces.motion_directions import (
     MOTION_NAMES,
+    apart_from_all,
     choose_amount,
+    cosines,
     compute_motion_directions,
     learn_motion_directions,
+    orthogonal_to,
+    pose_filter,
 )
 from dgf_core.models.attributes import AttributeConfig, AttributeNet
 
@@ -87,7 +91,7 @@ def test_learnt_motions_follow_their_measures_apart_from_age_gender_and_each_oth
     lat = torch.randn(4000, 12, generator=g)
     basis = torch.linalg.qr(torch.randn(12, 12, generator=g))[0].T  # orthonormal rows
     age, gender = basis[0], basis[1]
-    true = {"smile": basis[2] + 0.5 * age, "mouth_open": basis[3] + 0.8 * basis[2], "eyes": basis[4] + 0.5 * basis[3],
+    true = {"smile": basis[2] + 0.5 * age, "mouth_open": basis[3] + 0.8 * basis[2] - 0.6 * basis[6], "eyes": basis[4] + 0.5 * basis[3],
             "yaw": basis[5], "pitch": basis[6] + 0.5 * basis[5]}
     dirs = learn_motion_directions(lat, _planted_measures(lat, true), age * 3, gender)
     assert set(dirs) == set(MOTION_NAMES)
@@ -95,10 +99,47 @@ def test_learnt_motions_follow_their_measures_apart_from_age_gender_and_each_oth
         assert abs(float(d @ age)) < 1e-5 and abs(float(d @ gender)) < 1e-5, name
     assert abs(float(dirs["mouth_open"] @ dirs["smile"])) < 1e-5 and abs(float(dirs["pitch"] @ dirs["yaw"])) < 1e-5
     assert abs(float(dirs["eyes"] @ dirs["smile"])) < 1e-5 and abs(float(dirs["eyes"] @ dirs["mouth_open"])) < 1e-5
+    meas = _planted_measures(lat, true)
+    for face in ("smile", "mouth_open", "eyes"):  # no nod or turn with the face motions (pitch leans on mouth_open here)
+        for pose in ("yaw", "pitch"):
+            assert abs(float(dirs[face].double() @ pose_filter(lat, meas[pose]))) < 1e-5, (face, pose)
     alone = learn_motion_directions(lat, _planted_measures(lat, true), age * 3, gender, names=("eyes", "pitch"))
     assert set(alone) == {"eyes", "pitch"} and torch.allclose(alone["eyes"], dirs["eyes"]) and torch.allclose(alone["pitch"], dirs["pitch"])
     for name, carrier in (("smile", basis[2]), ("mouth_open", basis[3]), ("eyes", basis[4]), ("yaw", basis[5]), ("pitch", basis[6])):
         assert float(dirs[name] @ carrier) > 0.9, (name, float(dirs[name] @ carrier))
+
+
+def test_orthogonal_to_leaves_a_unit_vector_orthogonal_to_the_span():
+    g = torch.Generator().manual_seed(2)
+    d, a, b = torch.randn(3, 16, generator=g)
+    out = orthogonal_to(d, [3 * a, b, a + b])  # any scale, a dependent vector among them
+    assert out.dtype == torch.float64 and abs(float(out.norm()) - 1) < 1e-9
+    assert abs(float(out @ a.double())) < 1e-6 and abs(float(out @ b.double())) < 1e-6  # float32 inputs
+    assert float(out @ d.double()) > 0  # what is left of d, not its opposite
+    with pytest.raises(EditError, match="span"):
+        orthogonal_to(2 * a - b, [a, b])
+    c = cosines({"x": a, "y": -2 * a, "z": b})
+    assert c["x"]["y"] == -1.0 and "x" not in c["x"] and c["z"]["x"] == c["x"]["z"]
+
+
+def test_pose_filter_is_the_regression_not_the_pattern_in_an_anisotropic_space():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(5000, 4, generator=g) @ torch.tensor([[2.0, 1.5, 0, 0], [0, 0.5, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    deg = (10 * x[:, 1] - 7.5 * x[:, 0] + 0.01 * torch.randn(5000, generator=g)).numpy()  # pose = 20 * the 2nd source
+    f = pose_filter(x, deg, ridge=0.0)
+    truth = torch.tensor([-7.5, 10.0, 0, 0], dtype=torch.float64)
+    assert float(f @ truth / truth.norm()) > 0.999
+    pattern = covariance_direction(x, torch.from_numpy(deg)).double()
+    assert float(f @ pattern) < 0.9  # here the pattern is not the filter
+    deg[:7] = np.nan  # faces without a pose are left out
+    assert float(pose_filter(x, deg, ridge=0.0) @ f) > 0.999
+
+
+def test_face_motions_are_learnt_after_the_head_pose_they_are_kept_apart_from():
+    assert apart_from_all(["mouth_open"]) == ("yaw", "pitch", "smile", "mouth_open")
+    order = apart_from_all(MOTION_NAMES)
+    assert sorted(order) == sorted(MOTION_NAMES)
+    assert order.index("pitch") < order.index("smile") < order.index("mouth_open") < order.index("eyes")
 
 
 def _ladder(own_per_unit: float, age_per_unit: float, cos_per_unit: float, prob: bool = False) -> dict[float, dict]:

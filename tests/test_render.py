@@ -11,6 +11,7 @@ from dgf_core.faces.render import (
     center_crop_transform,
     compose,
     face_weight,
+    iter_photo_frames,
     photo_canvas,
     render_photo,
 )
@@ -117,3 +118,39 @@ def test_compose_applies_right_to_left():
     b = np.array([[1.0, 0, 5], [0, 1, 7]])
     p = np.array([1.0, 1.0])
     assert np.allclose(compose(a, b)[:, :2] @ p + compose(a, b)[:, 2], a[:, :2] @ (b[:, :2] @ p + b[:, 2]) + a[:, 2])
+
+
+@pytest.mark.parametrize("n, still_at", [(7, 4), (2, None), (3, None)])
+def test_streamed_photo_frames_are_the_reference_frames(n, still_at):
+    canvas, to_aligned, frames = _scene(3.0, frames=n)
+    if still_at is not None:
+        frames[still_at] = frames[0]  # a frame back at the pivot stays the photo; its neighbours average with zero
+    ref = render_photo(canvas, to_aligned, frames, CANON, flow_side=64)
+    done = []
+    out = list(iter_photo_frames(canvas, to_aligned, frames, CANON, flow_side=64, progress=lambda d, t: done.append((d, t))))
+    assert len(out) == n and all(np.array_equal(a, b) for a, b in zip(out, ref))  # the same pixels, bit for bit
+    assert done == [(i + 1, n) for i in range(n)] and np.array_equal(out[0], canvas)
+
+
+def test_streamed_photo_frames_hold_memory_that_does_not_grow_with_the_clip():
+    """Peak memory (numpy's allocations, traced) while a clip is consumed frame by frame, as the MP4 writer does:
+    a clip 4 times as long peaks no higher; the reference, holding every frame and flow, grows with it."""
+    import tracemalloc
+
+    def peak(n: int, stream: bool) -> int:
+        canvas, to_aligned, frames = _scene(3.0, frames=n)
+        tracemalloc.start()
+        if stream:
+            for f in iter_photo_frames(canvas, to_aligned, frames, CANON, flow_side=64):
+                del f
+        else:
+            render_photo(canvas, to_aligned, frames, CANON, flow_side=64)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    frame_bytes = 160 * 200 * 3
+    short, long = peak(12, True), peak(48, True)
+    assert long < short * 1.1 + frame_bytes, (short, long)
+    assert long < 24 * frame_bytes  # a few frames' worth, not 48 frames
+    assert peak(48, False) > 48 * frame_bytes > long  # the reference holds the clip

@@ -283,6 +283,22 @@ def test_encoding_keeps_every_frame_in_order(tmp_path, ext, tolerance):
     assert (shifted > err[1:]).all()  # ...not its neighbour (no frame dropped or repeated)
 
 
+def test_a_streamed_mp4_is_the_written_one(tmp_path):
+    frames = moving_square(25)
+    ref = video.read_clip(video.write_clip(frames, tmp_path / "ref.mp4", 24, {"a": 1}))[0]
+    outs = video.write_mp4_stream(iter(frames), [tmp_path / "s.mp4", tmp_path / "t.mp4"], 24, {"a": 1})
+    for out in outs:
+        back, fps = video.read_clip(out)
+        assert fps == 24 and np.array_equal(back, ref) and video.read_clip_recipe(out) == {"a": 1}
+    with pytest.raises(ValueError, match="at least one frame"):
+        video.write_mp4_stream(iter([]), [tmp_path / "none.mp4"], 24, {})
+    with pytest.raises(ValueError, match="every frame must be"):
+        video.write_mp4_stream(iter([frames[0], frames[0, :32]]), [tmp_path / "odd.mp4"], 24, {})
+    with pytest.raises(video.VideoError, match=".mp4 files only"):
+        video.write_mp4_stream(iter(frames), [tmp_path / "x.gif"], 24, {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.mp4", "s.mp4", "t.mp4"]  # nothing left by the failures
+
+
 @pytest.mark.parametrize("ext", [".mp4", ".gif"])
 def test_clips_carry_their_recipe_and_a_synthetic_notice(clip, ext):
     spec, frames, recipe, paths = clip

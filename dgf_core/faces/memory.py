@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -40,7 +40,8 @@ from .edits import apply_edits, check_edits
 from .projection import latent_space
 
 MAX_MEMORY_FRAMES = 240
-MAX_CLIP_BYTES = 3 * 2**30  # the frames of one clip held in memory (a 60-s voice memory of a large photo: refused)
+MAX_CLIP_BYTES = 3 * 2**30  # the frames of one clip held in memory (a GIF of a 60-s voice memory of a large photo:
+# refused); a photo memory written to MP4 only is streamed, holding its small model frames only
 MAX_RADIUS = 0.3
 MARK_TEXT = "SYNTHETIC"
 RENDERS = ("photo", "model")
@@ -144,8 +145,9 @@ def memory_latents(latent: torch.Tensor, space: str, spec: MemorySpec, *, coord_
                    extents: dict[str, float] | None = None, mouth: np.ndarray | None = None) -> torch.Tensor:
     """latent (1, D) for z / w or (1, n_ws, D) for w+ -> (T, D) or (T, n_ws, D): the looping walk, the edit and
     the motion. `coord_std`: the latent's per-coordinate spread (1 for z; `projection.latent_space(g, 'w').coord_std()`).
-    `extents`: the directions' motion amounts (`motion_directions`; None: the defaults). `mouth`: (T,) in [0, 1], a
-    voice's mouth opening per frame (`audio.mouth_curve`), added to the `mouth_open` curve."""
+    `extents`: the directions' motion amounts (`motion_directions`; None: the defaults). `mouth`: (T,) a voice's
+    mouth opening per frame in motion amounts of `mouth_open` (`audio.mouth_curve`, in [0, 1], plus the face's
+    `talking_start`), added to the `mouth_open` curve."""
     from ..generation.motion import DRIFT, MotionError, check_motion, motion_curves, motion_offsets
 
     spec.validate()
@@ -283,9 +285,11 @@ def motion_directions(model, spec: MemorySpec, directions: dict[str, torch.Tenso
 
 def memory_recipe(model, latent: torch.Tensor, space: str, spec: MemorySpec, upscaler=None,
                   tuning: dict[str, Any] | None = None, size: tuple[int, int] | None = None,
-                  voice=None, mouth_follows_voice: bool = False, eyelids: bool = False) -> dict[str, Any]:
-    """What reproduces the clip: the model (name, weights hash), the latent itself and the parameters (`eyelids`:
-    the blink is drawn by the eyelids, whose shape is recorded). With
+                  voice=None, mouth_follows_voice: bool = False, mouth_start: float | None = None,
+                  eyelids: bool = False) -> dict[str, Any]:
+    """What reproduces the clip: the model (name, weights hash), the latent itself and the parameters (`mouth_start`:
+    where the voice's pauses put the mouth, `talking_start`; `eyelids`: the blink is drawn by the eyelids, whose shape
+    is recorded). With
     `tuning` (the pivotal-tuning options), the recipe says that the clip needs the photo to be made again; so
     does a photo memory (`size`: its (width, height); the photo's pixels are never in the recipe)."""
     from ..generation.pipeline import SYNTHETIC_NOTICE
@@ -318,7 +322,23 @@ def memory_recipe(model, latent: torch.Tensor, space: str, spec: MemorySpec, ups
 
         recipe.update(recording_recipe(voice))
         recipe["voice"]["mouth_follows_voice"] = bool(mouth_follows_voice)
+        if mouth_start is not None:
+            recipe["voice"]["mouth_start"] = float(mouth_start)
     return recipe
+
+
+def talking_start(model, latent: torch.Tensor, space: str, directions: dict[str, torch.Tensor] | None,
+                  extents: dict[str, float] | None, generator: torch.nn.Module | None = None) -> float:
+    """Where a voice's pauses put this face's mouth along `mouth_open`, in its motion amounts (<= 0; 0: the face
+    itself): `mouth.mouth_start` on the frames of `generator` (default: the model's)."""
+    from ..generation.motion import extent
+    from .alignment import model_recipe
+    from .mouth import mouth_start
+
+    check_mouth(directions)
+    gen = generator if generator is not None else model.generator
+    return float(mouth_start(gen, latent, space, directions["mouth_open"], extent("mouth_open", extents),
+                             model_recipe(model.card))["start"])
 
 
 def make_memory(model, latent: torch.Tensor, space: str, spec: MemorySpec, outs: Sequence[str | os.PathLike], *,
@@ -330,30 +350,43 @@ def make_memory(model, latent: torch.Tensor, space: str, spec: MemorySpec, outs:
     `generator`: what renders the frames instead of the model's own (a pivotal-tuned copy, `tuning` its options).
     `photo`: what a spec.render == "photo" clip is drawn on (`PhotoFrame`). `voice`: an `audio.Recording` (the
     spec's frames must cover it: `voice_spec`), muxed into every MP4; the mouth follows it unless told not to."""
-    from ..generation.video import check_outputs, write_clip
+    from ..generation.video import check_outputs, write_clip, write_mp4_stream
 
     check_outputs(outs)
     if spec.render == "photo" and photo is None:
         raise MemoryClipError("rendering at the photo's resolution needs the photo; a saved latent renders with "
                               "render 'model'")
-    mouth = None
+    mouth = start = None
     if voice is not None:
         from ..generation.audio import mouth_curve, mux_audio
 
         if spec.frames != voice.frames(spec.fps):
             raise MemoryClipError("the clip must last as long as the recording: build the spec with voice_spec")
-        mouth = mouth_curve(voice, spec.fps, spec.frames) if mouth_follows_voice else None
-    frames = memory_frames(model, latent, space, spec, directions=directions, extents=extents, upscaler=upscaler,
-                           progress=progress, generator=generator, photo=photo, mouth=mouth)
+        if mouth_follows_voice:
+            start = talking_start(model, latent, space, directions, extents, generator)
+            mouth = start + mouth_curve(voice, spec.fps, spec.frames)
+    kw = dict(directions=directions, extents=extents, upscaler=upscaler, progress=progress, generator=generator,
+              photo=photo, mouth=mouth)
     recipe = memory_recipe(model, latent, space, spec, upscaler, tuning,
-                           size=(frames.shape[2], frames.shape[1]) if spec.render == "photo" else None,
-                           voice=voice, mouth_follows_voice=mouth is not None,
+                           size=photo.canvas.shape[1::-1] if spec.render == "photo" else None,
+                           voice=voice, mouth_follows_voice=mouth is not None, mouth_start=start if mouth is not None else None,
                            eyelids=lid_curve(spec, directions) is not None)
+    if streams(spec, outs):
+        write_mp4_stream(iter_memory_frames(model, latent, space, spec, **kw), outs, spec.fps, recipe)
+    else:
+        frames = memory_frames(model, latent, space, spec, **kw)
+        for out in outs:
+            write_clip(frames, out, spec.fps, recipe)
     for out in outs:
-        write_clip(frames, out, spec.fps, recipe)
         if voice is not None and str(out).lower().endswith(".mp4"):
             mux_audio(out, voice, out)
     return recipe
+
+
+def streams(spec: MemorySpec, outs: Sequence[str | os.PathLike]) -> bool:
+    """Whether `make_memory` streams the clip's frames into its files (a photo memory written to MP4 only) instead
+    of holding them all (a GIF needs every frame; a model-rendered clip's frames are small)."""
+    return spec.render == "photo" and bool(outs) and all(str(o).lower().endswith(".mp4") for o in outs)
 
 
 def voice_spec(spec: MemorySpec, voice) -> MemorySpec:
@@ -391,18 +424,8 @@ def memory_frames(model, latent: torch.Tensor, space: str, spec: MemorySpec, *,
     t = spec.frames
     driving = render_memory(gen, lat, space, replace(spec, mark=False), upscaler=upscaler,
                             progress=None if progress is None else lambda done, total: progress(done, 2 * t))
-    smile = drawn_smile(spec)
-    landmarks = None
-    if lids is not None or smile is not None:
-        from .eyelids import face_landmarks, photo_landmarks
-
-        landmarks = photo_landmarks(photo.canvas)  # in the photo's pixels -> the driving frames' (the aligned crop's)
-        scale = driving.shape[1] / model.config.resolution
-        landmarks = (landmarks @ photo.to_aligned[:, :2].T + photo.to_aligned[:, 2]) * scale if landmarks is not None \
-            else face_landmarks(driving[0], photo.canonical)
-    frames = render_photo(photo.canvas, photo.to_aligned * (driving.shape[1] / model.config.resolution)
-                          if driving.shape[1] != model.config.resolution else photo.to_aligned, driving, photo.canonical,
-                          lids=lids, smile=smile, landmarks=landmarks,
+    frames = render_photo(photo.canvas, _to_driving(model, photo, driving), driving, photo.canonical,
+                          **_drawn_for_photo(model, spec, directions, photo, driving),
                           progress=None if progress is None else lambda done, total: progress(t + done, 2 * t))
     if spec.mark:
         frames = np.stack([add_mark(f, corner=True) for f in frames])
@@ -418,6 +441,51 @@ def _canonical(model) -> np.ndarray | None:
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
 
+
+def _to_driving(model, photo: PhotoFrame, driving: np.ndarray) -> np.ndarray:
+    """The photo's canvas -> the pixels of the (upscaled) model frames that drive it."""
+    r = driving.shape[1]
+    return photo.to_aligned * (r / model.config.resolution) if r != model.config.resolution else photo.to_aligned
+
+
+def iter_memory_frames(model, latent: torch.Tensor, space: str, spec: MemorySpec, *,
+                       directions: dict[str, torch.Tensor] | None = None, extents: dict[str, float] | None = None,
+                       upscaler=None, progress: Progress | None = None, generator: torch.nn.Module | None = None,
+                       photo: PhotoFrame | None = None, mouth: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """`memory_frames`' frames one at a time, (H, W, 3) uint8 each: a photo memory holds its model frames (small) and
+    the flows of three neighbouring frames (`render.iter_photo_frames`), never the clip's frames at the photo's size."""
+    from dataclasses import replace
+
+    if spec.render != "photo":
+        yield from memory_frames(model, latent, space, spec, directions=directions, extents=extents, upscaler=upscaler,
+                                 progress=progress, generator=generator, mouth=mouth)
+        return
+    from .render import iter_photo_frames
+
+    coord_std = latent_space(model.generator, "w").coord_std() if space in ("w", "w+") else 1.0
+    lat = memory_latents(latent, space, spec, coord_std=coord_std, directions=directions, extents=extents, mouth=mouth)
+    gen = generator if generator is not None else model.generator
+    t = spec.frames
+    driving = render_memory(gen, lat, space, replace(spec, mark=False), upscaler=upscaler,
+                            progress=None if progress is None else lambda done, total: progress(done, 2 * t))
+    for f in iter_photo_frames(photo.canvas, _to_driving(model, photo, driving), driving, photo.canonical,
+                               **_drawn_for_photo(model, spec, directions, photo, driving),
+                               progress=None if progress is None else lambda done, total: progress(t + done, 2 * t)):
+        yield add_mark(f, corner=True) if spec.mark else f
+
+
+def _drawn_for_photo(model, spec: MemorySpec, directions, photo: PhotoFrame, driving: np.ndarray) -> dict[str, Any]:
+    """render_photo's `lids`, `smile` and `landmarks` (MTCNN's on the photo, carried into the driving frames' pixels;
+    on the pivot frame where the photo shows no face) for a spec: {} when nothing is drawn."""
+    lids, smile = lid_curve(spec, directions), drawn_smile(spec)
+    if lids is None and smile is None:
+        return {}
+    from .eyelids import face_landmarks, photo_landmarks
+
+    lm = photo_landmarks(photo.canvas)
+    to = _to_driving(model, photo, driving)
+    lm = lm @ to[:, :2].T + to[:, 2] if lm is not None else face_landmarks(driving[0], photo.canonical)
+    return {"lids": lids, "smile": smile, "landmarks": lm}
 
 def memory_from_file(latent_path: str | os.PathLike, outs: Sequence[str | os.PathLike], spec: MemorySpec, *,
                      model_name: str | None = None, device: str = "cpu", upscaler=None,
@@ -519,7 +587,7 @@ def memory_from_photo(model, photo, spec: MemorySpec, outs: Sequence[str | os.Pa
     spec = voice_spec(spec, voice) if voice is not None else spec
     spec.validate()
     check_outputs(outs)
-    check_clip_memory(spec, photo)
+    check_clip_memory(spec, photo, streamed=streams(spec, outs))
     follow = voice is not None and mouth_follows_voice
     directions, extents = motion_directions(model, spec, directions, mouth=follow)
     if follow:
@@ -581,10 +649,11 @@ def memory_from_photo(model, photo, spec: MemorySpec, outs: Sequence[str | os.Pa
     return out  # the tuned copy and the photo's pixels go with this call's locals
 
 
-def check_clip_memory(spec: MemorySpec, photo) -> None:
-    """MemoryClipError when the clip's frames would not fit in MAX_CLIP_BYTES (a long voice memory of a large photo),
-    before any slow work. `photo`: the PIL photo (its clip size is at most 1024 px on the longer side)."""
-    if spec.render == "photo" and photo is not None:
+def check_clip_memory(spec: MemorySpec, photo, streamed: bool = False) -> None:
+    """MemoryClipError when the clip's frames would not fit in MAX_CLIP_BYTES (a GIF of a long voice memory of a large
+    photo), before any slow work. `photo`: the PIL photo (its clip size is at most 1024 px on the longer side).
+    `streamed`: the frames go to the files as they are made (`streams`): only the model's frames are held."""
+    if spec.render == "photo" and photo is not None and not streamed:
         w, h = photo.size
         f = min(1.0, 1024 / max(w, h))
         side_bytes = round(w * f) * round(h * f) * 3

@@ -9,7 +9,9 @@ What each one is learnt from, on n generated samples of the model (its own crop 
 The direction is the latent pattern of a least-squares regression of that measure on the latents
 (`edits.covariance_direction`: cov(latents, measure)), made orthogonal to the age and gender directions and to the
 motions listed in `Motion.apart_from` (conditional manipulation: a talking mouth that does not also smile, eyes
-that narrow without the mouth, a nod that does not also turn), and scaled like age / gender: one unit = one standard deviation of the sampled latents along it.
+that narrow without the mouth, a nod that does not also turn), and smile, mouth and eyes to the head pose's regression
+filters (`pose_filter`: they do not turn or nod the head as far as the pose regression sees; the pose is learnt for
+that whatever is asked), and scaled like age / gender: one unit = one standard deviation of the sampled latents along it.
 
 What each one does is then measured on other samples (another seed) at a ladder of amounts: the change of its own
 measure, of age (years, UTKFace classifier), of p(female) and the identity judge's cosine between each edited face
@@ -37,6 +39,7 @@ LADDER = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)  # amounts at which each direction is m
 MIN_TARGET_SHARE = 0.5  # a kept direction reaches at least this share of its target at motion_amount
 KEEP_LIMITS = {"age_years": 3.0, "female_prob": 0.1}  # |mean change| allowed at motion_amount (issue 24's limits)
 VERIFY_TOLERANCE = 1.5  # the fresh-sample check may exceed KEEP_LIMITS by this factor (sampling noise of a few dozen faces)
+RIDGE = 0.05  # of the latents' mean variance, added to their covariance where a head-pose filter is solved
 PROB_CLAMP = 1e-3  # classifier probabilities are clamped to [PROB_CLAMP, 1 - PROB_CLAMP] before the logit
 
 
@@ -50,10 +53,12 @@ class Motion:
 
 
 START_BELOW = 0.3  # probability motions are judged on faces whose probability starts below this
+HEAD_POSE = ("yaw", "pitch")  # the face motions are made orthogonal to these: a mouth that opens without a nod
 MOTIONS = {
-    "smile": Motion("smile", "p(Smiling)", 0.75, (), "smiling (CelebA Smiling)"),
-    "mouth_open": Motion("mouth_open", "p(Mouth_Slightly_Open)", 0.75, ("smile",), "mouth opening, not smiling (CelebA Mouth_Slightly_Open)"),
-    "eyes": Motion("eyes", "p(Narrow_Eyes)", 0.75, ("smile", "mouth_open"), "eyes narrowing towards closed (CelebA Narrow_Eyes)"),
+    "smile": Motion("smile", "p(Smiling)", 0.75, HEAD_POSE, "smiling (CelebA Smiling)"),
+    "mouth_open": Motion("mouth_open", "p(Mouth_Slightly_Open)", 0.75, ("smile",) + HEAD_POSE,
+                         "mouth opening, not smiling (CelebA Mouth_Slightly_Open)"),
+    "eyes": Motion("eyes", "p(Narrow_Eyes)", 0.75, ("smile", "mouth_open") + HEAD_POSE, "eyes narrowing towards closed (CelebA Narrow_Eyes)"),
     "yaw": Motion("yaw", "degrees", 15.0, (), "the face turns towards the image's right (landmark yaw)"),
     "pitch": Motion("pitch", "degrees", 10.0, ("yaw",), "chin down, a nod (landmark pitch)"),
 }
@@ -96,13 +101,57 @@ def learn_motion_directions(latents: torch.Tensor, measures: dict[str, np.ndarra
             y = y if m.unit == "degrees" else _logit(y)
             ok = np.isfinite(y)
             d = covariance_direction(latents[torch.from_numpy(ok)], torch.from_numpy(y[ok])).double()
-            basis = [age, gender] + [learn(a) for a in m.apart_from]
-            q, _ = torch.linalg.qr(torch.stack([b.double() / b.double().norm() for b in basis], 1))  # orthonormal basis
-            d = d - q @ (q.T @ d)
-            done[name] = (d / d.norm()).float()
+            apart = [pose_filter(latents, measures[a]) if m.unit != "degrees" and MOTIONS[a].unit == "degrees" else learn(a)
+                     for a in m.apart_from]
+            done[name] = orthogonal_to(d, [age, gender] + apart).float()
         return done[name]
 
     return {name: learn(name) for name in names}
+
+
+def pose_filter(latents: torch.Tensor, degrees: np.ndarray, ridge: float = RIDGE) -> torch.Tensor:
+    """The unit regression filter (D,) of a head pose on the latents (N, D): (cov(latents) + ridge * their mean
+    variance * I)^-1 cov(latents, degrees), over the faces with a pose (finite). A step along d changes the pose the
+    regression predicts by filter . d: a face motion orthogonal to the filter does not turn or nod the head (to first
+    order), where one orthogonal to the pose's pattern still does in an anisotropic space such as W."""
+    ok = torch.from_numpy(np.isfinite(degrees))
+    x = latents[ok].double() - latents[ok].double().mean(0)
+    t = torch.from_numpy(degrees[ok.numpy()]).double()
+    cov = x.T @ x / (len(x) - 1)
+    reg = ridge * float(cov.diagonal().mean()) * torch.eye(len(cov), dtype=cov.dtype)
+    f = torch.linalg.solve(cov + reg, x.T @ (t - t.mean()) / (len(x) - 1))
+    return f / f.norm()
+
+
+def orthogonal_to(d: torch.Tensor, against: list[torch.Tensor]) -> torch.Tensor:
+    """d (D,) without its component in the span of `against` (each (D,), any scale), as a unit vector (float64)."""
+    u, sv, _ = torch.linalg.svd(torch.stack([b.double() / b.double().norm() for b in against], 1), full_matrices=False)
+    q = u[:, sv > 1e-6 * sv[0]]  # an orthonormal basis of their span (D, rank): a dependent one (to float32) adds nothing
+    r = d.double() - q @ (q.T @ d.double())
+    if not float(r.norm()) > 1e-5 * float(d.double().norm()):
+        raise EditError("the direction lies in the span of those it is made orthogonal to")
+    return r / r.norm()
+
+
+def apart_from_all(names) -> tuple[str, ...]:
+    """`names` and every motion they are made orthogonal to, directly or through another (each once)."""
+    out: list[str] = []
+
+    def add(name: str) -> None:
+        if name not in out:
+            for a in MOTIONS[name].apart_from:
+                add(a)
+            out.append(name)
+
+    for name in names:
+        add(name)
+    return tuple(out)
+
+
+def cosines(vectors: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
+    """{a: {b: cosine}} between every two of the directions (any scale), rounded to 3 decimals."""
+    unit = {k: v.double() / v.double().norm() for k, v in vectors.items()}
+    return {a: {b: round(float(unit[a] @ unit[b]), 3) for b in unit if b != a} for a in unit}
 
 
 def scaled(latents: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
@@ -201,7 +250,7 @@ def compute_motion_directions(model, celeba: AttributeClassifier | None, utk: At
     recipe = model_recipe(model.card)
     t0 = time.perf_counter()
     lat = sample_latents(g, space, n, seed, model.config.z_dim)
-    need_pose = any(MOTIONS[x].unit == "degrees" for x in names)  # landmarks only for the head pose
+    need_pose = any(MOTIONS[x].unit == "degrees" for x in apart_from_all(names))  # landmarks only for the head pose
     meas = measure_faces(_render(g, lat, space), recipe, celeba, utk, pose=need_pose, detector=detector)
     log(f"measured {n} samples in {time.perf_counter() - t0:.0f} s: "
         + ", ".join(f"{k} sd {np.nanstd(v):.3g}" for k, v in meas.items()))
@@ -225,7 +274,7 @@ def compute_motion_directions(model, celeba: AttributeClassifier | None, utk: At
         ladder = {}
         for a in steps:
             img = _render(g, ev + a * vecs[name].to(ev)[None], space)
-            moved = measure_faces(img, recipe, celeba, utk, pose=pose, detector=detector)
+            moved = measure_faces(img, recipe, celeba, utk, pose=need_pose, detector=detector)  # a face motion's pose change too
             ladder[a] = effect_at(name, base, moved, judge(img, base_img, recipe).double().numpy())
         if pose:  # degrees per unit: least squares through the ladder (and 0)
             xs = np.array([0.0] + steps)
@@ -284,7 +333,7 @@ def verify_motion(model, entry: dict[str, Any], name: str, celeba: AttributeClas
     recipe = model_recipe(model.card)
     lat = sample_latents(g, space, n, seed, model.config.z_dim)
     base_img = _render(g, lat, space)
-    pose = MOTIONS[name].unit == "degrees"
+    pose = any(MOTIONS[x].unit == "degrees" for x in apart_from_all([name]))  # as compute_motion_directions measured it
     base = measure_faces(base_img, recipe, celeba, utk, pose=pose, detector=detector)
     vec = torch.tensor(entry["vector"], dtype=lat.dtype)
     img = _render(g, lat + float(entry["motion_amount"]) * vec[None], space)

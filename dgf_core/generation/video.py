@@ -33,7 +33,7 @@ import re
 import subprocess
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -338,14 +338,58 @@ def _moviepy_clip(frames: np.ndarray, fps: int):
     return VideoClip(frame_function=lambda t: frames[min(int(t * fps + 0.5), n - 1)], duration=(n + 0.5) / fps)
 
 
+def _mp4_options(recipe_json: str) -> dict[str, Any]:
+    return dict(codec="libx264", preset="veryfast",
+                ffmpeg_params=["-crf", "18", "-pix_fmt", "yuv420p", "-movflags", "+faststart",
+                               "-metadata", f"comment={recipe_json}", "-metadata", f"description={SYNTHETIC_NOTICE}"])
+
+
 def _write_mp4(frames: np.ndarray, path: Path, fps: int, recipe_json: str) -> None:
     h, w = frames.shape[1:3]
     if h % 2 or w % 2:
         raise VideoError(f"H.264 (yuv420p) needs even frame sizes, got {w}x{h}")
-    _moviepy_clip(frames, fps).write_videofile(
-        str(path), fps=fps, codec="libx264", audio=False, preset="veryfast", logger=None,
-        ffmpeg_params=["-crf", "18", "-pix_fmt", "yuv420p", "-movflags", "+faststart",
-                       "-metadata", f"comment={recipe_json}", "-metadata", f"description={SYNTHETIC_NOTICE}"])
+    _moviepy_clip(frames, fps).write_videofile(str(path), fps=fps, audio=False, logger=None, **_mp4_options(recipe_json))
+
+
+def write_mp4_stream(frames: Iterable[np.ndarray], paths: Sequence[str | os.PathLike], fps: int,
+                     recipe: dict[str, Any]) -> list[Path]:
+    """Encode frames, each (H, W, 3) uint8, into every MP4 of `paths` as they come (the encoder moviepy's
+    write_videofile uses, with `write_clip`'s options and recipe): one frame is held at a time, however long the
+    clip. Written atomically; on an error no file is left."""
+    from moviepy.video.io.ffmpeg_writer import FFMPEG_VideoWriter
+
+    fps = _int_in("fps", fps, MIN_FPS, MAX_FPS)
+    paths = [Path(p) for p in paths]
+    if not paths or any(p.suffix.lower() != ".mp4" for p in paths):
+        raise VideoError(f"write_mp4_stream writes .mp4 files only, got {[str(p) for p in paths]}")
+    options = _mp4_options(json.dumps(recipe, separators=(",", ":")))
+    targets = [atomic_path(p) for p in paths]
+    writers: list = []
+    try:
+        for frame in frames:
+            _check_frames(frame[None])
+            if not writers:
+                h, w = frame.shape[:2]
+                if h % 2 or w % 2:
+                    raise VideoError(f"H.264 (yuv420p) needs even frame sizes, got {w}x{h}")
+                size = (w, h)
+                writers = [FFMPEG_VideoWriter(str(tmp), size, fps, **options) for _, tmp in targets]
+            elif frame.shape[1::-1] != size:
+                raise ValueError(f"every frame must be {size[0]}x{size[1]}, got {frame.shape[1]}x{frame.shape[0]}")
+            for wr in writers:
+                wr.write_frame(frame)
+        if not writers:
+            raise ValueError("a clip needs at least one frame")
+        for wr in writers:
+            wr.close()
+        for path, tmp in targets:
+            os.replace(tmp, path)
+    finally:
+        for wr in writers:
+            wr.close()  # a second close does nothing
+        for _, tmp in targets:
+            tmp.unlink(missing_ok=True)
+    return paths
 
 
 def _gif_with_comment(data: bytes, comment: str) -> bytes:
