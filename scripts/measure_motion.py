@@ -21,7 +21,9 @@ Per photo and motion, on the frames the user gets:
   its range over the clip, and a rough angle, asin(offset / 0.5) (the nose tip sits about half an eye distance in
   front of the eyes);
 - attributes: the attribute classifier's age (years) and p(female) on each frame's aligned face: the largest change
-  from frame 0 (the unwanted change of a motion that is not age or gender);
+  from frame 0 (the unwanted change of a motion that is not age or gender); for age also the mean and the 90th
+  percentile of |change| over the frames (the largest of 96 readings of a classifier that moves a year or two
+  between near-identical frames overstates a change that lasts);
 - background: mean absolute frame-to-frame change (0..255) outside the feathered face ellipse;
 - seam: mean gradient magnitude in the feather ring (where the motion fades out) in each frame after the first over
   the photo's, the largest and the mean over frames (1: no edge added; a doubled edge raises it);
@@ -328,6 +330,8 @@ def main(argv=None) -> int:
                  "judge_min_cosine": round(float(cos.min()), 4),
                  "judge_share_above_threshold": round(float((cos >= judge_thr).mean()), 3),
                  "age_change_years_max": round(float((attrs["age"] - attrs["age"][0]).abs().max()), 2),
+                 "age_change_years_mean": round(float((attrs["age"] - attrs["age"][0]).abs().mean()), 2),
+                 "age_change_years_p90": round(float((attrs["age"] - attrs["age"][0]).abs().quantile(0.9)), 2),
                  "female_prob_change_max": round(float((attrs["female"] - attrs["female"][0]).abs().max()), 3),
                  "background_change_mean": round(float(np.abs(np.diff(frames.astype(np.int16), axis=0))[:, outside].mean()), 4)
                  if outside.any() else None,
