@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from dgf_core.faces.eyelids import EYE_HALF_WIDTH, LOWER, REACH, UPPER, close_eyes, eyelid_warp
+from dgf_core.faces.eyelids import EYE_HALF_WIDTH, FROM_BELOW, LOWER, REACH, UPPER, close_eyes, eyelid_warp
 
 EYES = np.array([[40.5, 50.5], [80.5, 50.5]])  # continuous coordinates: pixel centres at 40 and 80 (row 50)
 LANDMARKS = np.concatenate([EYES, [[60.5, 65.5], [48.5, 80.5], [72.5, 80.5]]])  # eyes, nose, mouth corners
@@ -22,9 +22,10 @@ def face_with_eyes(h: int = 100, w: int = 120) -> np.ndarray:
 
 
 def test_open_lids_move_nothing_and_closed_lids_cover_each_eye_only():
-    off, alpha, lash = eyelid_warp(100, 120, EYES, 0.0)
-    assert not off.any() and not alpha.any() and not lash.any()
-    off, alpha, lash = eyelid_warp(100, 120, EYES, 1.0)
+    off, maps = eyelid_warp(100, 120, EYES, 0.0)
+    assert not off.any() and not maps.any()
+    off4, maps = eyelid_warp(100, 120, EYES, 1.0)
+    off, alpha, lash, below = off4[..., :2], maps[..., 0], maps[..., 1], maps[..., 2]
     for cx, cy in (EYES - 0.5).astype(int):
         assert alpha[cy, cx] == 1.0 and alpha[cy + int(0.8 * LOWER * D), cx] == 1.0  # the eye, down to its lower lid
         assert cy + off[cy, cx, 1] <= cy - UPPER * D + 1e-3  # shows the lid skin from above the lashes
@@ -33,6 +34,9 @@ def test_open_lids_move_nothing_and_closed_lids_cover_each_eye_only():
         assert abs(off[cy - int(REACH * D), cx, 1]) < 0.1 * D * REACH  # no jump where the lid starts
     assert alpha[50, 60] == 0 and not off[:, :30].any()  # between and beside the eyes nothing moves
     assert 0 < lash.max() <= 0.5 and not off[..., 0].any()  # a lash line; the lids move down only
+    cx, cy = (EYES[0] - 0.5).astype(int)
+    assert cy + off4[cy, cx, 3] >= cy + LOWER * D  # the lid's second colour comes from below the eye
+    assert below[cy - int(REACH * D), cx] < 0.1 and below[cy, cx] == pytest.approx(FROM_BELOW)  # none at the lid's top
 
 
 def test_closing_the_eyes_hides_them_and_a_half_blink_hides_less():

@@ -32,22 +32,26 @@ EDGE_SOFTNESS = 1.0  # px over which the lid's edge fades into the eye below it 
 LID_BLUR = 0.04  # horizontal Gaussian sigma of the lid layer (of the eye distance): the stretched skin's streaks go
 LASH = 0.35  # how much darker the lid's edge is (the lashes)
 LASH_WIDTH = 0.015  # of the eye distance: the lash line's half-width
+FROM_BELOW = 0.5  # share of the lid's colour taken from the skin below the eye (lit, where the crease may be in shadow)
+BELOW = 0.10  # that skin's row: this far below the lower lid's margin
 
 
-def eyelid_warp(height: int, width: int, eyes: np.ndarray, closure: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The closing lids of both eyes as a layer over the picture: (height, width, 2) float32 source offsets (dx, dy)
-    in pixels of the lid layer; (height, width) float32 its coverage in [0, 1], anti-aliased over EDGE_SOFTNESS px at
-    the lid's edge; (height, width) float32 the lash line's darkening in [0, 1] along that edge (`shade_lid`).
-    `closure`: 0 open (coverage 0 everywhere), 1 closed. eyes: (2, 2) the eyes' centres (x, y) in
-    continuous pixel coordinates of this picture (pixel i covers [i, i + 1), as the alignment's landmarks)."""
-    off = np.zeros((height, width, 2), np.float32)
-    alpha = np.zeros((height, width), np.float32)
-    lash = np.zeros((height, width), np.float32)
+def eyelid_warp(height: int, width: int, eyes: np.ndarray, closure: float) -> tuple[np.ndarray, np.ndarray]:
+    """The closing lids of both eyes as a layer over the picture:
+    - offsets (height, width, 4) float32: source offsets (dx, dy) in pixels of the lid's skin (channels 0-1) and of
+      the skin below the eye whose colour the lid shares (channels 2-3);
+    - maps (height, width, 3) float32: the layer's coverage in [0, 1] (anti-aliased over EDGE_SOFTNESS px at the
+      lid's edge), the lash line's darkening along that edge, and the share of the colour from below (FROM_BELOW,
+      fading to 0 towards the lid's top, where the layer meets the unmoved picture).
+    `closure`: 0 open (coverage 0 everywhere), 1 closed. eyes: (2, 2) the eyes' centres (x, y) in continuous pixel
+    coordinates of this picture (pixel i covers [i, i + 1), as the alignment's landmarks). `lid_layer` draws it."""
+    off = np.zeros((height, width, 4), np.float32)
+    maps = np.zeros((height, width, 3), np.float32)
     k = float(np.clip(closure, 0.0, 1.0))
     eyes = np.asarray(eyes, np.float64).reshape(2, 2) - 0.5  # -> pixel indices (cv2.remap's: pixel i's centre at i)
     d = float(np.linalg.norm(eyes[1] - eyes[0]))
     if k <= 0.0 or not np.all(np.isfinite(eyes)) or d < 2.0:
-        return off, alpha, lash
+        return off, maps
     half_w, reach = EYE_HALF_WIDTH * d, REACH * d
     for cx, cy in eyes:
         x0, x1 = max(0, int(np.floor(cx - half_w))), min(width, int(np.ceil(cx + half_w)) + 1)
@@ -61,25 +65,33 @@ def eyelid_warp(height: int, width: int, eyes: np.ndarray, closure: float) -> tu
         edge = -upper + k * (upper + lower)
         y = ys[:, None]
         cover = np.clip((edge - y) / EDGE_SOFTNESS + 0.5, 0.0, 1.0) * (y >= -reach) * (shape > 0)
+        inside = cover > 0
         # the lid skin between -reach and -upper, stretched down to the edge (continued a little past it, where the
         # coverage fades out); zero offset at -reach, so nothing above the lid moves
         src = -reach + (y + reach) * (reach - upper) / np.maximum(edge + reach, 1e-6)
-        dy = np.where(cover > 0, src - y, 0.0)
-        off[y0:y1, x0:x1, 1] += dy.astype(np.float32)
-        alpha[y0:y1, x0:x1] = np.maximum(alpha[y0:y1, x0:x1], cover.astype(np.float32))
-        line = np.exp(-(((y - edge) / (LASH_WIDTH * d)) ** 2)) * np.minimum(1.0, 3.0 * shape) * (cover > 0)
-        lash[y0:y1, x0:x1] = np.maximum(lash[y0:y1, x0:x1], (LASH * k * line).astype(np.float32))
-    return off, alpha, lash
+        off[y0:y1, x0:x1, 1] += np.where(inside, src - y, 0.0).astype(np.float32)
+        off[y0:y1, x0:x1, 3] += np.where(inside, lower + BELOW * d - y, 0.0).astype(np.float32)
+        below = FROM_BELOW * np.clip((y + reach) / np.maximum(reach - upper, 1e-6), 0.0, 1.0)
+        line = np.exp(-(((y - edge) / (LASH_WIDTH * d)) ** 2)) * np.minimum(1.0, 3.0 * shape)
+        here = maps[y0:y1, x0:x1]
+        here[..., 0] = np.maximum(here[..., 0], cover)
+        here[..., 1] = np.maximum(here[..., 1], np.where(inside, LASH * k * line, 0.0))
+        here[..., 2] = np.where(inside, below, here[..., 2])
+    return off, maps
 
 
-def shade_lid(lid: np.ndarray, lash: np.ndarray, eye_distance: float) -> np.ndarray:
-    """The lid layer (H, W, 3) float32 as it is drawn: blurred across (the stretched skin's vertical streaks go) and
-    darkened by `lash` (H, W) at its edge. `eye_distance`: in this picture's pixels."""
+def lid_layer(lid_skin: np.ndarray, below_skin: np.ndarray, maps: np.ndarray, eye_distance: float) -> np.ndarray:
+    """The lid layer (H, W, 3) float32 as it is drawn, from the picture sampled through both of `eyelid_warp`'s
+    offsets: the stretched lid skin mixed with the skin below the eye (maps[..., 2]), blurred across (the stretched
+    skin's vertical streaks go) and darkened at its edge by the lashes (maps[..., 1]). `eye_distance`: in this
+    picture's pixels. Composite it with maps[..., 0]."""
     import cv2
 
+    beta = maps[..., 2:3]
+    skin = (1.0 - beta) * lid_skin + beta * below_skin
     sigma = max(0.5, LID_BLUR * eye_distance)
-    soft = cv2.GaussianBlur(lid, (0, 0), sigmaX=sigma, sigmaY=0.3)
-    return soft * (1.0 - lash[..., None])
+    soft = cv2.GaussianBlur(skin, (0, 0), sigmaX=sigma, sigmaY=0.3)
+    return soft * (1.0 - maps[..., 1:2])
 
 
 def close_eyes(image: np.ndarray, eyes: np.ndarray, closure: float) -> np.ndarray:
@@ -88,15 +100,16 @@ def close_eyes(image: np.ndarray, eyes: np.ndarray, closure: float) -> np.ndarra
     import cv2
 
     h, w = image.shape[:2]
-    off, alpha, lash = eyelid_warp(h, w, eyes, closure)
-    if not alpha.any():
+    off, maps = eyelid_warp(h, w, eyes, closure)
+    if not maps[..., 0].any():
         return image.copy()
     gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
     img = image.astype(np.float32)
-    lid = cv2.remap(img, gx + off[..., 0], gy + off[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-    lid = shade_lid(lid, lash, float(np.linalg.norm(np.subtract(*np.asarray(eyes, np.float64).reshape(2, 2)))))
-    out = alpha[..., None] * lid + (1.0 - alpha[..., None]) * img
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    lid, below = (cv2.remap(img, gx + off[..., c], gy + off[..., c + 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+                  for c in (0, 2))
+    layer = lid_layer(lid, below, maps, float(np.linalg.norm(np.subtract(*np.asarray(eyes, np.float64).reshape(2, 2)))))
+    a = maps[..., :1]
+    return np.clip(np.rint(a * layer + (1.0 - a) * img), 0, 255).astype(np.uint8)
 
 
 def photo_landmarks(canvas: np.ndarray, detector=None) -> np.ndarray | None:

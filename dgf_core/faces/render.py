@@ -200,13 +200,12 @@ class _Warp:
         sample, lid = (flow, None) if drawn is None else drawn.at(i, flow, self.gx_s, self.gy_s)
         warped = self._moved(sample)
         if lid is not None:  # the closing lids, a layer over the moved photo
-            from .eyelids import shade_lid
+            from .eyelids import lid_layer
 
-            lid_flow, maps = lid
-            al = cv2.remap(maps, self.ax, self.ay, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-            a = al[..., :1]
-            shaded = shade_lid(self._moved(lid_flow), al[..., 1], drawn.eye_distance / self.scale)
-            warped = a * shaded + (1.0 - a) * warped
+            lid_flow, below_flow, maps = lid
+            m = cv2.remap(maps, self.ax, self.ay, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            layer = lid_layer(self._moved(lid_flow), self._moved(below_flow), m, drawn.eye_distance / self.scale)
+            warped = m[..., :1] * layer + (1.0 - m[..., :1]) * warped
         if residual:
             moved_pivot = cv2.remap(up_pivot, self.gx_s + flow[..., 0], self.gy_s + flow[..., 1], cv2.INTER_LINEAR,
                                     borderMode=cv2.BORDER_REPLICATE)
@@ -232,7 +231,8 @@ class Drawn:
         return bool((self.lids is not None and self.lids[i] > 0) or (self.smile is not None and self.smile[i] != 0))
 
     def at(self, i: int, flow: np.ndarray, gx: np.ndarray, gy: np.ndarray):
-        """(the flow the photo is sampled through, None or (the lid layer's flow, its coverage and lash maps))."""
+        """(the flow the photo is sampled through, None or (the lid skin's flow, the skin below's flow, the lid's
+        maps: `eyelids.eyelid_warp`))."""
         cv2 = _cv2()
         here = (gx + flow[..., 0], gy + flow[..., 1])  # p + f(p): where the pivot's features are in this frame
         sample = flow
@@ -245,11 +245,10 @@ class Drawn:
             return sample, None
         from .eyelids import eyelid_warp
 
-        off, alpha, lash = eyelid_warp(self.side, self.side, self.lm[:2], float(self.lids[i]))
+        off, maps = eyelid_warp(self.side, self.side, self.lm[:2], float(self.lids[i]))
         here = (gx + sample[..., 0], gy + sample[..., 1])
-        return sample, (sample + cv2.remap(off, *here, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0),
-                        cv2.remap(np.stack([alpha, lash], -1), *here, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                                  borderValue=0))
+        at = lambda a: cv2.remap(a, *here, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # noqa: E731
+        return sample, (sample + at(off[..., :2]), sample + at(off[..., 2:]), at(maps))
 
 
 def _check_photo_input(canvas: np.ndarray, frames: np.ndarray) -> None:
