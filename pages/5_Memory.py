@@ -96,7 +96,10 @@ if motion:
 frames_col, fps_col = st.columns(2)
 frames = frames_col.slider("Frames in the loop", 2, MAX_MEMORY_FRAMES, 48, key="frames")
 fps = fps_col.slider("Frames per second", 1, MAX_FPS, 24, key="fps")
-mark = st.checkbox('Visible "SYNTHETIC" mark', True, key="mark")
+mark_col, gif_col = st.columns(2)
+mark = mark_col.checkbox('Visible "SYNTHETIC" mark', True, key="mark")
+want_gif = gif_col.checkbox("Also a GIF (no sound)", True, key="gif",
+                            help="A GIF holds every frame at once; without it a long memory is streamed into the MP4")
 up, factor = upscale_option()
 with st.expander("A voice: the person's own recording (optional)"):
     st.caption("A voicemail or a video message the person left (up to 60 s). The clip lasts as long as the recording, "
@@ -122,12 +125,13 @@ if st.button("Make the memory", type="primary", key="make", disabled=not consent
                 recording = load_recording(Path(d) / "voice")
                 (Path(d) / "voice").unlink()
             res = memory_from_photo(
-                m, picture, spec, [Path(d) / "m.mp4", Path(d) / "m.gif"], projection=ProjectionOptions(steps=steps),
+                m, picture, spec, [Path(d) / "m.mp4"] + ([Path(d) / "m.gif"] if want_gif else []),
+                projection=ProjectionOptions(steps=steps),
                 tuning=tuning, align=align, detector=face_detector() if align else None, likeness=likeness_model(),
                 directions=directions if edit else None, upscaler=up, render=render, voice=recording,
                 mouth_follows_voice=mouth,
                 progress=lambda phase, frac, text: bar.progress(overall_progress(phase, frac, tuning.steps > 0), text=text))
-            mp4, gif = (Path(d) / "m.mp4").read_bytes(), (Path(d) / "m.gif").read_bytes()
+            mp4, gif = (Path(d) / "m.mp4").read_bytes(), (Path(d) / "m.gif").read_bytes() if want_gif else None
         del picture
     except ValueError as e:  # UploadError, AlignmentError, ProjectionError, MemoryClipError: messages for the user
         bar.empty()
@@ -158,6 +162,7 @@ if memory:
     stem = f"memory-{memory['recipe']['model']}"
     mp4_col, gif_col, recipe_col = st.columns(3)
     mp4_col.download_button("Download MP4", memory["mp4"], f"{stem}.mp4", "video/mp4", key="dl-mp4", on_click="ignore")
-    gif_col.download_button("Download GIF", memory["gif"], f"{stem}.gif", "image/gif", key="dl-gif", on_click="ignore")
+    if memory["gif"] is not None:
+        gif_col.download_button("Download GIF", memory["gif"], f"{stem}.gif", "image/gif", key="dl-gif", on_click="ignore")
     recipe_col.download_button("Download recipe (JSON)", json.dumps(memory["recipe"]), f"{stem}.recipe.json",
                                "application/json", key="dl-recipe", on_click="ignore")

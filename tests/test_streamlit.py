@@ -363,8 +363,11 @@ def test_memory_page_with_the_persons_recording(app_weights, tmp_path):
     at.button(key="make").click().run()
     assert at.error and "no mouth_open direction" in at.error[0].value  # the tiny model cannot move its mouth
     at.checkbox(key="mouth").uncheck().run()
+    at.checkbox(key="gif").uncheck().run()  # an MP4 alone: streamed, frame by frame
     at.button(key="make").click().run()
     assert not at.exception and not at.error
+    assert at.session_state["memory"]["gif"] is None
+    assert [b.label for b in at.get("download_button")] == ["Download MP4", "Download recipe (JSON)"]
     (tmp_path / "m.mp4").write_bytes(at.session_state["memory"]["mp4"])
     assert len(video.read_clip(tmp_path / "m.mp4")[0]) == 12 and abs(audio_stream_seconds(tmp_path / "m.mp4") - 1.5) <= 0.125
     assert video.read_clip_recipe(tmp_path / "m.mp4")["voice"]["seconds"] == 1.5
