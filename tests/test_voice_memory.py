@@ -185,3 +185,30 @@ def test_talking_start_measures_the_face_along_mouth_open(tmp_path):
     np.testing.assert_allclose(res["opening"], (20 * red).numpy(), atol=2e-3)  # the logits at the grid's points
     with pytest.raises(MemoryClipError, match="no mouth_open direction"):
         talking_start(model, z, "z", {"age": d}, None)
+
+
+def test_talking_start_of_a_face_projected_into_w_plus(tmp_path):
+    """A StyleGAN2 photo is projected into w+ (1, n_ws, D): its mouth line is walked in w+, every layer alike."""
+    from conftest import make_tiny_stylegan2
+
+    from dgf_core.faces.mouth import GRID, mouth_start
+    from dgf_core.latent import synthesize
+
+    model = load_model(make_tiny_stylegan2(tmp_path / "sg2"))
+    g = model.generator
+    with torch.no_grad():
+        w = g.mapping(torch.randn(1, model.config.z_dim, generator=torch.Generator().manual_seed(0)))
+    wp = g.broadcast(w).clone()
+    wp[:, 0] += 0.5  # a w+ latent whose layers differ
+    d = torch.zeros(w.shape[-1])
+    d[1] = 1.0
+
+    class Reader:
+        def predict(self, images, recipe):
+            return {"Mouth_Slightly_Open": torch.sigmoid(5 * images[:, 0].mean((1, 2)))}
+
+    res = mouth_start(g, wp, "w+", d, 1.5, "celeba-center-crop", Reader())
+    with torch.no_grad():
+        frames = synthesize(g, wp + (torch.tensor(GRID)[:, None] * 1.5 * d[None])[:, None, :], "w+").clamp(-1, 1)
+        red = frames[:, 0].mean((1, 2))
+    np.testing.assert_allclose(res["opening"], (5 * red).numpy(), atol=2e-3)

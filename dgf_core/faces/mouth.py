@@ -38,13 +38,15 @@ def mouth_start(generator: torch.nn.Module, latent: torch.Tensor, space: str, di
     motion amount) at GRID -> {"start": motion amounts (<= 0) where the voice's pause puts the mouth, "opening": the
     logits measured at GRID}. classifier: the CelebA attribute classifier (default: weights/attributes-celeba)."""
     from ..checkpoint import resolve_model_path
-    from .edits import _render, load_classifier
+    from ..latent import synthesize
+    from .edits import load_classifier
 
     assert latent.shape[0] == 1 and direction.ndim == 1 and latent.shape[-1] == direction.shape[0], (latent.shape, direction.shape)
     clf = classifier or load_classifier(resolve_model_path(CLASSIFIER))
     steps = torch.tensor(GRID, dtype=latent.dtype) * float(extent)
     offs = steps[:, None] * direction.to(latent)[None]
     lat = latent + (offs[:, None, :] if latent.ndim == 3 else offs)
-    p = clf.predict(_render(generator, lat, space), recipe)[LABEL].double().clamp(1e-6, 1 - 1e-6)
+    frames = torch.cat([synthesize(generator, lat[i : i + 16], space).clamp(-1, 1) for i in range(0, len(lat), 16)])
+    p = clf.predict(frames, recipe)[LABEL].double().clamp(1e-6, 1 - 1e-6)  # (a w+ latent stays w+: edits._render is w's)
     opening = torch.logit(p).numpy()
     return {"start": choose_start(opening), "opening": [round(float(x), 3) for x in opening]}
