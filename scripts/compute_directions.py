@@ -50,6 +50,8 @@ def main() -> None:
     p.add_argument("--judge", default="weights/identity-celeba200-judge")
     p.add_argument("--n-eval", type=int, default=120, help="with --motions: samples each amount is measured on")
     p.add_argument("--ladder", default="0.25,0.5,1,1.5,2,3", help="with --motions: the positive amounts measured")
+    p.add_argument("--attribute-filters", action="store_true",
+                   help="with --motions: the head pose also orthogonal to the age and p(female) regression filters")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     if a.motions:
@@ -112,7 +114,8 @@ def add_motions(a) -> None:
     except ValueError:
         raise SystemExit(f"--ladder expects comma-separated amounts such as 0.5,1,2,3, got {a.ladder!r}") from None
     res = compute_motion_directions(model, celeba, utk, judge, dirs["age"], dirs["gender"], n=a.n, n_eval=a.n_eval,
-                                    seed=a.seed, names=names, ladder=ladder, log=lambda m: print(m, flush=True))
+                                    seed=a.seed, names=names, ladder=ladder, log=lambda m: print(m, flush=True),
+                                    attribute_filters=a.attribute_filters)
     verified = {}
     for name, entry in list(res["directions"].items()):
         verified[name] = verify_motion(model, entry, name, celeba, utk, judge, n=a.n_eval, seed=a.seed + 2)

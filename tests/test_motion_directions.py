@@ -109,6 +109,27 @@ def test_learnt_motions_follow_their_measures_apart_from_age_gender_and_each_oth
         assert float(dirs[name] @ carrier) > 0.9, (name, float(dirs[name] @ carrier))
 
 
+def test_attribute_filters_keep_the_head_pose_from_ageing_in_an_anisotropic_space():
+    g = torch.Generator().manual_seed(3)
+    scale = torch.tensor([3.0, 0.3] + [1.0] * 8)  # W-like: one coordinate carries far more variance than another
+    lat = torch.randn(5000, 10, generator=g) * scale
+    age_pattern = torch.zeros(10)
+    age_pattern[0] = 1.0  # the age *direction* (a pattern) the model ships
+    yaw_true, age_read = torch.zeros(10), torch.zeros(10)
+    yaw_true[[0, 2]] = torch.tensor([0.3, 1.0])
+    age_read[[0, 1]] = torch.tensor([0.05, 2.0])  # the age the classifier reads leans on the low-variance coordinate
+    meas = {"yaw": (20 * lat @ yaw_true).numpy(), "pitch": (10 * lat[:, 3]).numpy(), "age": (30 + lat @ age_read).numpy(),
+            "female": (0.5 + 0.01 * lat[:, 4]).numpy()}
+    gender = torch.zeros(10)
+    gender[5] = 1.0
+    plain = learn_motion_directions(lat, meas, age_pattern, gender, names=("yaw",))["yaw"].double()
+    kept = learn_motion_directions(lat, meas, age_pattern, gender, names=("yaw",), attribute_filters=True)["yaw"].double()
+    f_age = pose_filter(lat, meas["age"])
+    assert abs(float(kept @ f_age)) < 1e-6 and abs(float(kept @ age_pattern.double())) < 1e-6  # neither ages
+    assert abs(float(plain @ f_age)) > 10 * abs(float(kept @ f_age)) + 1e-3  # without the filters the turn ages
+    assert float(kept[2]) > 0.9  # and it still turns
+
+
 def test_orthogonal_to_leaves_a_unit_vector_orthogonal_to_the_span():
     g = torch.Generator().manual_seed(2)
     d, a, b = torch.randn(3, 16, generator=g)

@@ -88,11 +88,15 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 def learn_motion_directions(latents: torch.Tensor, measures: dict[str, np.ndarray], age: torch.Tensor,
-                            gender: torch.Tensor, names=MOTION_NAMES) -> dict[str, torch.Tensor]:
+                            gender: torch.Tensor, names=MOTION_NAMES, attribute_filters: bool = False) -> dict[str, torch.Tensor]:
     """Unit directions (D,) for the motions `names`, from latents (N, D) and their measures. age / gender: the
     model's existing directions (any scale); every motion is made orthogonal to both and to its `apart_from`
-    motions, which are learnt for that even when not asked for (so a motion is the same learnt alone or with others)."""
+    motions, which are learnt for that even when not asked for (so a motion is the same learnt alone or with others).
+    `attribute_filters`: the head pose (yaw, pitch) is also made orthogonal to the regression filters of the
+    measured age and p(female) (`pose_filter` on those measures): a turn that the age regression does not see as
+    ageing, where one orthogonal to the age direction (a pattern) still ages the face in W."""
     done: dict[str, torch.Tensor] = {}
+    filters = [pose_filter(latents, measures[k]) for k in ("age", "female")] if attribute_filters else []
 
     def learn(name: str) -> torch.Tensor:
         if name not in done:
@@ -103,7 +107,7 @@ def learn_motion_directions(latents: torch.Tensor, measures: dict[str, np.ndarra
             d = covariance_direction(latents[torch.from_numpy(ok)], torch.from_numpy(y[ok])).double()
             apart = [pose_filter(latents, measures[a]) if m.unit != "degrees" and MOTIONS[a].unit == "degrees" else learn(a)
                      for a in m.apart_from]
-            done[name] = orthogonal_to(d, [age, gender] + apart).float()
+            done[name] = orthogonal_to(d, [age, gender] + apart + (filters if m.unit == "degrees" else [])).float()
         return done[name]
 
     return {name: learn(name) for name in names}
@@ -228,8 +232,8 @@ def choose_amount(name: str, ladder: dict[float, dict[str, float]], identity_flo
 
 def compute_motion_directions(model, celeba: AttributeClassifier | None, utk: AttributeClassifier, judge, age: torch.Tensor,
                               gender: torch.Tensor, *, n: int = 3000, n_eval: int = 300, seed: int = 0, names=MOTION_NAMES,
-                              detector=None, ladder: tuple[float, ...] = LADDER, log: Callable[[str], None] | None = None
-                              ) -> dict[str, Any]:
+                              detector=None, ladder: tuple[float, ...] = LADDER, log: Callable[[str], None] | None = None,
+                              attribute_filters: bool = False) -> dict[str, Any]:
     """Learn, measure and select the motion directions of `model` (a LoadedModel). age / gender: its existing
     directions. Returns {"directions": {name: entry}, "dropped": {name: reason}, "details": {...}}; each entry
     holds vector (scaled: one unit = one latent std), motion_amount, effects (per unit), method and the
@@ -254,7 +258,7 @@ def compute_motion_directions(model, celeba: AttributeClassifier | None, utk: At
     meas = measure_faces(_render(g, lat, space), recipe, celeba, utk, pose=need_pose, detector=detector)
     log(f"measured {n} samples in {time.perf_counter() - t0:.0f} s: "
         + ", ".join(f"{k} sd {np.nanstd(v):.3g}" for k, v in meas.items()))
-    unit = learn_motion_directions(lat, meas, age, gender, names)
+    unit = learn_motion_directions(lat, meas, age, gender, names, attribute_filters=attribute_filters)
     vecs = {k: scaled(lat, d) for k, d in unit.items()}
     # measure on other samples
     ev = sample_latents(g, space, n_eval, seed + 1, model.config.z_dim)
@@ -294,7 +298,8 @@ def compute_motion_directions(model, celeba: AttributeClassifier | None, utk: At
                         "age_years": one["age_years_change"], "female_prob": one["female_prob_change"],
                         "identity_cosine": one["identity_cosine"]},
             "method": (f"pattern: cov(latents, {'landmark ' + name + ' degrees' if pose else 'logit p(' + CELEBA_MEASURES[name] + ')'})"
-                       f" over {n} samples, orthogonal to age, gender" + "".join(f", {a}" for a in m.apart_from)),
+                       f" over {n} samples, orthogonal to age, gender" + "".join(f", {a}" for a in m.apart_from)
+                       + (" and to the age and p(female) regression filters" if attribute_filters and pose else "")),
             "measured": {f"{a:+g}": ladder[a] for a in steps},
         }
         log(f"{name}: {slope:+.3f} {m.unit}/unit, motion_amount {pick['amount']} ({pick['reason']}); at 1 unit age "
