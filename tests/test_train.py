@@ -268,15 +268,22 @@ def test_snapshot_coverage_matches_the_attribute_profile_and_says_when_the_class
     from dgf_core.faces.edits import attribute_profile, load_classifier
     from dgf_core.training.loop import snapshot_coverage
 
-    run = SimpleNamespace(data=load_image_set([image_folder], 16, "train"), attributes=None, training_profile=None)
+    opts = SimpleNamespace(data=[image_folder])
+    run = SimpleNamespace(data=load_image_set([image_folder], 16, "train"), attributes=None, training_profile=None,
+                          opts=opts)
     imgs = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     cov = snapshot_coverage(run, imgs)["coverage"]
     clf = load_classifier(Path(__file__).resolve().parents[1] / "weights" / "attributes-utkface")
     want = attribute_profile(imgs, clf, "celeba-center-crop")
     assert cov["female_share"] == want["female_share"] and cov["age_mean"] == want["age_mean"] and cov["n"] == 5
     assert cov["training_female_share"] == attribute_profile(run.data.images, clf, "celeba-center-crop")["female_share"]
+    # a run on an aligned set reads its faces in that set's framing (the 128-px runs read 3.7% women in the wrong one)
+    monkeypatch.setattr("dgf_core.training.loop.aligned_set_card", lambda data: {"crop_recipe": "utkface-chip"})
+    chip = snapshot_coverage(SimpleNamespace(data=run.data, attributes=None, training_profile=None, opts=opts), imgs)
+    assert chip["coverage"]["age_mean"] == attribute_profile(imgs, clf, "utkface-chip")["age_mean"]
+    assert chip["coverage"]["training_female_share"] == attribute_profile(run.data.images, clf, "utkface-chip")["female_share"]
     monkeypatch.setenv("DGF_WEIGHTS_DIR", str(tmp_path / "empty"))
-    bare = SimpleNamespace(data=run.data, attributes=None, training_profile=None)
+    bare = SimpleNamespace(data=run.data, attributes=None, training_profile=None, opts=opts)
     assert "attribute classifier unavailable" in snapshot_coverage(bare, imgs)["coverage_error"]
 
 

@@ -683,7 +683,8 @@ def snapshot_c2st(run: Run, imgs: torch.Tensor) -> dict[str, Any]:
 def snapshot_coverage(run: Run, imgs: torch.Tensor) -> dict[str, Any]:
     """{"coverage": share of women and mean age of the snapshot's samples, by the shipped attribute classifier, beside
     the same figures for up to EVAL_COVERAGE_TRAIN training faces}, or {"coverage_error": why} when the
-    classifier is not in the weights folder."""
+    classifier is not in the weights folder. Both are read in the run's crop geometry: an aligned set's framing
+    (`aligned_set_card`), else the CelebA centre crop."""
     from ..faces.alignment import DEFAULT_RECIPE
     from ..faces.edits import ATTRIBUTE_CLASSIFIER, attribute_profile, load_classifier
 
@@ -692,11 +693,12 @@ def snapshot_coverage(run: Run, imgs: torch.Tensor) -> dict[str, Any]:
             run.attributes = load_classifier(ckpt.resolve_model_path(ATTRIBUTE_CLASSIFIER), "cpu")
     except ckpt.CheckpointError as e:
         return {"coverage_error": f"attribute classifier unavailable: {e}"}
+    recipe = aligned_set_card(run.opts.data).get("crop_recipe", DEFAULT_RECIPE)
     if run.training_profile is None:
         pick = torch.randperm(len(run.data), generator=torch.Generator().manual_seed(0))[:EVAL_COVERAGE_TRAIN]
         run.training_profile = attribute_profile(run.data.images[pick.sort().values.to(run.data.images.device)].cpu(),
-                                                 run.attributes, DEFAULT_RECIPE)
-    s, t = attribute_profile(imgs, run.attributes, DEFAULT_RECIPE), run.training_profile
+                                                 run.attributes, recipe)
+    s, t = attribute_profile(imgs, run.attributes, recipe), run.training_profile
     return {"coverage": {"female_share": s["female_share"], "age_mean": s["age_mean"], "n": s["n"],
                          "training_female_share": t["female_share"], "training_age_mean": t["age_mean"],
                          "training_n": t["n"], "female_share_gap": round(s["female_share"] - t["female_share"], 4)}}
