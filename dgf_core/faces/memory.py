@@ -306,7 +306,7 @@ def memory_recipe(model, latent: torch.Tensor, space: str, spec: MemorySpec, ups
         recipe.update(width=int(size[0]), height=int(size[1]), regenerable_without_photo=False, render_note=PHOTO_NOTE,
                       flow={"method": "opencv farneback", "side": render.FLOW_SIDE, "smooth": render.FLOW_SMOOTH,
                             "residual_deadzone": render.RESIDUAL_DEADZONE, "feather": [render.INNER, render.OUTER]})
-    if spec.render == "photo" and drawn_smile(spec) is not None:
+    if drawn_smile(spec) is not None:  # at the photo's resolution only
         from . import smile as sm
 
         recipe["smile_lift"] = {"method": "the mouth's corners lifted in the photo (dgf_core.faces.smile)",

@@ -44,16 +44,3 @@ def smile_offsets(height: int, width: int, corners: np.ndarray, eye_distance: fl
         out[y0:y1, x0:x1, 1] -= (vy * g).astype(np.float32)
     return out
 
-
-def mouth_corners(canvas: np.ndarray, detector=None) -> tuple[np.ndarray, float] | None:
-    """((2, 2) the mouth's corners, the eye distance) in a photo's continuous pixel coordinates (MTCNN); None where
-    it finds no face."""
-    from PIL import Image
-
-    from .alignment import detect_faces
-
-    faces = detect_faces(Image.fromarray(np.ascontiguousarray(canvas)), detector)
-    if not faces:
-        return None
-    lm = np.asarray(faces[0].landmarks, np.float64)
-    return lm[3:5], float(np.linalg.norm(lm[1] - lm[0]))
