@@ -139,17 +139,50 @@ def eye_contrast(frames: np.ndarray, eyes: np.ndarray) -> np.ndarray | None:
     return std / max(std[0], 1e-6)
 
 
-def yaw_offsets(frames: np.ndarray, detector, every: int = 4) -> list[float]:
+def frame_landmarks(frames: np.ndarray, detector, every: int = 4) -> list[tuple[int, np.ndarray]]:
+    """(frame index, (5, 2) MTCNN landmarks) of every `every`-th frame where a face is found."""
     from PIL import Image
 
     out = []
-    for f in frames[::every]:
-        dets = detect_faces(Image.fromarray(f), detector)
+    for i in range(0, len(frames), every):
+        dets = detect_faces(Image.fromarray(frames[i]), detector)
         if dets:
-            lm = dets[0].landmarks
-            mid = (lm[0] + lm[1]) / 2
-            out.append(float((lm[2, 0] - mid[0]) / max(np.linalg.norm(lm[1] - lm[0]), 1e-6)))
+            out.append((i, dets[0].landmarks.astype(np.float64)))
     return out
+
+
+def yaw_offsets(frames: np.ndarray, detector, every: int = 4, found=None) -> list[float]:
+    """The nose's offset from the eyes' midpoint along x, in eye distances, per `every`-th frame with a face."""
+    out = []
+    for _, lm in (frame_landmarks(frames, detector, every) if found is None else found):
+        mid = (lm[0] + lm[1]) / 2
+        out.append(float((lm[2, 0] - mid[0]) / max(np.linalg.norm(lm[1] - lm[0]), 1e-6)))
+    return out
+
+
+SHIFTS = ((0.0, 0.0), (0.015, 0.0), (-0.015, 0.0), (0.0, 0.015), (0.0, -0.015))  # of the crop's side
+
+
+def realigned_attributes(frames: np.ndarray, found, canonical: np.ndarray, size: int, classifier, recipe: str):
+    """The age / gender classifier's reading of each frame in `found` aligned by its own landmarks (as the classifier
+    is used: a face moved inside a fixed crop is misaligned, and a 2% shift of the crop alone moves its age reading by
+    2.7 years on average; docs/motion.md), averaged over SHIFTS (the reading's jitter). -> {"age": (K,), "female": (K,)}."""
+    import cv2
+
+    from dgf_core.faces.alignment import estimate_similarity
+
+    crops = []
+    for i, lm in found:
+        m = estimate_similarity(lm, canonical * size)
+        for dx, dy in SHIFTS:
+            t = m.copy()
+            t[:, 2] += (dx * size, dy * size)
+            crops.append(cv2.warpAffine(frames[i], t, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE))
+    x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    with torch.no_grad():
+        p = classifier.predict(x, recipe)
+    k = len(SHIFTS)
+    return {key: p[key].numpy().reshape(-1, k).mean(1) for key in ("age", "female")}
 
 
 def project_and_tune(a, model, target, like, recipe, path: Path, sec: dict):
@@ -213,7 +246,16 @@ def main(argv=None) -> int:
     p.add_argument("--model-yaw", action="store_true", help="also the yaw range of the model's own frames")
     p.add_argument("--residual-deadzone", type=float, default=None,
                    help="a trial: the photo rendering's residual dead zone (0..255; 255 turns the residual off)")
+    p.add_argument("--turn", default=None, metavar="DEGREES[:SHARE]",
+                   help="a trial: the drawn turn's degrees at the yaw curve's full extent and the model's share of it "
+                        "(faces/turn.py's DEGREES and MODEL_SHARE; 0:1 is the turn before the drawn one)")
     a = p.parse_args(argv)
+    if a.turn is not None:
+        from dgf_core.faces import turn
+
+        deg, _, share = a.turn.partition(":")
+        turn.DEGREES = float(deg)
+        turn.MODEL_SHARE = float(share) if share else turn.MODEL_SHARE
     if a.residual_deadzone is not None:
         from dgf_core.faces import render
 
@@ -343,11 +385,22 @@ def main(argv=None) -> int:
                 m[f"{key}_prob_frame0"] = round(float(expr[label][0]), 3)
                 m[f"{key}_prob_rise_max"] = round(float((expr[label] - expr[label][0]).max()), 3)
             if other_emb is not None:
-                m["judge_frames_to_other_photo_min"] = round(float((judge.embed(faces, recipe) @ other_emb[0]).min()), 4)
+                to_other = (judge.embed(faces, recipe) @ other_emb[0]).numpy()
+                m["judge_frames_to_other_photo_min"] = round(float(to_other.min()), 4)
+                m["judge_frames_to_other_photo_mean"] = round(float(to_other.mean()), 4)
             contrast = eye_contrast(frames, det.landmarks[:2] * np.array([sx, sy]))
             if contrast is not None:  # a blink hides the iris and the white: the eyes' contrast falls
                 m["eye_contrast_ratio_min"] = round(float(contrast.min()), 3)
-            offs = yaw_offsets(frames, detector)
+            found = frame_landmarks(frames, detector)
+            if found and found[0][0] == 0:  # the age / gender change on each frame's own alignment
+                ra = realigned_attributes(frames, found, frame.canonical, res, classifier, recipe)
+                dage, dfem = np.abs(ra["age"] - ra["age"][0]), np.abs(ra["female"] - ra["female"][0])
+                m.update({"realigned_age_change_years_mean": round(float(dage.mean()), 2),
+                          "realigned_age_change_years_p90": round(float(np.quantile(dage, 0.9)), 2),
+                          "realigned_age_change_years_max": round(float(dage.max()), 2),
+                          "realigned_female_prob_change_max": round(float(dfem.max()), 3),
+                          "realigned_frames": len(found)})
+            offs = yaw_offsets(frames, detector, found=found)
             if offs:
                 deg = [math.degrees(math.asin(max(-1.0, min(1.0, o / 0.5)))) for o in offs]
                 m["yaw_offset_range"] = round(max(offs) - min(offs), 3)
@@ -371,6 +424,8 @@ def main(argv=None) -> int:
 
 
 def write_results(a, model, judge_thr: float, motions: list[str], rows: list, skipped: dict, failures: list) -> dict:
+    from dgf_core.faces import turn
+
     summary = {}
     for motion in motions:
         ms = [r["motions"][motion] for r in rows if motion in r["motions"]]
@@ -396,6 +451,7 @@ def write_results(a, model, judge_thr: float, motions: list[str], rows: list, sk
                "yaw_degrees_range (look-around)": "at least -10 and +10", "background_change_mean": "< 0.5",
                "age_change_years_max (not age)": "<= 3", "female_prob_change_max (not gender)": "<= 0.1",
                "smile_rise_on_low_start_mean (smile)": ">= 0.4"},
+           "turn": {"degrees": turn.DEGREES, "model_share": turn.MODEL_SHARE},
            "summary": summary, "skipped_motions": skipped, "failures": failures, "photos": rows,
            "threads": torch.get_num_threads()}
     write_json_atomic(out, a.json)

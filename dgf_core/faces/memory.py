@@ -15,7 +15,9 @@ directions with natural timing; with a motion, or when rendering at the photo's 
 the face (frame 0 is the pivot: offsets r * ((cos p - 1) u + sin p v)) and runs only as far as the motion's
 `drift` says (today's walk is the `drift` motion, and the default when no motion is named).
 A blink (the `eyes` curve) is drawn by the eyelids (`faces.eyelids`) at the photo's resolution, and in the model's
-frames when the model has no `eyes` direction (`lids_draw_eyes`): so `blink` runs on every model.
+frames when the model has no `eyes` direction (`lids_draw_eyes`): so `blink` runs on every model. At the photo's
+resolution a smile also lifts the photo's mouth corners (`drawn_smile`), and a turn is drawn in part: the model
+moves by `turn.MODEL_SHARE` of the `yaw` curve, the photo's face is turned as a solid by the rest (`drawn_turn`).
 `spec.render`: "model" (the generator's frames, as before) or "photo" (`faces.render`: the photo itself, at its
 own resolution up to 1024 px, moved by the generator's motion; only `memory_from_photo` has the photo for it).
 A voice (`memory_from_photo(..., voice=generation.audio.Recording)`): the person's own recording, used for this
@@ -131,6 +133,19 @@ def drawn_smile(spec: MemorySpec) -> np.ndarray | None:
     return None if c is None or not np.any(c != 0) else np.asarray(c, np.float64)
 
 
+def drawn_turn(spec: MemorySpec) -> np.ndarray | None:
+    """(T,) the head's drawn turn in degrees per frame (`faces.turn`), at the photo's resolution only: the spec's
+    `yaw` curve times `turn.DEGREES` (the model's own yaw direction then moves by `turn.MODEL_SHARE` of it); None
+    without one."""
+    from ..generation.motion import motion_curves
+    from .turn import DEGREES
+
+    if not spec.motion or spec.render != "photo":
+        return None
+    c = motion_curves(spec.motion, spec.frames, spec.fps).get("yaw")
+    return None if c is None or not np.any(c != 0) else DEGREES * np.asarray(c, np.float64)
+
+
 def _walk_basis(dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(int(seed))
     a = torch.randn(dim, generator=g)
@@ -167,6 +182,10 @@ def memory_latents(latent: torch.Tensor, space: str, spec: MemorySpec, *, coord_
             raise MemoryClipError(str(e)) from None
     if "eyes" in curves and lids_draw_eyes(spec, directions):
         curves.pop("eyes")  # drawn on the frames by the eyelids (`lid_curve`), not moved in the latent
+    if "yaw" in curves and spec.render == "photo":
+        from .turn import MODEL_SHARE
+
+        curves["yaw"] = MODEL_SHARE * curves["yaw"]  # the rest of the turn is drawn (`drawn_turn`)
     if mouth is not None:
         check_mouth(directions)
         assert mouth.shape == (spec.frames,), (mouth.shape, spec.frames)
@@ -306,6 +325,13 @@ def memory_recipe(model, latent: torch.Tensor, space: str, spec: MemorySpec, ups
         recipe.update(width=int(size[0]), height=int(size[1]), regenerable_without_photo=False, render_note=PHOTO_NOTE,
                       flow={"method": "opencv farneback", "side": render.FLOW_SIDE, "smooth": render.FLOW_SMOOTH,
                             "residual_deadzone": render.RESIDUAL_DEADZONE, "feather": [render.INNER, render.OUTER]})
+    if drawn_turn(spec) is not None:  # at the photo's resolution only
+        from . import turn as tn
+
+        recipe["turn"] = {"method": "the face turned as a solid in the photo (dgf_core.faces.turn)",
+                          "degrees": tn.DEGREES, "model_share": tn.MODEL_SHARE,
+                          "solid": {"half_width": tn.HALF_WIDTH, "half_height": tn.HALF_HEIGHT, "depth": tn.DEPTH,
+                                    "nose_sigma": tn.NOSE_SIGMA}, "unit": "the eye distance"}
     if drawn_smile(spec) is not None:  # at the photo's resolution only
         from . import smile as sm
 
@@ -475,17 +501,17 @@ def iter_memory_frames(model, latent: torch.Tensor, space: str, spec: MemorySpec
 
 
 def _drawn_for_photo(model, spec: MemorySpec, directions, photo: PhotoFrame, driving: np.ndarray) -> dict[str, Any]:
-    """render_photo's `lids`, `smile` and `landmarks` (MTCNN's on the photo, carried into the driving frames' pixels;
-    on the pivot frame where the photo shows no face) for a spec: {} when nothing is drawn."""
-    lids, smile = lid_curve(spec, directions), drawn_smile(spec)
-    if lids is None and smile is None:
+    """render_photo's `lids`, `smile`, `turn` and `landmarks` (MTCNN's on the photo, carried into the driving frames'
+    pixels; on the pivot frame where the photo shows no face) for a spec: {} when nothing is drawn."""
+    lids, smile, turn = lid_curve(spec, directions), drawn_smile(spec), drawn_turn(spec)
+    if lids is None and smile is None and turn is None:
         return {}
     from .eyelids import face_landmarks, photo_landmarks
 
     lm = photo_landmarks(photo.canvas)
     to = _to_driving(model, photo, driving)
     lm = lm @ to[:, :2].T + to[:, 2] if lm is not None else face_landmarks(driving[0], photo.canonical)
-    return {"lids": lids, "smile": smile, "landmarks": lm}
+    return {"lids": lids, "smile": smile, "turn": turn, "landmarks": lm}
 
 def memory_from_file(latent_path: str | os.PathLike, outs: Sequence[str | os.PathLike], spec: MemorySpec, *,
                      model_name: str | None = None, device: str = "cpu", upscaler=None,

@@ -14,8 +14,9 @@
 4. What warping cannot explain (teeth, a closed eyelid: the frame minus the warped pivot frame) is added as the
    generator's residual, in brightness only (the model's colours would tint the photo), with a dead zone (RESIDUAL_DEADZONE) so flow errors do not leak in, inside the core of
    the feathered ellipse only.
-5. Drawn at the photo's resolution, in the pivot's coordinates and carried by the frame's flow: the mouth's corners'
-   lift of a smile (`faces.smile`, added to the flow) and the eyelids of a blink (`faces.eyelids`, a layer).
+5. Drawn at the photo's resolution, in the pivot's coordinates and carried by the frame's flow: the head's turn
+   (`faces.turn`, the face rotated as a solid) and the mouth's corners' lift of a smile (`faces.smile`), both added
+   to the flow, and the eyelids of a blink (`faces.eyelids`, a layer).
 `iter_photo_frames` yields the same frames one at a time, holding three neighbouring flows, for a clip streamed into
 its MP4 (`memory.make_memory`); `render_photo` computes every flow at once and is its reference.
 A frame whose model image is the pivot's (frame 0 of every motion) is the canvas itself, bit for bit. A tight photo
@@ -218,28 +219,40 @@ class _Warp:
 
 class Drawn:
     """What a photo memory draws besides the model's motion, per frame, in the pivot's aligned coordinates at the
-    flow's side: the smile's corners (`faces.smile`: offsets added to the flow) and the eyelids (`faces.eyelids`:
-    a layer). `landmarks`: (5, 2) in the model frames' continuous pixels (r px); lids, smile: (T,) or None."""
+    flow's side: the head's turn (`faces.turn`) and the smile's corners (`faces.smile`), offsets added to the flow,
+    and the eyelids (`faces.eyelids`: a layer). `landmarks`: (5, 2) in the model frames' continuous pixels (r px);
+    lids, smile: (T,) or None; turn: (T,) degrees or None; weight: (side, side) the face ellipse the turn fades with."""
 
-    def __init__(self, landmarks: np.ndarray, r: int, side: int, lids: np.ndarray | None, smile: np.ndarray | None):
+    def __init__(self, landmarks: np.ndarray, r: int, side: int, lids: np.ndarray | None, smile: np.ndarray | None,
+                 turn: np.ndarray | None = None, weight: np.ndarray | None = None):
         self.lm = np.asarray(landmarks, np.float64).reshape(5, 2) * (side / r)
         self.side = side
         self.eye_distance = float(np.linalg.norm(self.lm[1] - self.lm[0]))  # at side
-        self.lids, self.smile = lids, smile
+        self.lids, self.smile, self.turn = lids, smile, turn
+        self._solid = None
+        if turn is not None:
+            from .turn import Turn
+
+            self._solid = Turn(side, side, self.lm, weight)
 
     def active(self, i: int) -> bool:
-        return bool((self.lids is not None and self.lids[i] > 0) or (self.smile is not None and self.smile[i] != 0))
+        return bool((self.lids is not None and self.lids[i] > 0) or (self.smile is not None and self.smile[i] != 0)
+                    or (self.turn is not None and self.turn[i] != 0))
 
     def at(self, i: int, flow: np.ndarray, gx: np.ndarray, gy: np.ndarray):
         """(the flow the photo is sampled through, None or (the lid skin's flow, the skin below's flow, the lid's
         maps: `eyelids.eyelid_warp`))."""
         cv2 = _cv2()
         here = (gx + flow[..., 0], gy + flow[..., 1])  # p + f(p): where the pivot's features are in this frame
-        sample = flow
+        sample, off = flow, None
+        if self.turn is not None and self.turn[i] != 0:
+            off = self._solid.offsets(float(self.turn[i]))
         if self.smile is not None and self.smile[i] != 0:
             from .smile import smile_offsets
 
-            off = smile_offsets(self.side, self.side, self.lm[3:5], self.eye_distance, float(self.smile[i]))
+            s = smile_offsets(self.side, self.side, self.lm[3:5], self.eye_distance, float(self.smile[i]))
+            off = s if off is None else off + s
+        if off is not None:
             sample = flow + cv2.remap(off, *here, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         if self.lids is None or self.lids[i] <= 0:
             return sample, None
@@ -257,17 +270,19 @@ def _check_photo_input(canvas: np.ndarray, frames: np.ndarray) -> None:
 
 
 def _drawn(frames: np.ndarray, side: int, lids: np.ndarray | None, smile: np.ndarray | None,
-           landmarks: np.ndarray | None) -> Drawn | None:
-    for name, c in (("lids", lids), ("smile", smile)):
+           landmarks: np.ndarray | None, turn: np.ndarray | None = None, weight: np.ndarray | None = None) -> Drawn | None:
+    for name, c in (("lids", lids), ("smile", smile), ("turn", turn)):
         if c is not None and (c.shape != (len(frames),) or landmarks is None):
             raise ValueError(f"{name} needs one value per frame ({len(frames)}) and the face's landmarks")
-    return None if lids is None and smile is None else Drawn(landmarks, frames.shape[1], side, lids, smile)
+    if lids is None and smile is None and turn is None:
+        return None
+    return Drawn(landmarks, frames.shape[1], side, lids, smile, turn, weight)
 
 
 def render_photo(canvas: np.ndarray, to_aligned: np.ndarray, frames: np.ndarray, canonical: np.ndarray, *,
                  flow_side: int = FLOW_SIDE, residual: bool = True, lids: np.ndarray | None = None,
                  smile: np.ndarray | None = None, landmarks: np.ndarray | None = None,
-                 progress: Progress | None = None) -> np.ndarray:
+                 turn: np.ndarray | None = None, progress: Progress | None = None) -> np.ndarray:
     """The photo memory's frames (T, H, W, 3) uint8 at the canvas's size, every flow computed at once (the reference
     for `iter_photo_frames`).
 
@@ -275,15 +290,16 @@ def render_photo(canvas: np.ndarray, to_aligned: np.ndarray, frames: np.ndarray,
     the model frames are in. frames: (T, r, r, 3) uint8, the generator along the motion; frame 0 is the pivot.
     canonical: (5, 2) canonical landmarks of the crop recipe (in [0, 1]), which place the face ellipse.
     lids: (T,) eyelid closure per frame in [0, 1] (a blink, `faces.eyelids`); smile: (T,) the mouth's corners' lift
-    (`faces.smile`); both need landmarks: (5, 2) the face's landmarks in the model frames' continuous pixels. Both are
-    drawn after the flow's regularisation (whose blur would soften the lid's edge) and apart from the residual."""
+    (`faces.smile`); turn: (T,) the head's drawn turn in degrees (`faces.turn`); each needs landmarks: (5, 2) the
+    face's landmarks in the model frames' continuous pixels. They are drawn after the flow's regularisation (whose
+    blur would soften the lid's edge) and apart from the residual."""
     _check_photo_input(canvas, frames)
     r = frames.shape[1]
     side = max(flow_side, r)
     weight = face_weight(side, canonical)
     flows, up, still = model_flows(frames, side)
     flows = regularize(flows, still, weight)
-    drawn = _drawn(frames, side, lids, smile, landmarks)
+    drawn = _drawn(frames, side, lids, smile, landmarks, turn, weight)
     warp = _Warp(canvas, to_aligned, r, side, weight)
     out = np.repeat(canvas[None], len(frames), axis=0)
     if warp.box is None:
@@ -299,15 +315,15 @@ def render_photo(canvas: np.ndarray, to_aligned: np.ndarray, frames: np.ndarray,
 def iter_photo_frames(canvas: np.ndarray, to_aligned: np.ndarray, frames: np.ndarray, canonical: np.ndarray, *,
                       flow_side: int = FLOW_SIDE, residual: bool = True, lids: np.ndarray | None = None,
                       smile: np.ndarray | None = None, landmarks: np.ndarray | None = None,
-                      progress: Progress | None = None) -> Iterator[np.ndarray]:
+                      turn: np.ndarray | None = None, progress: Progress | None = None) -> Iterator[np.ndarray]:
     """`render_photo`'s frames one at a time, each (H, W, 3) uint8, the same pixels: the flows of at most three
     neighbouring frames are held (the [1, 2, 1] average needs frame i - 1 and i + 1; the loop's wrap-around meets
     the pivot, whose flow is zero), so memory does not grow with the clip's length."""
     _check_photo_input(canvas, frames)
     t, r = frames.shape[0], frames.shape[1]
     side = max(flow_side, r)
-    drawn = _drawn(frames, side, lids, smile, landmarks)
     weight = face_weight(side, canonical)[:, :, None]
+    drawn = _drawn(frames, side, lids, smile, landmarks, turn, weight[..., 0])
     sigma = max(0.5, FLOW_SMOOTH * side)
     warp = _Warp(canvas, to_aligned, r, side, weight[..., 0])
     up_pivot = _upsampled(frames[0], side)
