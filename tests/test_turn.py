@@ -87,3 +87,17 @@ def test_a_photo_memory_draws_part_of_the_turn_and_says_so():
     model = memory_latents(lat, "z", model_spec, directions=dirs)
     assert torch.allclose(photo[:, 0], tn.MODEL_SHARE * model[:, 0], atol=1e-5)  # the model turns by its share only
     assert torch.allclose(photo[:, 1], model[:, 1], atol=1e-5)  # the nod is the model's, whole
+
+
+def test_the_recipe_records_the_drawn_turn():
+    from types import SimpleNamespace
+
+    from dgf_core.faces import turn as tn
+    from dgf_core.faces.memory import MemorySpec, memory_recipe
+
+    model = SimpleNamespace(name="m", weights_sha256="0" * 64)
+    spec = MemorySpec(frames=24, fps=12, motion="look-around", render="photo", mark=False)
+    recipe = memory_recipe(model, torch.zeros(1, 4), "z", spec, size=(64, 80))
+    assert recipe["turn"]["degrees"] == tn.DEGREES and recipe["turn"]["model_share"] == tn.MODEL_SHARE
+    assert "turn" not in memory_recipe(model, torch.zeros(1, 4), "z", MemorySpec(frames=24, fps=12, motion="smile",
+                                                                                render="photo"), size=(64, 80))
