@@ -249,7 +249,13 @@ def main(argv=None) -> int:
     p.add_argument("--turn", default=None, metavar="DEGREES[:SHARE]",
                    help="a trial: the drawn turn's degrees at the yaw curve's full extent and the model's share of it "
                         "(faces/turn.py's DEGREES and MODEL_SHARE; 0:1 is the turn before the drawn one)")
+    p.add_argument("--smile-lift", type=float, default=None,
+                   help="a trial: how far the drawn smile lifts the mouth's corners (faces/smile.py's LIFT, of the eye distance)")
     a = p.parse_args(argv)
+    if a.smile_lift is not None:
+        from dgf_core.faces import smile
+
+        smile.LIFT = a.smile_lift
     if a.turn is not None:
         from dgf_core.faces import turn
 
@@ -424,7 +430,7 @@ def main(argv=None) -> int:
 
 
 def write_results(a, model, judge_thr: float, motions: list[str], rows: list, skipped: dict, failures: list) -> dict:
-    from dgf_core.faces import turn
+    from dgf_core.faces import smile, turn
 
     summary = {}
     for motion in motions:
@@ -439,6 +445,17 @@ def write_results(a, model, judge_thr: float, motions: list[str], rows: list, sk
             if yaw:  # the share of clips that turn the head at least 10 degrees each way
                 summary[motion]["yaw_10_degrees_both_ways_share"] = round(
                     sum(lo <= -10 and hi >= 10 for lo, hi in yaw) / len(yaw), 3)
+                # half the swing from one side to the other: frame 0's own reading (a few degrees of landmark noise)
+                # does not move it
+                summary[motion]["yaw_half_swing_10_degrees_share"] = round(
+                    sum((hi - lo) / 2 >= 10 for lo, hi in yaw) / len(yaw), 3)
+                summary[motion]["yaw_half_swing_degrees_min"] = round(min((hi - lo) / 2 for lo, hi in yaw), 1)
+            other = [x["judge_frames_to_other_photo_mean"] for x in ms if "judge_frames_to_other_photo_mean" in x]
+            if other:  # against another photo of the same person: the frames' mean and the photo's own
+                summary[motion]["judge_frames_to_other_photo_mean"] = round(statistics.mean(other), 4)
+                summary[motion]["judge_photo_to_other_photo_mean"] = round(statistics.mean(
+                    r["judge_photo_to_other_photo"] for r in rows
+                    if motion in r["motions"] and "judge_frames_to_other_photo_mean" in r["motions"][motion]), 4)
             low = [x for x in ms if x.get("smile_prob_frame0", 1.0) < 0.3]
             if low:  # the smile target: photos that start below 0.3
                 summary[motion]["smile_rise_on_low_start_mean"] = round(
@@ -451,7 +468,7 @@ def write_results(a, model, judge_thr: float, motions: list[str], rows: list, sk
                "yaw_degrees_range (look-around)": "at least -10 and +10", "background_change_mean": "< 0.5",
                "age_change_years_max (not age)": "<= 3", "female_prob_change_max (not gender)": "<= 0.1",
                "smile_rise_on_low_start_mean (smile)": ">= 0.4"},
-           "turn": {"degrees": turn.DEGREES, "model_share": turn.MODEL_SHARE},
+           "turn": {"degrees": turn.DEGREES, "model_share": turn.MODEL_SHARE}, "smile_lift": smile.LIFT,
            "summary": summary, "skipped_motions": skipped, "failures": failures, "photos": rows,
            "threads": torch.get_num_threads()}
     write_json_atomic(out, a.json)

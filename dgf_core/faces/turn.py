@@ -25,8 +25,8 @@ import math
 
 import numpy as np
 
-MODEL_SHARE = 0.5  # of the yaw curve moved along the model's direction at the photo's resolution
-DEGREES = 7.0  # the drawn turn at the yaw curve's full extent
+MODEL_SHARE = 0.3  # of the yaw curve moved along the model's direction at the photo's resolution
+DEGREES = 11.0  # the drawn turn at the yaw curve's full extent
 HALF_WIDTH, HALF_HEIGHT, DEPTH = 1.05, 1.45, 1.0  # the ellipsoid, in eye distances
 NOSE_SIGMA = 0.2  # the nose ridge's Gaussian sigma across (eye distances); along it, twice that
 RIM_SMOOTH = 0.15  # Gaussian sigma (eye distances) that rounds the ellipsoid's rim
