@@ -38,6 +38,7 @@ def test_generate_by_path_and_dry_run(weights, tmp_path, capsys):
     ("tiny", ["--seeds", "4294967296"], "seed must be an integer"),
     ("tiny", ["--seeds", "1", "--truncation", "2"], "truncation"),
     ("no-such-model", ["--seeds", "1"], "available: tiny"),
+    ("tiny", ["--seeds", "1-4", "--grid", "8"], "must end in .png"),  # a grid size where a file name goes
 ])
 def test_generate_errors_are_one_clear_line(weights, tmp_path, capsys, model, extra, message):
     assert main(["generate", "--model", model, "--out", str(tmp_path / "o"), *extra]) == 2

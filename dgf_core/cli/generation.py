@@ -13,7 +13,7 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="model name in weights/ or a model folder")
     p.add_argument("--seeds", required=True, help="e.g. 0-63 or 1,7,42")
     p.add_argument("--out", required=True, help="output folder: seed000042.png per seed")
-    p.add_argument("--grid", default=None, help="also write all seeds as one grid PNG")
+    p.add_argument("--grid", default=None, help="also write all seeds as one grid PNG to this file (NAME.png)")
     p.add_argument("--truncation", type=float, default=1.0, help="psi in [0, 1]; 1 = none")
     p.add_argument("--mix-seed", type=int, default=None,
                    help="style mixing (StyleGAN2): fine styles from this seed, coarse styles from each --seeds seed")
@@ -29,6 +29,8 @@ def cmd_generate(a: argparse.Namespace) -> int:
     from ..latent import check_seed, check_truncation, parse_seeds
 
     seeds = parse_seeds(a.seeds, max_count=100_000)
+    if a.grid is not None and not a.grid.lower().endswith(".png"):
+        raise ValueError(f"--grid is the grid's file name and must end in .png, got {a.grid!r} (e.g. --grid grid.png)")
     psi = check_truncation(a.truncation)
     mix_seed = check_seed(a.mix_seed) if a.mix_seed is not None else None
     pipe = FacePipeline.from_pretrained(a.model, device=a.device)
