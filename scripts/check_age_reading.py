@@ -38,6 +38,7 @@ def main(argv=None) -> int:
     p.add_argument("--utkface", required=True)
     p.add_argument("--n", type=int, default=120)
     p.add_argument("--model", default="stylegan2-celeba64", help="whose crop recipe and resolution the crops take")
+    p.add_argument("--classifier", default=None, help="age / gender classifier folder (default weights/attributes-utkface)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", required=True)
     a = p.parse_args(argv)
@@ -48,7 +49,8 @@ def main(argv=None) -> int:
     recipe, res = mm.model_recipe(model.card), int(model.config.resolution)
     det = mm.load_detector("cpu")
     canon = load_canonical(recipe)
-    clf = mm.load_classifier(mm.default_weights_dir() / "attributes-utkface")
+    clf_path = Path(a.classifier) if a.classifier else mm.default_weights_dir() / "attributes-utkface"
+    clf = mm.load_classifier(clf_path)
     files = mm.list_images(Path(a.utkface), "heldout")
     files = files[:: max(1, len(files) // a.n)][: a.n]
     rng = np.random.default_rng(0)
@@ -79,7 +81,7 @@ def main(argv=None) -> int:
             floor_age += list(ra["age"][1:] - ra["age"][0])
             floor_female += list(ra["female"][1:] - ra["female"][0])
     out = {"what": "the age / gender classifier's reading under changes that are not the face's (scripts/check_age_reading.py)",
-           "classifier": "weights/attributes-utkface", "crop": {"recipe": recipe, "side": res},
+           "classifier": str(clf_path), "crop": {"recipe": recipe, "side": res},
            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "args": vars(a),
            "fixed_crop_moved_age_years": {k: stats(v) for k, v in moved.items()},
            "realigned_floor": {"age_years": stats(floor_age), "female_prob": stats(floor_female),

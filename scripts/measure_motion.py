@@ -249,6 +249,8 @@ def main(argv=None) -> int:
     p.add_argument("--turn", default=None, metavar="DEGREES[:SHARE]",
                    help="a trial: the drawn turn's degrees at the yaw curve's full extent and the model's share of it "
                         "(faces/turn.py's DEGREES and MODEL_SHARE; 0:1 is the turn before the drawn one)")
+    p.add_argument("--age-classifier", default=None,
+                   help="the age / gender classifier folder that reads the unwanted change (default weights/attributes-utkface)")
     p.add_argument("--smile-lift", type=float, default=None,
                    help="a trial: how far the drawn smile lifts the mouth's corners (faces/smile.py's LIFT, of the eye distance)")
     a = p.parse_args(argv)
@@ -281,7 +283,7 @@ def main(argv=None) -> int:
     like = default_likeness()
     judge = load_likeness(default_weights_dir() / "identity-celeba200-judge")
     judge_thr = float(judge.card["heldout_verification"]["eer_threshold"])
-    classifier = load_classifier(default_weights_dir() / "attributes-utkface")
+    classifier = load_classifier(Path(a.age_classifier) if a.age_classifier else default_weights_dir() / "attributes-utkface")
     celeba_attrs = load_classifier(default_weights_dir() / "attributes-celeba")
     upscaler = None
     if a.x4:
