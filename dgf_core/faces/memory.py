@@ -122,28 +122,31 @@ def lid_curve(spec: MemorySpec, directions: dict[str, torch.Tensor] | None) -> n
     return None if c is None or not np.any(c > 0) else np.clip(np.asarray(c, np.float64), 0.0, 1.0)
 
 
-def drawn_smile(spec: MemorySpec) -> np.ndarray | None:
-    """(T,) how far the photo's mouth corners lift per frame (`faces.smile`), at the photo's resolution only: the
-    spec's `smile` curve, which also moves the model's smile direction; None without one."""
+def _photo_curve(spec: MemorySpec, name: str) -> np.ndarray | None:
+    """(T,) the spec's motion curve `name` when the clip is drawn at the photo's resolution and the curve moves;
+    else None."""
     from ..generation.motion import motion_curves
 
     if not spec.motion or spec.render != "photo":
         return None
-    c = motion_curves(spec.motion, spec.frames, spec.fps).get("smile")
+    c = motion_curves(spec.motion, spec.frames, spec.fps).get(name)
     return None if c is None or not np.any(c != 0) else np.asarray(c, np.float64)
+
+
+def drawn_smile(spec: MemorySpec) -> np.ndarray | None:
+    """(T,) how far the photo's mouth corners lift per frame (`faces.smile`), at the photo's resolution only: the
+    spec's `smile` curve, which also moves the model's smile direction; None without one."""
+    return _photo_curve(spec, "smile")
 
 
 def drawn_turn(spec: MemorySpec) -> np.ndarray | None:
     """(T,) the head's drawn turn in degrees per frame (`faces.turn`), at the photo's resolution only: the spec's
     `yaw` curve times `turn.DEGREES` (the model's own yaw direction then moves by `turn.MODEL_SHARE` of it); None
     without one."""
-    from ..generation.motion import motion_curves
     from .turn import DEGREES
 
-    if not spec.motion or spec.render != "photo":
-        return None
-    c = motion_curves(spec.motion, spec.frames, spec.fps).get("yaw")
-    return None if c is None or not np.any(c != 0) else DEGREES * np.asarray(c, np.float64)
+    c = _photo_curve(spec, "yaw")
+    return None if c is None else DEGREES * c
 
 
 def _walk_basis(dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -34,16 +34,12 @@ CENTRE_DY = 0.3  # the face's centre below the eyes' midpoint (as the face ellip
 INVERSE_STEPS = 4
 
 
-def _cv2():
-    import cv2
+def face_depth(height: int, width: int, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """For (5, 2) landmarks (MTCNN order) in continuous pixel coordinates: the solid's depth and each pixel centre's
+    position along the eye line from the face's centre, both (height, width) float64 in eye distances, the eye
+    line's unit vector (2,) and the eye distance in pixels."""
+    import cv2  # as faces.eyelids: render, the only caller, has set OpenCV's threads
 
-    cv2.setNumThreads(1)
-    return cv2
-
-
-def face_depth(height: int, width: int, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """The solid's depth (height, width) float64 in eye distances over pixel centres, the eye line's unit vector
-    (2,) and the eye distance in pixels, for (5, 2) landmarks (MTCNN order) in continuous pixel coordinates."""
     from .pose import NOSE_DEPTH
 
     lm = np.asarray(landmarks, np.float64).reshape(5, 2)
@@ -65,13 +61,13 @@ def face_depth(height: int, width: int, landmarks: np.ndarray) -> tuple[np.ndarr
 
     x, y = local(xx, yy)
     nx, ny = local(*lm[2])
-    ex, ey = local(*((lm[0] + lm[1]) / 2))
+    _, ey = local(*((lm[0] + lm[1]) / 2))
     eyes = float(ellipsoid(np.array([-0.5, 0.5]), np.array([ey, ey])).mean())
     at_eyes = float(ridge(np.array([-0.5, 0.5]), np.array([ey, ey]), nx, ny).mean())
     amp = max(0.0, (NOSE_DEPTH - (float(ellipsoid(nx, ny)) - eyes)) / max(1.0 - at_eyes, 1e-6))
     z = ellipsoid(x, y)  # smoothed at its rim, where the sphere's slope is steep (a fold in the warp otherwise)
-    z = _cv2().GaussianBlur(z, (0, 0), RIM_SMOOTH * d)
-    return z + amp * ridge(x, y, nx, ny), u, d
+    z = cv2.GaussianBlur(z, (0, 0), RIM_SMOOTH * d)
+    return z + amp * ridge(x, y, nx, ny), x, u, d
 
 
 class Turn:
@@ -85,13 +81,13 @@ class Turn:
         self.ok = bool(np.all(np.isfinite(lm)) and np.linalg.norm(lm[1] - lm[0]) >= 2.0)
         if not self.ok:
             return
-        z, u, d = face_depth(height, width, lm)
+        z, x, u, d = face_depth(height, width, lm)
         w = np.ones((height, width)) if weight is None else np.asarray(weight, np.float64)
-        self.z = (z - float((z * w).sum() / max(w.sum(), 1e-9))) * d * w  # in pixels, about the mean depth over
-        mid = (lm[0] + lm[1]) / 2                                         # the face: it stays in place as a whole
-        yy, xx = np.mgrid[0:height, 0:width].astype(np.float64) + 0.5
-        self.x = ((xx - mid[0]) * u[0] + (yy - mid[1]) * u[1]) * w  # pixels along the eye line
+        # in pixels; depth about the mean over the face, so that the face as a whole stays in place
+        self.z = (z - float((z * w).sum() / max(w.sum(), 1e-9))) * d * w
+        self.x = x * d * w  # along the eye line
         self.u = u
+        self.grid = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
 
     def offsets(self, degrees: float) -> np.ndarray:
         """(height, width, 2) float32 source offsets (dx, dy) in pixels that turn the face by `degrees` (> 0:
@@ -103,8 +99,9 @@ class Turn:
         t = math.radians(float(degrees))
         along = self.x * (math.cos(t) - 1.0) + self.z * math.sin(t)  # forward, along the eye line
         fwd = np.stack([along * self.u[0], along * self.u[1]], -1).astype(np.float32)
-        cv2 = _cv2()
-        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        import cv2
+
+        gx, gy = self.grid
         for _ in range(INVERSE_STEPS):  # s = p - fwd(s)
             out = -cv2.remap(fwd, gx + out[..., 0], gy + out[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                              borderValue=0)
