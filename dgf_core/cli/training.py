@@ -186,6 +186,9 @@ def add_train_upscaler(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fm-weight", type=float, default=O.fm_weight, help="feature matching on D's activations")
     p.add_argument("--pixel-weight", type=float, default=O.pixel_weight, help="weight of the pixel loss in the GAN phase")
     p.add_argument("--gan-loss", choices=GAN_LOSSES, default=O.gan_loss, help="relativistic: relativistic average GAN (ESRGAN)")
+    p.add_argument("--freq-sigma", type=float, default=O.freq_sigma, metavar="SIGMA",
+                   help="GAN phase: frequency separation (Fritsche et al. 2019): the pixel loss on the Gaussian low-pass "
+                        "of this sigma (HR px), D on the high-pass (default 0: off)")
     p.add_argument("--init-from", default=None, metavar="MODEL",
                    help="start the GAN phase from this upscaler (name in weights/ or a folder), skipping the L1 phase: "
                         "how its GAN end (detail weights) is trained; with --resume, a run that has a state resumes it")
@@ -216,6 +219,7 @@ def cmd_train_upscaler(a: argparse.Namespace) -> int:
         d_lr=a.d_lr, adv_weight=a.adv_weight, fm_weight=a.fm_weight, max_blur=a.max_blur, max_noise=a.max_noise,
         every=a.every, limit=a.limit, eval_every=a.eval_every, checkpoint_every=a.checkpoint_every, seed=a.seed,
         threads=a.threads, resume=a.resume, pixel_weight=a.pixel_weight, gan_loss=a.gan_loss, init_from=a.init_from,
+        freq_sigma=a.freq_sigma,
         checkpoint_minutes=a.checkpoint_minutes, log_every=a.log_every, snapshot_every=a.snapshot_every,
     )
     opts.validate()

@@ -8,6 +8,10 @@
 - phase "gan": pixel_weight * the same pixel loss + adv_weight * adversarial loss + fm_weight * feature matching
   (L1 between the discriminator's activations on real and upscaled patches: the perceptual loss, from the project's
   own network); `gan_loss` "nonsaturating" (D logistic) or "relativistic" (relativistic average GAN, ESRGAN);
+  `freq_sigma` > 0 separates frequencies (Fritsche, Gu & Timofte 2019, "Frequency Separation for Real-World
+  Super-Resolution"): the pixel loss compares only the Gaussian low-pass (that sigma, HR px) of output and target,
+  and D (so the adversarial loss and feature matching) sees only the rest, the high-pass detail, x HIGH_PASS_GAIN:
+  the L1 term no longer pulls invented texture back to the blurred mean, and D's whole capacity goes to the detail;
 - `init_from` (an upscaler folder) starts the GAN phase from its weights (G, G EMA and, when shipped, D) and skips
   the L1 phase: how the GAN end of a shipped upscaler is trained (`export_detail` then writes the run's EMA weights as
   that folder's `detail.safetensors`, the far end of the detail control: generation/upscale.py);
@@ -64,10 +68,12 @@ from .losses import (
     g_relativistic_loss,
 )
 from .loop import stop_signals, truncate_log
-from .sr_data import Degradation, bicubic_down, load_hr_faces, quantize, sr_batch
+from .sr_data import Degradation, bicubic_down, gaussian_blur, load_hr_faces, quantize, sr_batch
 
 LICENCE = "CelebA and UTKFace: non-commercial research only"
 GAN_LOSSES = ("nonsaturating", "relativistic")
+HIGH_PASS_GAIN = 4.0  # D's input under frequency separation: the high-pass x this (images.high_pass's gain)
+MAX_FREQ_SIGMA = 8.0
 
 
 @dataclass
@@ -89,6 +95,7 @@ class UpscalerTrainOptions:
     fm_weight: float = 1e-2
     pixel_weight: float = 1.0  # weight of the pixel loss in the GAN phase (the L1 phase's is 1)
     gan_loss: str = "nonsaturating"  # or "relativistic" (relativistic average GAN, ESRGAN)
+    freq_sigma: float = 0.0  # > 0: frequency separation (pixel loss on the low-pass, D on the high-pass; HR px)
     init_from: str | None = None  # upscaler folder or name in weights/: start the GAN phase from it, no L1 phase
     ema_decay: float = 0.999
     max_blur: float = 1.2
@@ -119,6 +126,8 @@ class UpscalerTrainOptions:
         for name in ("pixel_weight", "adv_weight", "fm_weight"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0")
+        if not (math.isfinite(self.freq_sigma) and 0 <= self.freq_sigma <= MAX_FREQ_SIGMA):
+            raise ValueError(f"--freq-sigma must be in 0..{MAX_FREQ_SIGMA} HR pixels (0: off), got {self.freq_sigma}")
         if self.gan_loss not in GAN_LOSSES:
             raise ValueError(f"--gan-loss must be one of {', '.join(GAN_LOSSES)}, got {self.gan_loss!r}")
         if self.snapshot_every < 0:
@@ -150,6 +159,24 @@ class UpscalerTrainOptions:
 
 def pixel_loss(out2: torch.Tensor, out4: torch.Tensor, hr2: torch.Tensor, hr: torch.Tensor, x2_weight: float) -> torch.Tensor:
     return F.l1_loss(out4, hr) + x2_weight * F.l1_loss(out2, hr2)
+
+
+def split_frequencies(x: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, C, H, W) -> (low, high): its Gaussian blur (sigma px, reflect padding; differentiable) and x - low."""
+    low = gaussian_blur(x, torch.full((x.shape[0],), float(sigma), device=x.device))
+    return low, x - low
+
+
+def separated_pixel_loss(out2: torch.Tensor, out4: torch.Tensor, hr2: torch.Tensor, hr: torch.Tensor, x2_weight: float,
+                         sigma: float) -> torch.Tensor:
+    """`pixel_loss` on the low-pass only (sigma HR px at x4, sigma / 2 at x2): detail above it is left to D."""
+    return pixel_loss(split_frequencies(out2, sigma / 2)[0], split_frequencies(out4, sigma)[0],
+                      split_frequencies(hr2, sigma / 2)[0], split_frequencies(hr, sigma)[0], x2_weight)
+
+
+def d_view(x: torch.Tensor, freq_sigma: float) -> torch.Tensor:
+    """What D sees of an HR image: all of it, or under frequency separation its high-pass x HIGH_PASS_GAIN."""
+    return split_frequencies(x, freq_sigma)[1] * HIGH_PASS_GAIN if freq_sigma > 0 else x
 
 
 def d_adversarial_loss(kind: str, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -295,24 +322,26 @@ def train_step(st: SRTrainState, faces: torch.Tensor, opts: UpscalerTrainOptions
     g, d = st.g, st.d
     lr_u, hr2, hr = sr_batch(faces, opts.batch_size, opts.patch, st.gen, deg)
     rec: dict[str, Any] = {}
+    sigma = opts.freq_sigma if phase == "gan" else 0.0  # the L1 phase always matches every frequency
     if phase == "gan":
         with torch.no_grad():
             fake = g(lr_u, 4)
-        real_logits, _ = d(hr)
-        fake_logits, _ = d(fake)
+        real_logits, _ = d(d_view(hr, sigma))
+        fake_logits, _ = d(d_view(fake, sigma))
         loss_d = d_adversarial_loss(opts.gan_loss, real_logits, fake_logits)
         st.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         st.opt_d.step()
         rec["d"] = loss_d.item()
     out2, out4 = g.forward_both(lr_u)
-    loss = pixel_loss(out2, out4, hr2, hr, opts.x2_weight)
+    loss = (separated_pixel_loss(out2, out4, hr2, hr, opts.x2_weight, sigma) if sigma > 0
+            else pixel_loss(out2, out4, hr2, hr, opts.x2_weight))
     rec["l1"] = loss.item()
     if phase == "gan":
         d.requires_grad_(False)
-        fake_logits, fake_feats = d(out4)
+        fake_logits, fake_feats = d(d_view(out4, sigma))
         with torch.no_grad():
-            real_logits, real_feats = d(hr)
+            real_logits, real_feats = d(d_view(hr, sigma))
         adv = g_adversarial_loss(opts.gan_loss, real_logits, fake_logits)
         fm = feature_matching_loss(fake_feats, real_feats)
         loss = opts.pixel_weight * loss + opts.adv_weight * adv + opts.fm_weight * fm
@@ -427,9 +456,12 @@ def train_upscaler(opts: UpscalerTrainOptions, log=print) -> Path:
 # ---- the GAN end as the detail weights of an upscaler folder ----------------------------------------------------
 
 def gan_loss_description(o: dict[str, Any]) -> str:
+    sigma = o.get("freq_sigma") or 0.0
+    sep = (f"; frequency separation: L1 on the Gaussian low-pass (sigma {sigma:g} HR px), D on the high-pass x "
+           f"{HIGH_PASS_GAIN:g}") if sigma > 0 else ""
     return (f"{o['pixel_weight']:g} x (L1(x4) + {o['x2_weight']:g} L1(x2)) + {o['adv_weight']:g} "
             f"{o['gan_loss']} adversarial + {o['fm_weight']:g} feature matching (D's activations); "
-            f"D {'relativistic average' if o['gan_loss'] == 'relativistic' else 'logistic'}")
+            f"D {'relativistic average' if o['gan_loss'] == 'relativistic' else 'logistic'}{sep}")
 
 
 def export_detail(run: str | Path, into: str | Path, log=print, snapshot: str | None = None) -> Path:
