@@ -99,6 +99,5 @@ def model_picker() -> str:
         st.stop()
     default = registry.default_generator()
     name = st.sidebar.selectbox("Model", names, index=names.index(default), key="model")
-    e = registry.describe(name)
-    st.sidebar.caption(f"{e.family}, {e.resolution}x{e.resolution}. {e.description}")
+    st.sidebar.caption(registry.describe_line(registry.describe(name)))
     return name

@@ -145,6 +145,19 @@ def test_card_metrics_show_what_exists(tmp_path):
     assert registry.card_metrics(registry.describe("continued", tmp_path))["images seen"] == "304,000"
     text = registry.card_markdown(registry.describe("full", tmp_path))
     assert text.startswith("**full** (dcgan, 16×16)") and "- memorization ratio: 1.041" in text
+    assert "status" not in text and registry.describe_line(registry.describe("full", tmp_path)) == "dcgan, 16×16. x"
+
+
+def test_a_model_in_training_says_so_everywhere(tmp_path, monkeypatch):
+    from ui.common import model_info
+
+    make_tiny_dcgan(tmp_path / "wip", card={"description": "x", "status": "in training: not yet as real as the others"})
+    e = registry.describe("wip", tmp_path)
+    assert registry.status(e) == "in training: not yet as real as the others"
+    assert registry.card_markdown(e).split("\n")[1] == "- **status: in training: not yet as real as the others**"
+    assert registry.describe_line(e).endswith("x **Status: in training: not yet as real as the others**")
+    monkeypatch.setenv("DGF_WEIGHTS_DIR", str(tmp_path))
+    assert "Status: in training" in model_info("wip")
 
 
 def test_scratch_cap_evicts_the_oldest_folders_first(tmp_path):

@@ -84,8 +84,7 @@ def model_info(name: str | None) -> str:
     if not name:
         return (f"**No generator found** in the weights folder ({registry.default_weights_dir()}). Put a model folder "
                 "there (see README) or set `DGF_WEIGHTS_DIR`, then reload.")
-    e = registry.describe(name)
-    return f"**{e.name}**: {e.family}, {e.resolution}×{e.resolution}. {e.description}"
+    return f"**{name}**: {registry.describe_line(registry.describe(name))}"
 
 
 def refresh_models(current: str | None):

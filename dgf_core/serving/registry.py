@@ -7,7 +7,8 @@ every dropdown as soon as it is registered in `dgf_core.models` and its folder i
 
 `upscalers()` lists the upscaler folders the same way (`default_upscaler()` is the one the UIs' upscale
 option uses); `default_pair()` is what the Compare views open with; `card_metrics()` / `card_markdown()`
-show what a model card says about quality and training ("not evaluated" where it says nothing).
+show what a model card says about quality and training ("not evaluated" where it says nothing); `status()` the
+card's status line (a model shipped while still in training says so in every picker, `describe_line()`).
 
 `PipelineCache` loads each generator once and hands the same read-only `FacePipeline` to every request
 and thread (`UpscalerCache`: each `Upscaler`; `ModelCache(kind="projection")`: each generator as a
@@ -160,9 +161,23 @@ def card_metrics(entry: ModelEntry) -> dict[str, str]:
     }
 
 
+def status(entry: ModelEntry) -> str:
+    """The card's `status` (e.g. that the model is still in training and not yet as good as its targets), or ""
+    for a finished model. Every model description in the UIs shows it."""
+    s = entry.card.get("status")
+    return s.strip() if isinstance(s, str) else ""
+
+
+def describe_line(entry: ModelEntry) -> str:
+    """One line for the model pickers: family, size, description and, when the card has one, its status."""
+    line = f"{entry.family}, {entry.resolution}×{entry.resolution}. {entry.description}"
+    return line + (f" **Status: {status(entry)}**" if status(entry) else "")
+
+
 def card_markdown(entry: ModelEntry) -> str:
     """A short Markdown block naming the model and its card metrics (the Compare views show it under each image)."""
     lines = [f"**{entry.name}** ({entry.family}, {entry.resolution}×{entry.resolution})"]
+    lines += [f"- **status: {status(entry)}**"] if status(entry) else []
     lines += [f"- {k}: {v}" for k, v in card_metrics(entry).items()]
     return "\n".join(lines)
 
