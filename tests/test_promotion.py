@@ -114,6 +114,16 @@ def test_ship_replaces_the_folder_with_a_better_candidate(shipped, tmp_path, cap
     assert not (dest / "directions.json").exists()  # computed from the old weights
     assert (dest / "LICENSE").read_text() == "licence text"
     assert sorted(p.name for p in weights.iterdir()) == ["tiny"]  # no temporary folders left
+    assert "status" not in card
+
+
+def test_ship_with_a_status_and_the_next_ship_drops_it(shipped, tmp_path, capsys):
+    weights, dest, cand = shipped
+    ev = write_eval(tmp_path, cand, face=0.66)
+    assert ship(weights, cand, "--evaluation", str(ev), "--status", "in training") == 0
+    assert read_config(dest)["card"]["status"] == "in training"
+    assert ship(weights, cand, "--evaluation", str(ev), "--force") == 0  # the same again, now without a status
+    assert "status" not in read_config(dest)["card"]
 
 
 def test_ship_keeps_the_shipped_model_when_the_candidate_is_not_better(shipped, tmp_path, capsys):

@@ -47,6 +47,9 @@ def add_ship(sub: argparse._SubParsersAction) -> None:
                    help="the candidate's `evaluate --json` file (else it is evaluated now, like the shipped one)")
     p.add_argument("--weights-dir", default="weights", help="folder of the shipped models (default weights/)")
     p.add_argument("--note", default=None, help="notes for the model card (how it was trained, what it is for)")
+    p.add_argument("--status", default=None,
+                   help="the model's status, shown wherever the apps describe it (e.g. 'in training: not yet at its "
+                        "targets'); a later ship without it drops it")
     p.add_argument("--force", action="store_true", help="ship even if it is not better (the comparison is still printed)")
     add_device(p)
     add_dry_run(p, help="compare and print the verdict; change nothing")
@@ -94,7 +97,7 @@ def cmd_ship(a: argparse.Namespace) -> int:
     if a.dry_run:
         print(f"dry run: {dest} is unchanged")
         return 0
-    dropped = install(candidate, dest, new, a.note)
+    dropped = install(candidate, dest, new, a.note, a.status)
     print(f"shipped {candidate} as {dest}")
     for f in dropped:
         print(f"  removed {dest / f}: computed from the old weights; recompute it for these "

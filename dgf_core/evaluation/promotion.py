@@ -134,8 +134,11 @@ def check_evaluation_of(folder: Path, evaluation: dict[str, Any]) -> None:
                          f"not of {folder} ({sha[:12]}...): evaluate the candidate itself")
 
 
-def install(candidate: Path, dest: Path, evaluation: dict[str, Any], note: str | None = None) -> list[str]:
-    """Copy the candidate's weights and card to `dest` with the evaluation (and note) in the card, atomically:
+def install(candidate: Path, dest: Path, evaluation: dict[str, Any], note: str | None = None,
+            status: str | None = None) -> list[str]:
+    """Copy the candidate's weights and card to `dest` with the evaluation (and note, and status: e.g. "in training,
+    not yet at its targets", shown wherever the UIs describe the model; a later ship without one drops it, since
+    it described other weights) in the card, atomically:
     the new folder is written beside `dest`, then renamed into place. Returns the files of the old folder that
     were computed from its weights and are not carried over."""
     meta = read_config(candidate)  # raises CheckpointError unless it is a dgf-checkpoint config
@@ -146,6 +149,9 @@ def install(candidate: Path, dest: Path, evaluation: dict[str, Any], note: str |
     card.pop("evaluation_psi0.7", None)  # measured on other weights
     if note:
         card["notes"] = note
+    card.pop("status", None)
+    if status:
+        card["status"] = status
     card["shipped_from"] = str(candidate)
     meta["card"] = card
     tmp = dest.with_name(f".{dest.name}.new")
