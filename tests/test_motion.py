@@ -56,7 +56,7 @@ def test_motions_compose_by_adding_curves():
     both = motion_curves("nod,look-around", 48, 24)
     assert np.allclose(both["pitch"], a["pitch"] + b["pitch"]) and np.allclose(both["yaw"], b["yaw"])
     assert set(motion_curves("alive", 96, 24)) == {"pitch", "yaw", "eyes", "smile", DRIFT}
-    assert needed_directions("talk,age") == ["age", "mouth_open", "pitch"]
+    assert needed_directions("talk,age") == ["age", "mouth_open"] and needed_directions("nod,talk") == ["mouth_open", "pitch"]
 
 
 def test_unknown_names_list_the_known_ones():
@@ -90,8 +90,20 @@ def test_memory_latents_with_a_motion_start_at_the_face():
     assert float(move.max()) == pytest.approx(2.5, abs=1e-3) and float((lat - base)[:, [0, 1, 3, 4, 5]].abs().max()) < 1e-6
     drift = memory_latents(base, "z", MemorySpec(frames=12, fps=24, motion="drift"))
     assert torch.equal(drift[0], base[0]) and float((drift - base).norm(dim=1).max()) > 0.1
-    with pytest.raises(MemoryClipError, match="needs the edit directions pitch, smile, yaw"):  # eyes: drawn
+    with pytest.raises(MemoryClipError, match="needs the edit directions smile, yaw"):  # eyes: drawn; pitch: optional
         memory_latents(base, "z", MemorySpec(frames=12, motion="alive"), directions={"age": torch.ones(6)})
+
+
+def test_a_model_without_pitch_still_looks_around_but_cannot_nod():
+    from dgf_core.generation.motion import check_motion
+
+    yaw_only = {"yaw": torch.tensor([1.0, 0.0, 0.0])}
+    check_motion("look-around", yaw_only)
+    curves = motion_curves("look-around", 24, 24, available=yaw_only)
+    assert set(curves) == {"yaw"} and np.allclose(curves["yaw"], motion_curves("look-around", 24, 24)["yaw"])
+    assert "pitch" in motion_curves("look-around", 24, 24, available={**yaw_only, "pitch": torch.zeros(3)})
+    with pytest.raises(MotionError, match="nod needs the edit direction pitch"):
+        check_motion("nod,look-around", yaw_only)
 
 
 def test_extents_are_read_from_directions_json(tmp_path):
@@ -109,7 +121,8 @@ def test_extents_are_read_from_directions_json(tmp_path):
 def test_a_blink_needs_no_eyes_direction_the_eyelids_draw_it():
     from dgf_core.generation.motion import DRAWN, OPTIONAL, check_motion, motion_curves, needed_directions
 
-    assert needed_directions("alive") == ["eyes", "pitch", "smile", "yaw"] and DRAWN == ("eyes",) and OPTIONAL == {}
+    assert needed_directions("alive") == ["eyes", "smile", "yaw"] and DRAWN == ("eyes",)
+    assert OPTIONAL == {"look-around": ("pitch",), "alive": ("pitch",), "talk": ("pitch",)}
     no_eyes = {k: torch.zeros(4) for k in ("pitch", "smile", "yaw")}
     check_motion("alive,blink", no_eyes)  # the StyleGAN2 ships no eyes direction: the eyelids draw the blink
     assert "eyes" in motion_curves("alive", 96, 24, available=no_eyes)

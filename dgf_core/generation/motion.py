@@ -143,7 +143,9 @@ PRESETS: dict[str, tuple[Preset, str]] = {
 }
 KNOWN = tuple(PRESETS)
 # parts of a preset that a model may lack (none today: `eyes`, the blink, is DRAWN where a model has no direction)
-OPTIONAL: dict[str, tuple[str, ...]] = {}
+# parts of a preset that a model without the direction leaves out instead of refusing the motion: the slight nod
+# inside a look around, a breath or a phrase (a `nod` asked for by name still needs `pitch`)
+OPTIONAL: dict[str, tuple[str, ...]] = {"look-around": ("pitch",), "alive": ("pitch",), "talk": ("pitch",)}
 # curves a renderer can draw without a latent direction: the eyelids close over the eyes (`faces.eyelids`), so a blink
 # works on every model (through its `eyes` direction where it has one and the clip is the model's own frames)
 DRAWN = ("eyes",)
