@@ -142,7 +142,6 @@ PRESETS: dict[str, tuple[Preset, str]] = {
     "drift": (_drift, "today's memory: a small random walk around the face"),
 }
 KNOWN = tuple(PRESETS)
-# parts of a preset that a model may lack (none today: `eyes`, the blink, is DRAWN where a model has no direction)
 # parts of a preset that a model without the direction leaves out instead of refusing the motion: the slight nod
 # inside a look around, a breath or a phrase (a `nod` asked for by name still needs `pitch`)
 OPTIONAL: dict[str, tuple[str, ...]] = {"look-around": ("pitch",), "alive": ("pitch",), "talk": ("pitch",)}
