@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import zlib
@@ -223,10 +224,27 @@ _LICENCES = {
 
 
 def data_licences(roots: Sequence[str | os.PathLike]) -> list[str]:
-    """The licences of the known face sets found in `roots` (by folder name); unknown folders are flagged."""
+    """The licences of the known face sets found in `roots` (by folder name); an aligned set (`data align`: its
+    summary.json, format dgf-aligned-set/1) has those of the sources it was made from; unknown folders are flagged."""
     found = []
     for r in roots:
+        sources = _aligned_sources(Path(r))
+        if sources:
+            found.extend(data_licences(sources))
+            continue
         parts = str(Path(r).resolve()).lower()
         hits = [text for key, text in _LICENCES.items() if key in parts]
         found.extend(hits or [f"{r}: licence unknown; check before sharing a model trained on it"])
     return sorted(set(found))
+
+
+def _aligned_sources(folder: Path) -> list[str]:
+    """The source folders an aligned face set was made from (its summary.json), or [] when `folder` is not one."""
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(summary, dict) or summary.get("format") != "dgf-aligned-set/1":
+        return []
+    sources = summary.get("sources")
+    return [str(s) for s in sources] if isinstance(sources, dict) else []

@@ -1,3 +1,4 @@
+import json
 import zlib
 
 import pytest
@@ -104,3 +105,17 @@ def test_pack_keeps_names_and_split(tmp_path):
     assert Image.open(packed[0]).size == (16, 16)
     assert data_licences(["/x/celeba/img_align_celeba"]) == ["CelebA (Liu et al. 2015): non-commercial research purposes only"]
     assert "licence unknown" in data_licences(["/x/faces"])[0]
+
+
+
+def test_an_aligned_set_has_the_licences_of_its_sources(tmp_path):
+    from dgf_core.data import data_licences
+
+    aligned = tmp_path / "faces128"
+    aligned.mkdir()
+    (aligned / "summary.json").write_text(json.dumps({"format": "dgf-aligned-set/1", "sources": {
+        "../shared/data/celeba/img_align_celeba": {"files": 6}, "../shared/data/utkface": {"files": 2}}}))
+    assert data_licences([aligned]) == ["CelebA (Liu et al. 2015): non-commercial research purposes only",
+                                        "UTKFace (Zhang et al. 2017): non-commercial research purposes only"]
+    (aligned / "summary.json").write_text(json.dumps({"format": "other", "sources": {"x/celeba": {}}}))
+    assert "licence unknown" in data_licences([aligned])[0]
