@@ -170,14 +170,15 @@ def status(entry: ModelEntry) -> str:
 
 def describe_line(entry: ModelEntry) -> str:
     """One line for the model pickers: family, size, description and, when the card has one, its status."""
-    line = f"{entry.family}, {entry.resolution}×{entry.resolution}. {entry.description}"
-    return line + (f" **Status: {status(entry)}**" if status(entry) else "")
+    line, s = f"{entry.family}, {entry.resolution}×{entry.resolution}. {entry.description}", status(entry)
+    return line + (f" **Status: {s}**" if s else "")
 
 
 def card_markdown(entry: ModelEntry) -> str:
     """A short Markdown block naming the model and its card metrics (the Compare views show it under each image)."""
     lines = [f"**{entry.name}** ({entry.family}, {entry.resolution}×{entry.resolution})"]
-    lines += [f"- **status: {status(entry)}**"] if status(entry) else []
+    s = status(entry)
+    lines += [f"- **status: {s}**"] if s else []
     lines += [f"- {k}: {v}" for k, v in card_metrics(entry).items()]
     return "\n".join(lines)
 

@@ -324,9 +324,10 @@ def train_step(st: SRTrainState, faces: torch.Tensor, opts: UpscalerTrainOptions
     rec: dict[str, Any] = {}
     sigma = opts.freq_sigma if phase == "gan" else 0.0  # the L1 phase always matches every frequency
     if phase == "gan":
+        hr_seen = d_view(hr, sigma)  # what D sees of the real patches, in both of its passes
         with torch.no_grad():
             fake = g(lr_u, 4)
-        real_logits, _ = d(d_view(hr, sigma))
+        real_logits, _ = d(hr_seen)
         fake_logits, _ = d(d_view(fake, sigma))
         loss_d = d_adversarial_loss(opts.gan_loss, real_logits, fake_logits)
         st.opt_d.zero_grad(set_to_none=True)
@@ -341,7 +342,7 @@ def train_step(st: SRTrainState, faces: torch.Tensor, opts: UpscalerTrainOptions
         d.requires_grad_(False)
         fake_logits, fake_feats = d(d_view(out4, sigma))
         with torch.no_grad():
-            real_logits, real_feats = d(d_view(hr, sigma))
+            real_logits, real_feats = d(hr_seen)
         adv = g_adversarial_loss(opts.gan_loss, real_logits, fake_logits)
         fm = feature_matching_loss(fake_feats, real_feats)
         loss = opts.pixel_weight * loss + opts.adv_weight * adv + opts.fm_weight * fm
