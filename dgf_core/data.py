@@ -238,13 +238,27 @@ def data_licences(roots: Sequence[str | os.PathLike]) -> list[str]:
     return sorted(set(found))
 
 
+ALIGNED_SUMMARY = "summary.json"  # an aligned face set's description (`data align`; faces/aligned_set.py)
+ALIGNED_FORMAT = "dgf-aligned-set/1"
+
+
+def read_aligned_summary(folder: str | os.PathLike) -> dict | None:
+    """The summary of an aligned face set in `folder`, or None when it is not one (no summary.json, or another
+    format). A summary.json that is not JSON raises (json.JSONDecodeError): a damaged set is not silently another
+    folder."""
+    path = Path(folder) / ALIGNED_SUMMARY
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    return summary if isinstance(summary, dict) and summary.get("format") == ALIGNED_FORMAT else None
+
+
 def _aligned_sources(folder: Path) -> list[str]:
-    """The source folders an aligned face set was made from (its summary.json), or [] when `folder` is not one."""
+    """The source folders an aligned face set was made from (its summary.json), or [] when `folder` is not one or its
+    summary cannot be read (the licence lookup then flags the folder as unknown)."""
     try:
-        summary = json.loads((folder / "summary.json").read_text())
+        summary = read_aligned_summary(folder)
     except (OSError, ValueError):
         return []
-    if not isinstance(summary, dict) or summary.get("format") != "dgf-aligned-set/1":
-        return []
-    sources = summary.get("sources")
+    sources = (summary or {}).get("sources")
     return [str(s) for s in sources] if isinstance(sources, dict) else []

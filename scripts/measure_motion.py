@@ -23,7 +23,9 @@ Per photo and motion, on the frames the user gets:
 - attributes: the attribute classifier's age (years) and p(female) on each frame's aligned face: the largest change
   from frame 0 (the unwanted change of a motion that is not age or gender); for age also the mean and the 90th
   percentile of |change| over the frames (the largest of 96 readings of a classifier that moves a year or two
-  between near-identical frames overstates a change that lasts);
+  between near-identical frames overstates a change that lasts); the `realigned_*` reading reads each fourth frame
+  through its own landmarks, and --also-age-classifier DIR reads those same crops with a second classifier
+  (`also_realigned_*`: e.g. a separate age judge beside the classifier that learnt the directions);
 - background: mean absolute frame-to-frame change (0..255) outside the feathered face ellipse;
 - seam: mean gradient magnitude in the feather ring (where the motion fades out) in each frame after the first over
   the photo's, the largest and the mean over frames (1: no edge added; a doubled edge raises it);
@@ -251,6 +253,8 @@ def main(argv=None) -> int:
                         "(faces/turn.py's DEGREES and MODEL_SHARE; 0:1 is the turn before the drawn one)")
     p.add_argument("--age-classifier", default=None,
                    help="the age / gender classifier folder that reads the unwanted change (default weights/attributes-utkface)")
+    p.add_argument("--also-age-classifier", default=None,
+                   help="a second age / gender classifier folder: reads the same re-aligned crops (keys also_realigned_*)")
     p.add_argument("--smile-lift", type=float, default=None,
                    help="a trial: how far the drawn smile lifts the mouth's corners (faces/smile.py's LIFT, of the eye distance)")
     a = p.parse_args(argv)
@@ -284,6 +288,7 @@ def main(argv=None) -> int:
     judge = load_likeness(default_weights_dir() / "identity-celeba200-judge")
     judge_thr = float(judge.card["heldout_verification"]["eer_threshold"])
     classifier = load_classifier(Path(a.age_classifier) if a.age_classifier else default_weights_dir() / "attributes-utkface")
+    also = load_classifier(a.also_age_classifier) if a.also_age_classifier else None
     celeba_attrs = load_classifier(default_weights_dir() / "attributes-celeba")
     upscaler = None
     if a.x4:
@@ -408,6 +413,15 @@ def main(argv=None) -> int:
                           "realigned_age_change_years_max": round(float(dage.max()), 2),
                           "realigned_female_prob_change_max": round(float(dfem.max()), 3),
                           "realigned_frames": len(found)})
+                if also is not None:  # the same frames and crops read by a second age / gender classifier
+                    rb = realigned_attributes(frames, found, frame.canonical, max(res, also.native_side(recipe)), also,
+                                              recipe)  # at its own pixels: a crop from the photo's frame, not enlarged
+                    dage, dfem = np.abs(rb["age"] - rb["age"][0]), np.abs(rb["female"] - rb["female"][0])
+                    m.update({"also_realigned_age_change_years_mean": round(float(dage.mean()), 2),
+                              "also_realigned_age_change_years_p90": round(float(np.quantile(dage, 0.9)), 2),
+                              "also_realigned_age_change_years_max": round(float(dage.max()), 2),
+                              "also_realigned_female_prob_change_max": round(float(dfem.max()), 3),
+                              "also_age_frame0_years": round(float(rb["age"][0]), 1)})
             offs = yaw_offsets(frames, detector, found=found)
             if offs:
                 deg = [math.degrees(math.asin(max(-1.0, min(1.0, o / 0.5)))) for o in offs]

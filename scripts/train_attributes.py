@@ -91,6 +91,8 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--resolution", type=int, default=32)
     p.add_argument("--channels", type=int, default=32)
+    p.add_argument("--stages", type=int, default=3, help="stride-2 stages (channels double at each)")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast (age/gender only; CPUs with AVX512-BF16)")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -101,18 +103,20 @@ def main() -> None:
     x, ages, fem = load_split(a.data, "train", a.resolution, a.limit)
     val = load_split(a.data, "heldout", a.resolution, None)
     print(f"decoded {len(x)} train / {len(val[0])} held-out faces in {time.time() - t0:.0f} s", flush=True)
-    cfg = AttributeConfig(resolution=a.resolution, channels=a.channels)
+    cfg = AttributeConfig(resolution=a.resolution, channels=a.channels, stages=a.stages)
     net, card = train_attribute_classifier(x, ages, fem, cfg=cfg, steps=a.steps, minutes=a.minutes, val=val,
-                                           log=lambda m: print(m, flush=True))
+                                           log=lambda m: print(m, flush=True), amp=a.amp)
     card.update({
         "description": "Age (years) and gender classifier for labelling generated faces when learning edit directions. "
-                       "Input: 32x32 faces in UTKFace's chip geometry (alignment recipe 'utkface-chip'); generated faces are "
-                       "warped into it with the canonical landmarks of both crop recipes.",
+                       f"Input: {a.resolution}x{a.resolution} faces in UTKFace's chip geometry (alignment recipe "
+                       "'utkface-chip'); generated faces are warped into it with the canonical landmarks of both crop "
+                       "recipes.",
         "data": "UTKFace aligned & cropped (Zhang et al. 2017): non-commercial research purposes only. Held-out: "
                 "data.is_heldout (crc32(file name) % 20 == 0).",
         "limits": "Trained on UTKFace's labels (apparent age from the data set, binary gender as UTKFace codes it: "
                   "0 male, 1 female); it labels generated samples for direction learning only and must not be used to "
-                  "judge real people. Skewed towards UTKFace's age and ethnicity mix; at 32x32 it sees coarse cues only.",
+                  f"judge real people. Skewed towards UTKFace's age and ethnicity mix; at {a.resolution}x{a.resolution} it "
+                  "sees coarse cues only.",
         "command": "python " + " ".join(sys.argv),
     })
     save_classifier(a.out, net, card)
@@ -121,7 +125,7 @@ def main() -> None:
 
 def train_celeba(a, t0: float) -> None:
     labels = tuple(x.strip() for x in a.labels.split(",") if x.strip())
-    cfg = AttributeConfig(resolution=a.resolution, channels=a.channels, labels=labels)
+    cfg = AttributeConfig(resolution=a.resolution, channels=a.channels, labels=labels, stages=a.stages)
     x, y = load_celeba_split(a.data, a.celeba_attributes, labels, "train", a.resolution, cfg.recipe)
     val = load_celeba_split(a.data, a.celeba_attributes, labels, "heldout", a.resolution, cfg.recipe)
     print(f"decoded {len(x)} train / {len(val[0])} held-out labelled faces in {time.time() - t0:.0f} s", flush=True)

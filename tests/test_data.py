@@ -119,3 +119,11 @@ def test_an_aligned_set_has_the_licences_of_its_sources(tmp_path):
                                         "UTKFace (Zhang et al. 2017): non-commercial research purposes only"]
     (aligned / "summary.json").write_text(json.dumps({"format": "other", "sources": {"x/celeba": {}}}))
     assert "licence unknown" in data_licences([aligned])[0]
+    (aligned / "summary.json").write_text("{not json")  # damaged: the licence lookup flags it, the set's reader raises
+    assert "licence unknown" in data_licences([aligned])[0]
+    from dgf_core.faces.aligned_set import read_summary
+
+    with pytest.raises(json.JSONDecodeError):
+        read_summary(aligned)
+    (aligned / "summary.json").write_text("[1, 2]")
+    assert read_summary(aligned) is None and "licence unknown" in data_licences([aligned])[0]

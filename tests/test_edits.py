@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import make_tiny_dcgan
 
 from dgf_core.checkpoint import load_model
-from dgf_core.faces.alignment import load_canonical
+from dgf_core.faces.alignment import estimate_similarity, invert_transform, load_canonical
 from dgf_core.faces.edits import (
     EditError,
     apply_edits,
@@ -118,6 +119,17 @@ def test_classifier_train_save_load(tmp_path):
         ref = net(batch)
     torch.testing.assert_close(pred["female"], torch.sigmoid(ref[:, 1]))
     assert pred["age"].shape == (5,) and (pred["age"] > -1).all() and clf.net.cfg.age_mean == net.cfg.age_mean
+    deep, card = train_attribute_classifier(x, ages, fem, cfg=AttributeConfig(resolution=16, channels=4, stages=4),
+                                            steps=2, batch_size=16, amp=True)
+    assert card["bf16_autocast"] and all(p.dtype == torch.float32 for p in deep.parameters())
+    assert load_classifier(save_classifier(tmp_path / "deep", deep, card)).net.cfg.stages == 4
+    # the crop side that gives the classifier its own pixels: its resolution in its own geometry, more in a wider one
+    assert clf.native_side("utkface-chip") == 16
+    wide = clf.native_side("celeba-center-crop")
+    assert 16 < wide < 64
+    ratio = wide * float(np.sqrt(abs(np.linalg.det(invert_transform(estimate_similarity(
+        load_canonical("celeba-center-crop"), load_canonical("utkface-chip")))[:, :2])))) / 16
+    assert 1.0 <= ratio < 1.0 + 1 / 16  # recipe_warp reads one source pixel per output pixel (rounded up)
 
 
 class BrightnessClassifier:

@@ -345,3 +345,16 @@ def test_shipped_celeba_classifier_card():
     for label in clf.net.cfg.labels:
         assert card["heldout"][label]["roc_auc"] > 0.6, label
     assert card["heldout"]["Smiling"]["accuracy"] > card["heldout"]["Smiling"]["majority_accuracy"]
+
+
+def test_attribute_net_stages_set_the_depth_and_the_resolution_rule():
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    three = AttributeNet(AttributeConfig(resolution=32, channels=4))
+    assert "features.17.weight" not in three.state_dict() and three.state_dict()["features.15.weight"].shape[0] == 16
+    four = AttributeNet(AttributeConfig(resolution=32, channels=4, stages=4))
+    assert four.state_dict()["features.21.weight"].shape[0] == 32 and four(x).shape == (2, 2)
+    assert four.head[1].in_features == 32
+    with pytest.raises(ValueError, match="multiple of 16"):
+        AttributeConfig(resolution=24, stages=4)
+    with pytest.raises(ValueError, match="stages must be positive"):
+        AttributeConfig(stages=0)

@@ -26,10 +26,10 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..data import is_heldout, list_images, parse_utkface_name
+from ..data import ALIGNED_FORMAT, ALIGNED_SUMMARY, is_heldout, list_images, parse_utkface_name, read_aligned_summary
 
 MANIFEST = "manifest.jsonl"
-SUMMARY = "summary.json"
+SUMMARY = ALIGNED_SUMMARY
 IMAGES = "images"
 JPEG_QUALITY = 95
 DEFAULT_MAX_OUTSIDE = 0.15  # leave out faces whose crop lies beyond the photo by more than this share
@@ -109,12 +109,8 @@ def read_manifest(out: str | os.PathLike) -> dict[str, dict[str, Any]]:
 
 
 def read_summary(folder: str | os.PathLike) -> dict[str, Any] | None:
-    """The summary of an aligned set in `folder`, or None when it is not one."""
-    path = Path(folder) / SUMMARY
-    if not path.is_file():
-        return None
-    summary = json.loads(path.read_text())
-    return summary if summary.get("format") == "dgf-aligned-set/1" else None
+    """The summary of an aligned set in `folder`, or None when it is not one (`data.read_aligned_summary`)."""
+    return read_aligned_summary(folder)
 
 
 def _drop_torn_record(path: Path) -> None:
@@ -229,7 +225,7 @@ def summarize(records, job: AlignJob) -> dict[str, Any]:
         }
     kept = [r for r in records if r["status"] == "ok"]
     ages = [r["age"] for r in kept if "age" in r]
-    return {"format": "dgf-aligned-set/1", "recipe": job.recipe, "resolution": job.resolution,
+    return {"format": ALIGNED_FORMAT, "recipe": job.recipe, "resolution": job.resolution,
             "max_outside": job.max_outside, "files": len(records), "kept": len(kept),
             "heldout_kept": sum(is_heldout(r["name"]) for r in kept), "by_status": _count(records),
             "labelled_ages": len(ages), "share_aged_50_plus": round(float(np.mean(np.array(ages) >= 50)), 4) if ages else None,

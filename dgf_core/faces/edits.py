@@ -84,6 +84,16 @@ class AttributeClassifier:
     card: dict[str, Any]
     sha256: str = ""
 
+    def native_side(self, recipe: str) -> int:
+        """The side of a crop in `recipe`'s geometry from which the classifier's input takes one source pixel per
+        input pixel: a smaller crop is enlarged on its way in (blurred: a 64-px classifier reading a 64-px CelebA
+        centre crop sees a 36-px face enlarged), a larger one shrunk (pre-filtered)."""
+        from .alignment import estimate_similarity, load_canonical
+
+        m = estimate_similarity(load_canonical(self.net.cfg.recipe), load_canonical(recipe))  # classifier -> recipe
+        share = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))  # the classifier's crop's side in the recipe's crop
+        return int(math.ceil(self.net.cfg.resolution / share - 1e-6))
+
     @torch.no_grad()
     def predict(self, images: torch.Tensor, recipe: str, batch_size: int = 256) -> dict[str, torch.Tensor]:
         """(N, 3, R, R) faces in [-1, 1] in the crop geometry `recipe` -> {"age": years (N,), "female": prob (N,)},
@@ -172,9 +182,12 @@ def train_attribute_classifier(
     images_u8: torch.Tensor, ages: torch.Tensor, female: torch.Tensor, *, cfg: AttributeConfig | None = None,
     steps: int = 4000, minutes: float | None = None, batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
     val: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None, log: Callable[[str], None] | None = None,
+    amp: bool = False,
 ) -> tuple[AttributeNet, dict[str, Any]]:
     """Train on (N, 3, R, R) uint8 UTKFace chips with ages (years) and female (0/1) labels. Stops at `steps`
-    or after `minutes` of this process's CPU time. Returns the net (eval mode) and a card with held-out age MAE and gender accuracy."""
+    or after `minutes` of this process's CPU time. `amp`: the forward pass under bf16 autocast (about 2.5x faster
+    on a CPU with AVX512-BF16; the loss in fp32). Returns the net (eval mode) and a card with held-out age MAE and
+    gender accuracy."""
     cfg = cfg or AttributeConfig()
     assert images_u8.shape[1:] == (3, cfg.resolution, cfg.resolution), tuple(images_u8.shape)
     log_age = torch.log1p(ages.float())
@@ -188,11 +201,12 @@ def train_attribute_classifier(
     def batch_loss() -> torch.Tensor:
         idx = torch.randint(0, len(images_u8), (batch_size,), generator=g)
         x = _augment(images_u8[idx].float().div(127.5).sub(1.0), g)
-        out = net(x)
+        with torch.autocast("cpu", torch.bfloat16, enabled=amp):
+            out = net(x).float()
         return F.smooth_l1_loss(out[:, 0], y_age[idx]) + F.binary_cross_entropy_with_logits(out[:, 1], female[idx].float())
 
     card: dict[str, Any] = {**fit_on_cpu_budget(net, opt, batch_loss, steps=steps, minutes=minutes, lr=lr, log=log,
-                                                loss_digits=4), "n_train": len(images_u8)}
+                                                loss_digits=4), "n_train": len(images_u8), "bf16_autocast": amp}
     if val is not None:
         clf = AttributeClassifier(net, {})
         pred = clf.predict(val[0].float().div(127.5).sub(1.0), cfg.recipe)

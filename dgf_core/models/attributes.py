@@ -17,19 +17,22 @@ from torch import nn
 @dataclass
 class AttributeConfig:
     resolution: int = 32
-    channels: int = 32  # first stage; doubled at each of the 3 stride-2 stages
+    channels: int = 32  # first stage; doubled at each stride-2 stage
     age_mean: float = 3.2  # of log(1 + age) on the training set (set by training)
     age_std: float = 0.9
     recipe: str = "utkface-chip"  # the face geometry the classifier expects
     labels: tuple[str, ...] = ()  # binary labels (one logit each) instead of the age/gender head
+    stages: int = 3  # stride-2 stages: R -> R / 2**stages before the average pool
 
     @property
     def n_outputs(self) -> int:
         return len(self.labels) if self.labels else 2
 
     def __post_init__(self) -> None:
-        if self.resolution < 16 or self.resolution % 8:
-            raise ValueError(f"resolution must be a multiple of 8 >= 16, got {self.resolution}")
+        if self.stages < 1:
+            raise ValueError(f"stages must be positive, got {self.stages}")
+        if self.resolution < 16 or self.resolution % 2**self.stages:
+            raise ValueError(f"resolution must be a multiple of {2**self.stages} (2**stages) >= 16, got {self.resolution}")
         if self.channels < 1:
             raise ValueError(f"channels must be positive, got {self.channels}")
         self.labels = tuple(str(x) for x in self.labels)
@@ -46,9 +49,9 @@ class AttributeNet(nn.Module):
     def __init__(self, cfg: AttributeConfig):
         super().__init__()
         self.cfg = cfg
-        c = cfg.channels
-        self.features = nn.Sequential(*_block(3, c), *_block(c, 2 * c), *_block(2 * c, 4 * c))  # R -> R/8
-        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(4 * c, cfg.n_outputs))
+        widths = [3] + [cfg.channels * 2**i for i in range(cfg.stages)]
+        self.features = nn.Sequential(*(m for a, b in zip(widths, widths[1:]) for m in _block(a, b)))  # R -> R/2**stages
+        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(widths[-1], cfg.n_outputs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, 3, R, R) in [-1, 1] -> (N, 2): normalized log-age, gender logit; with labels (N, len(labels)) logits."""
