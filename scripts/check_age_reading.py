@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     p.add_argument("--utkface", required=True)
     p.add_argument("--n", type=int, default=120)
     p.add_argument("--model", default="stylegan2-celeba64", help="whose crop recipe and resolution the crops take")
-    p.add_argument("--classifier", default=None, help="age / gender classifier folder (default weights/attributes-utkface)")
+    p.add_argument("--classifier", default=None, help="age / gender classifier folder (default: measure_motion's reader, weights/age-judge-utkface)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", required=True)
     a = p.parse_args(argv)
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     recipe, res = mm.model_recipe(model.card), int(model.config.resolution)
     det = mm.load_detector("cpu")
     canon = load_canonical(recipe)
-    clf_path = Path(a.classifier) if a.classifier else mm.default_weights_dir() / "attributes-utkface"
+    clf_path = Path(a.classifier) if a.classifier else mm.default_age_reader()
     clf = mm.load_classifier(clf_path)
     side = max(res, clf.native_side(recipe))  # a classifier of more pixels reads a larger crop, not an enlarged one
     files = mm.list_images(Path(a.utkface), "heldout")

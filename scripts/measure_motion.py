@@ -162,6 +162,14 @@ def yaw_offsets(frames: np.ndarray, detector, every: int = 4, found=None) -> lis
     return out
 
 
+def default_age_reader() -> Path:
+    """The age / gender reader of the unwanted change: the judge (weights/age-judge-utkface), kept apart from the
+    classifier that labelled the samples the directions were learnt from (weights/attributes-utkface), as the identity
+    judge is kept apart from tuning; that classifier where the judge is absent."""
+    judge = default_weights_dir() / "age-judge-utkface"
+    return judge if (judge / "config.json").is_file() else default_weights_dir() / "attributes-utkface"
+
+
 SHIFTS = ((0.0, 0.0), (0.015, 0.0), (-0.015, 0.0), (0.0, 0.015), (0.0, -0.015))  # of the crop's side
 
 
@@ -252,7 +260,8 @@ def main(argv=None) -> int:
                    help="a trial: the drawn turn's degrees at the yaw curve's full extent and the model's share of it "
                         "(faces/turn.py's DEGREES and MODEL_SHARE; 0:1 is the turn before the drawn one)")
     p.add_argument("--age-classifier", default=None,
-                   help="the age / gender classifier folder that reads the unwanted change (default weights/attributes-utkface)")
+                   help="the age / gender classifier folder that reads the unwanted change (default "
+                        "weights/age-judge-utkface, or weights/attributes-utkface where the judge is absent)")
     p.add_argument("--also-age-classifier", default=None,
                    help="a second age / gender classifier folder: reads the same re-aligned crops (keys also_realigned_*)")
     p.add_argument("--smile-lift", type=float, default=None,
@@ -287,7 +296,7 @@ def main(argv=None) -> int:
     like = default_likeness()
     judge = load_likeness(default_weights_dir() / "identity-celeba200-judge")
     judge_thr = float(judge.card["heldout_verification"]["eer_threshold"])
-    classifier = load_classifier(Path(a.age_classifier) if a.age_classifier else default_weights_dir() / "attributes-utkface")
+    classifier = load_classifier(Path(a.age_classifier) if a.age_classifier else default_age_reader())
     also = load_classifier(a.also_age_classifier) if a.also_age_classifier else None
     celeba_attrs = load_classifier(default_weights_dir() / "attributes-celeba")
     upscaler = None
@@ -406,13 +415,14 @@ def main(argv=None) -> int:
                 m["eye_contrast_ratio_min"] = round(float(contrast.min()), 3)
             found = frame_landmarks(frames, detector)
             if found and found[0][0] == 0:  # the age / gender change on each frame's own alignment
-                ra = realigned_attributes(frames, found, frame.canonical, res, classifier, recipe)
+                ra = realigned_attributes(frames, found, frame.canonical, max(res, classifier.native_side(recipe)),
+                                          classifier, recipe)  # at the reader's own pixels, not an enlarged crop
                 dage, dfem = np.abs(ra["age"] - ra["age"][0]), np.abs(ra["female"] - ra["female"][0])
                 m.update({"realigned_age_change_years_mean": round(float(dage.mean()), 2),
                           "realigned_age_change_years_p90": round(float(np.quantile(dage, 0.9)), 2),
                           "realigned_age_change_years_max": round(float(dage.max()), 2),
                           "realigned_female_prob_change_max": round(float(dfem.max()), 3),
-                          "realigned_frames": len(found)})
+                          "realigned_frames": len(found), "realigned_age_frame0_years": round(float(ra["age"][0]), 1)})
                 if also is not None:  # the same frames and crops read by a second age / gender classifier
                     rb = realigned_attributes(frames, found, frame.canonical, max(res, also.native_side(recipe)), also,
                                               recipe)  # at its own pixels: a crop from the photo's frame, not enlarged
@@ -472,6 +482,13 @@ def write_results(a, model, judge_thr: float, motions: list[str], rows: list, sk
                 summary[motion]["judge_photo_to_other_photo_mean"] = round(statistics.mean(
                     r["judge_photo_to_other_photo"] for r in rows
                     if motion in r["motions"] and "judge_frames_to_other_photo_mean" in r["motions"][motion]), 4)
+            by_age = {}  # the age change grows with the age read on frame 0 (the reader regresses log(1 + age))
+            for name, lo, hi in (("under 30", 0, 30), ("30-59", 30, 60), ("60 or more", 60, 1000)):
+                group = [x["realigned_age_change_years_p90"] for x in ms if lo <= x.get("realigned_age_frame0_years", -1) < hi]
+                if group:
+                    by_age[name] = {"n": len(group), "realigned_age_change_years_p90_mean": round(statistics.mean(group), 2)}
+            if by_age:
+                summary[motion]["realigned_age_change_by_frame0_age"] = by_age
             low = [x for x in ms if x.get("smile_prob_frame0", 1.0) < 0.3]
             if low:  # the smile target: photos that start below 0.3
                 summary[motion]["smile_rise_on_low_start_mean"] = round(

@@ -93,6 +93,9 @@ def main() -> None:
     p.add_argument("--channels", type=int, default=32)
     p.add_argument("--stages", type=int, default=3, help="stride-2 stages (channels double at each)")
     p.add_argument("--amp", action="store_true", help="bf16 autocast (age/gender only; CPUs with AVX512-BF16)")
+    p.add_argument("--judge", action="store_true",
+                   help="age/gender only: a judge that measures edits and memories (weights/age-judge-utkface), kept "
+                        "apart from the classifier that learns the directions, as the identity judge is")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -106,16 +109,19 @@ def main() -> None:
     cfg = AttributeConfig(resolution=a.resolution, channels=a.channels, stages=a.stages)
     net, card = train_attribute_classifier(x, ages, fem, cfg=cfg, steps=a.steps, minutes=a.minutes, val=val,
                                            log=lambda m: print(m, flush=True), amp=a.amp)
+    role = ("Age (years) and gender judge that measures edits and photo memories (scripts/measure_motion.py): kept "
+            "apart from weights/attributes-utkface, which labels the samples the edit directions are learnt from, so "
+            "a direction is not judged by the net it was fitted to. " if a.judge else
+            "Age (years) and gender classifier for labelling generated faces when learning edit directions. ")
     card.update({
-        "description": "Age (years) and gender classifier for labelling generated faces when learning edit directions. "
-                       f"Input: {a.resolution}x{a.resolution} faces in UTKFace's chip geometry (alignment recipe "
+        "description": role + f"Input: {a.resolution}x{a.resolution} faces in UTKFace's chip geometry (alignment recipe "
                        "'utkface-chip'); generated faces are warped into it with the canonical landmarks of both crop "
                        "recipes.",
         "data": "UTKFace aligned & cropped (Zhang et al. 2017): non-commercial research purposes only. Held-out: "
                 "data.is_heldout (crc32(file name) % 20 == 0).",
         "limits": "Trained on UTKFace's labels (apparent age from the data set, binary gender as UTKFace codes it: "
-                  "0 male, 1 female); it labels generated samples for direction learning only and must not be used to "
-                  f"judge real people. Skewed towards UTKFace's age and ethnicity mix; at {a.resolution}x{a.resolution} it "
+                  "0 male, 1 female); it labels generated samples for direction learning and measurement only and "
+                  f"must not be used to judge real people. Skewed towards UTKFace's age and ethnicity mix; at {a.resolution}x{a.resolution} it "
                   "sees coarse cues only.",
         "command": "python " + " ".join(sys.argv),
     })

@@ -51,3 +51,16 @@ def test_a_face_that_moves_reads_the_same_on_its_own_alignment():
     x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
     held = CentreReader().predict(x, "")["age"]
     assert abs(float(held[1] - held[0])) > 5
+
+
+def test_the_unwanted_change_is_read_by_the_age_judge_at_its_own_pixels():
+    mm = load_script()
+    from dgf_core.faces.edits import load_classifier
+
+    reader = mm.default_age_reader()
+    assert reader.name == "age-judge-utkface"  # the judge ships; the direction classifier is not its own referee
+    judge, labeller = load_classifier(reader), load_classifier(reader.parent / "attributes-utkface")
+    assert judge.sha256 != labeller.sha256
+    # the 64-px judge reads a CelebA centre crop of about 113 px (a 64-px crop would reach it enlarged), the 32-px
+    # labeller the model's own 64-px crop
+    assert judge.native_side("celeba-center-crop") > 64 >= labeller.native_side("celeba-center-crop")
