@@ -173,6 +173,23 @@ def default_age_reader() -> Path:
 SHIFTS = ((0.0, 0.0), (0.015, 0.0), (-0.015, 0.0), (0.0, 0.015), (0.0, -0.015))  # of the crop's side
 
 
+def reading_side(classifier, recipe: str, res: int) -> int:
+    """The side of the crops a classifier reads: the model's resolution, or the classifier's native side where that is
+    larger (a crop cut from the photo-resolution frame at the reader's own pixels, not an enlarged one)."""
+    return max(res, classifier.native_side(recipe))
+
+
+def age_change(reading: dict, prefix: str) -> dict:
+    """A re-aligned reading's unwanted change from frame 0: |age change| mean, 90th percentile and max (years) and the
+    largest |p(female) change|, under keys starting with `prefix`."""
+    dage = np.abs(reading["age"] - reading["age"][0])
+    dfem = np.abs(reading["female"] - reading["female"][0])
+    return {f"{prefix}age_change_years_mean": round(float(dage.mean()), 2),
+            f"{prefix}age_change_years_p90": round(float(np.quantile(dage, 0.9)), 2),
+            f"{prefix}age_change_years_max": round(float(dage.max()), 2),
+            f"{prefix}female_prob_change_max": round(float(dfem.max()), 3)}
+
+
 def realigned_attributes(frames: np.ndarray, found, canonical: np.ndarray, size: int, classifier, recipe: str):
     """The age / gender classifier's reading of each frame in `found` aligned by its own landmarks (as the classifier
     is used: a face moved inside a fixed crop is misaligned, and a 2% shift of the crop alone moves its age reading by
@@ -415,23 +432,13 @@ def main(argv=None) -> int:
                 m["eye_contrast_ratio_min"] = round(float(contrast.min()), 3)
             found = frame_landmarks(frames, detector)
             if found and found[0][0] == 0:  # the age / gender change on each frame's own alignment
-                ra = realigned_attributes(frames, found, frame.canonical, max(res, classifier.native_side(recipe)),
-                                          classifier, recipe)  # at the reader's own pixels, not an enlarged crop
-                dage, dfem = np.abs(ra["age"] - ra["age"][0]), np.abs(ra["female"] - ra["female"][0])
-                m.update({"realigned_age_change_years_mean": round(float(dage.mean()), 2),
-                          "realigned_age_change_years_p90": round(float(np.quantile(dage, 0.9)), 2),
-                          "realigned_age_change_years_max": round(float(dage.max()), 2),
-                          "realigned_female_prob_change_max": round(float(dfem.max()), 3),
-                          "realigned_frames": len(found), "realigned_age_frame0_years": round(float(ra["age"][0]), 1)})
+                ra = realigned_attributes(frames, found, frame.canonical, reading_side(classifier, recipe, res),
+                                          classifier, recipe)
+                m.update({**age_change(ra, "realigned_"), "realigned_frames": len(found),
+                          "realigned_age_frame0_years": round(float(ra["age"][0]), 1)})
                 if also is not None:  # the same frames and crops read by a second age / gender classifier
-                    rb = realigned_attributes(frames, found, frame.canonical, max(res, also.native_side(recipe)), also,
-                                              recipe)  # at its own pixels: a crop from the photo's frame, not enlarged
-                    dage, dfem = np.abs(rb["age"] - rb["age"][0]), np.abs(rb["female"] - rb["female"][0])
-                    m.update({"also_realigned_age_change_years_mean": round(float(dage.mean()), 2),
-                              "also_realigned_age_change_years_p90": round(float(np.quantile(dage, 0.9)), 2),
-                              "also_realigned_age_change_years_max": round(float(dage.max()), 2),
-                              "also_realigned_female_prob_change_max": round(float(dfem.max()), 3),
-                              "also_age_frame0_years": round(float(rb["age"][0]), 1)})
+                    rb = realigned_attributes(frames, found, frame.canonical, reading_side(also, recipe, res), also, recipe)
+                    m.update({**age_change(rb, "also_realigned_"), "also_age_frame0_years": round(float(rb["age"][0]), 1)})
             offs = yaw_offsets(frames, detector, found=found)
             if offs:
                 deg = [math.degrees(math.asin(max(-1.0, min(1.0, o / 0.5)))) for o in offs]

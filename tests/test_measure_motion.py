@@ -64,3 +64,11 @@ def test_the_unwanted_change_is_read_by_the_age_judge_at_its_own_pixels():
     # the 64-px judge reads a CelebA centre crop of about 113 px (a 64-px crop would reach it enlarged), the 32-px
     # labeller the model's own 64-px crop
     assert judge.native_side("celeba-center-crop") > 64 >= labeller.native_side("celeba-center-crop")
+
+
+def test_age_change_is_read_from_frame_0_under_the_given_prefix():
+    mm = load_script()
+    reading = {"age": np.array([30.0, 31.0, 27.0, 30.5]), "female": np.array([0.2, 0.25, 0.1, 0.2])}
+    out = mm.age_change(reading, "also_realigned_")
+    assert out == {"also_realigned_age_change_years_mean": 1.12, "also_realigned_age_change_years_p90": 2.4,
+                   "also_realigned_age_change_years_max": 3.0, "also_realigned_female_prob_change_max": 0.1}
